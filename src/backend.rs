@@ -1,0 +1,396 @@
+//! Storage backends through OpenDAL: the repository location grammar, retry and timeout
+//! layers, and durable atomic writes for local repositories.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{services, Operator};
+use tokio::runtime::Handle;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Query-string keys that would put a secret on the command line; refused.
+const SECRET_KEYS: &[&str] = &[
+    "secret_access_key",
+    "session_token",
+    "account_key",
+    "sas_token",
+    "password",
+    "application_key",
+    "credential",
+    "token",
+    "key",
+];
+
+/// A parsed repository location.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// Backend scheme (`fs`, `s3`, ...).
+    pub scheme: String,
+    /// Local directory for `fs`.
+    pub local: Option<PathBuf>,
+    /// OpenDAL configuration.
+    pub options: HashMap<String, String>,
+    /// What to show users (no secrets).
+    pub display: String,
+}
+
+/// Parse a location: a plain path, or `scheme://...` with options in the query string.
+pub fn parse_location(s: &str) -> Result<Location> {
+    if s.is_empty() {
+        return Err(Error::config("the repository location is empty"));
+    }
+    let Some((scheme, _)) = s.split_once("://") else {
+        return local(PathBuf::from(s), s);
+    };
+    let url = url::Url::parse(s).map_err(|e| Error::config(format!("repository location `{s}`: {e}")))?;
+    let mut options: HashMap<String, String> = HashMap::new();
+    for (k, v) in url.query_pairs() {
+        if SECRET_KEYS.contains(&k.as_ref()) {
+            return Err(Error::config(format!(
+                "`{k}` must not be given in the repository location (it would show on the command line); set it through the backend's environment variables"
+            )));
+        }
+        options.insert(k.into_owned(), v.into_owned());
+    }
+    let host = url.host_str().unwrap_or("").to_string();
+    let path = url.path().trim_start_matches('/').to_string();
+    let root = format!("/{path}");
+    let display = {
+        let mut u = url.clone();
+        let _ = u.set_password(None);
+        u.to_string()
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut set = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            options.entry(k.to_string()).or_insert(v);
+        }
+    };
+    match scheme {
+        "fs" | "file" => return local(PathBuf::from(format!("/{}", url.path().trim_start_matches('/'))), s),
+        "memory" => set("root", Some(root)),
+        "s3" => {
+            set("bucket", Some(host.clone()));
+            set("root", Some(root));
+            let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).or(Some("us-east-1".into()));
+            set("region", region);
+        }
+        "azblob" => {
+            set("container", Some(host.clone()));
+            set("root", Some(root));
+            set("account_name", env("AZURE_STORAGE_ACCOUNT"));
+            set("account_key", env("AZURE_STORAGE_KEY"));
+            set("sas_token", env("AZURE_STORAGE_SAS_TOKEN"));
+        }
+        "gcs" => {
+            set("bucket", Some(host.clone()));
+            set("root", Some(root));
+            set("credential_path", env("GOOGLE_APPLICATION_CREDENTIALS"));
+        }
+        "b2" => {
+            set("bucket", Some(host.clone()));
+            set("root", Some(root));
+            set("application_key_id", env("B2_APPLICATION_KEY_ID"));
+            set("application_key", env("B2_APPLICATION_KEY"));
+        }
+        "sftp" => {
+            let user = url.username();
+            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+            set("endpoint", Some(format!("ssh://{host}{port}")));
+            if !user.is_empty() {
+                set("user", Some(user.to_string()));
+            }
+            set("root", Some(root));
+        }
+        "webdav" | "webdavs" => {
+            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let proto = if scheme == "webdavs" { "https" } else { "http" };
+            set("endpoint", Some(format!("{proto}://{host}{port}")));
+            set("root", Some(root));
+            set("username", env("DBBACKUP_WEBDAV_USERNAME"));
+            set("password", env("DBBACKUP_WEBDAV_PASSWORD"));
+        }
+        other => {
+            return Err(Error::config(format!(
+                "unknown repository scheme `{other}://`; use a path, fs://, s3://, azblob://, gcs://, b2://, sftp://, webdav://, webdavs:// or memory://"
+            )))
+        }
+    }
+    let scheme = if scheme == "webdavs" { "webdav" } else { scheme };
+    Ok(Location {
+        scheme: scheme.to_string(),
+        local: None,
+        options,
+        display,
+    })
+}
+
+fn local(path: PathBuf, display: &str) -> Result<Location> {
+    let abs = if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("cannot read the current directory", e))?
+            .join(path)
+    };
+    let mut options = HashMap::new();
+    options.insert("root".to_string(), abs.to_string_lossy().into_owned());
+    Ok(Location {
+        scheme: "fs".into(),
+        local: Some(abs),
+        options,
+        display: display.to_string(),
+    })
+}
+
+/// An opened storage backend.
+#[derive(Clone)]
+pub struct Store {
+    op: Operator,
+    rt: Handle,
+    local: Option<PathBuf>,
+    display: String,
+}
+
+fn build(loc: &Location) -> opendal::Result<Operator> {
+    let it = loc.options.clone().into_iter();
+    match loc.scheme.as_str() {
+        "fs" => Operator::from_iter::<services::Fs>(it),
+        "memory" => Operator::from_iter::<services::Memory>(it),
+        "s3" => Operator::from_iter::<services::S3>(it),
+        "azblob" => Operator::from_iter::<services::Azblob>(it),
+        "gcs" => Operator::from_iter::<services::Gcs>(it),
+        "b2" => Operator::from_iter::<services::B2>(it),
+        "sftp" => Operator::from_iter::<services::Sftp>(it),
+        _ => Operator::from_iter::<services::Webdav>(it),
+    }
+}
+
+impl Store {
+    /// Open the backend for `loc`; all I/O runs on the runtime behind `rt`.
+    pub fn open(loc: &Location, rt: Handle) -> Result<Store> {
+        let op = build(loc)
+            .map_err(|e| Error::config(format!("cannot configure storage `{}`", loc.display)).with_source(e))?
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(Duration::from_secs(120))
+                    .with_io_timeout(Duration::from_secs(60)),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(5)
+                    .with_jitter()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10)),
+            );
+        Ok(Store {
+            op,
+            rt,
+            local: loc.local.clone(),
+            display: loc.display.clone(),
+        })
+    }
+
+    /// What to show users.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Local directory when the repository is on a local file system.
+    pub fn local_root(&self) -> Option<&PathBuf> {
+        self.local.as_ref()
+    }
+
+    /// The runtime handle.
+    pub fn runtime(&self) -> &Handle {
+        &self.rt
+    }
+
+    /// Map an OpenDAL error on `path` to a library error.
+    pub fn map_err(&self, what: &str, path: &str, e: opendal::Error) -> Error {
+        use opendal::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => ErrorKind::NotFound,
+            K::PermissionDenied => ErrorKind::Permission,
+            K::ConfigInvalid => ErrorKind::Config,
+            K::AlreadyExists | K::ConditionNotMatch => ErrorKind::CantCreate,
+            K::RateLimited => ErrorKind::Temporary,
+            _ if e.is_temporary() => ErrorKind::Unavailable,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, format!("{what} `{path}` in repository {}", self.display)).with_source(e)
+    }
+
+    /// Read a whole object.
+    pub async fn read_async(&self, path: &str) -> Result<Vec<u8>> {
+        self.op
+            .read(path)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| self.map_err("cannot read", path, e))
+    }
+
+    /// Read `len` bytes at `offset`.
+    pub async fn read_range_async(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let b = self
+            .op
+            .read_with(path)
+            .range(offset..offset + len)
+            .await
+            .map_err(|e| self.map_err("cannot read", path, e))?;
+        if b.len() as u64 != len {
+            return Err(Error::corrupt(
+                path,
+                format!("short read: {} of {len} bytes at offset {offset}", b.len()),
+            ));
+        }
+        Ok(b.to_vec())
+    }
+
+    /// Write a whole object (atomic and durable on local disks). `exclusive` refuses to
+    /// replace an existing object.
+    pub async fn write_async(&self, path: &str, bytes: Vec<u8>, exclusive: bool) -> Result<()> {
+        if let Some(root) = &self.local {
+            let full = root.join(path);
+            return tokio::task::spawn_blocking(move || crate::util::write_atomic(&full, &bytes, exclusive))
+                .await
+                .map_err(|e| Error::general(format!("write task failed: {e}")))?
+                .map_err(|e| {
+                    let mut err = Error::io(format!("cannot write `{path}` in repository {}", self.display), e);
+                    if err.kind() == ErrorKind::NotFound {
+                        err = Error::new(ErrorKind::CantCreate, err.to_string());
+                    }
+                    err
+                });
+        }
+        if exclusive && self.exists_async(path).await? {
+            return Err(Error::new(
+                ErrorKind::CantCreate,
+                format!("`{path}` already exists in repository {}", self.display),
+            ));
+        }
+        self.op
+            .write(path, bytes)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.map_err("cannot write", path, e))
+    }
+
+    /// Does `path` exist?
+    pub async fn exists_async(&self, path: &str) -> Result<bool> {
+        self.op
+            .exists(path)
+            .await
+            .map_err(|e| self.map_err("cannot stat", path, e))
+    }
+
+    /// Size of an object.
+    pub async fn size_async(&self, path: &str) -> Result<u64> {
+        self.op
+            .stat(path)
+            .await
+            .map(|m| m.content_length())
+            .map_err(|e| self.map_err("cannot stat", path, e))
+    }
+
+    /// Names and sizes of the objects under `dir/` (recursive), names relative to `dir`.
+    pub async fn list_async(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let entries = match self.op.list_with(&prefix).recursive(true).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.map_err("cannot list", &prefix, e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            if e.metadata().is_dir() {
+                continue;
+            }
+            let rel = e.path().strip_prefix(&prefix).unwrap_or(e.path());
+            let name = rel.rsplit('/').next().unwrap_or(rel);
+            if name.starts_with('.') || rel.is_empty() {
+                continue; // temp files of interrupted local writes
+            }
+            let size = if e.metadata().content_length() > 0 || self.local.is_some() {
+                e.metadata().content_length()
+            } else {
+                self.size_async(e.path()).await.unwrap_or(0)
+            };
+            out.push((rel.to_string(), size));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Delete an object (missing is fine).
+    pub async fn delete_async(&self, path: &str) -> Result<()> {
+        self.op
+            .delete(path)
+            .await
+            .map_err(|e| self.map_err("cannot delete", path, e))
+    }
+
+    /// Blocking [`Store::read_async`]; never call from inside the runtime.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.rt.block_on(self.read_async(path))
+    }
+    /// Blocking [`Store::write_async`].
+    pub fn write(&self, path: &str, bytes: Vec<u8>, exclusive: bool) -> Result<()> {
+        self.rt.block_on(self.write_async(path, bytes, exclusive))
+    }
+    /// Blocking [`Store::exists_async`].
+    pub fn exists(&self, path: &str) -> Result<bool> {
+        self.rt.block_on(self.exists_async(path))
+    }
+    /// Blocking [`Store::list_async`].
+    pub fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        self.rt.block_on(self.list_async(dir))
+    }
+    /// Blocking [`Store::delete_async`].
+    pub fn delete(&self, path: &str) -> Result<()> {
+        self.rt.block_on(self.delete_async(path))
+    }
+    /// Blocking [`Store::read_range_async`].
+    pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.rt.block_on(self.read_range_async(path, offset, len))
+    }
+    /// Blocking [`Store::size_async`].
+    pub fn size(&self, path: &str) -> Result<u64> {
+        self.rt.block_on(self.size_async(path))
+    }
+}
+
+/// Storage path of a pack.
+pub fn pack_path(id: &crate::format::Id) -> String {
+    let h = id.to_hex();
+    format!("data/{}/{}", &h[..2], h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_locations() {
+        let l = parse_location("/srv/repo").unwrap();
+        assert_eq!(l.scheme, "fs");
+        assert_eq!(l.local.unwrap(), PathBuf::from("/srv/repo"));
+        let l = parse_location("s3://bkt/prod/db?endpoint=http://127.0.0.1:9000").unwrap();
+        assert_eq!(l.scheme, "s3");
+        assert_eq!(l.options["bucket"], "bkt");
+        assert_eq!(l.options["root"], "/prod/db");
+        assert_eq!(l.options["endpoint"], "http://127.0.0.1:9000");
+        let l = parse_location("sftp://backup@host:2222/srv/repo").unwrap();
+        assert_eq!(l.options["endpoint"], "ssh://host:2222");
+        assert_eq!(l.options["user"], "backup");
+        assert_eq!(
+            parse_location("fs:///a/b").unwrap().local.unwrap(),
+            PathBuf::from("/a/b")
+        );
+        assert!(parse_location("s3://b/p?secret_access_key=x").is_err());
+        assert!(parse_location("ftp://x/y").is_err());
+    }
+}

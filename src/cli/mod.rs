@@ -1,0 +1,254 @@
+//! Command-line front end: global options, settings resolution (flags > environment > config
+//! file > defaults), passwords, progress bars, output, and exit codes.
+
+mod check;
+mod init;
+mod key;
+mod output;
+mod password;
+mod restore;
+mod snapshot;
+mod snapshots;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use dbbackup::backend::{parse_location, Store};
+use dbbackup::index::IndexCache;
+use dbbackup::repo::Repository;
+use dbbackup::{Error, ErrorKind};
+
+/// Deduplicating, encrypted backups of PostgreSQL and MySQL/MariaDB into any OpenDAL storage.
+#[derive(Parser, Debug)]
+#[command(name = "dbbackup", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Options every command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Global {
+    /// Repository location: a path, fs://, s3://bucket/prefix, azblob://, gcs://, b2://, sftp://, webdav://
+    #[arg(short = 'r', long = "repo", env = "DBBACKUP_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// Read the repository password from this file (first line)
+    #[arg(long, env = "DBBACKUP_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Run this command (sh -c) and use the first line of its output as the password
+    #[arg(long, env = "DBBACKUP_PASSWORD_COMMAND", global = true)]
+    pub password_command: Option<String>,
+    /// Configuration file (TOML) [default: ~/.config/dbbackup/config.toml]
+    #[arg(long, env = "DBBACKUP_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory of the local index cache [default: ~/.cache/dbbackup]
+    #[arg(long, env = "DBBACKUP_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Print results as JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format on stderr
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "DBBACKUP_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
+    /// More log output (-v info, -vv debug)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr, no progress
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Never draw progress bars
+    #[arg(long, env = "DBBACKUP_NO_PROGRESS", global = true)]
+    pub no_progress: bool,
+}
+
+/// Log line format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create a new encrypted repository
+    Init(init::Args),
+    /// Manage the passwords (keys) that unlock the repository
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// Back up a stream (stdin or a command's output) as a new snapshot
+    Snapshot(snapshot::Args),
+    /// Restore a snapshot to a file, a directory, or stdout
+    Restore(restore::Args),
+    /// List snapshots
+    Snapshots(snapshots::Args),
+    /// Show repository statistics: sizes, dedup and compression ratios
+    Stats(stats::Args),
+    /// Verify the repository's structure and, with --read-data, every byte
+    Check(check::Args),
+}
+
+/// Settings from the configuration file.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    repository: Option<String>,
+    password_file: Option<PathBuf>,
+    password_command: Option<String>,
+    cache_dir: Option<PathBuf>,
+}
+
+/// Everything a command needs to reach the repository.
+pub struct Ctx {
+    /// Resolved global options.
+    pub g: Global,
+    /// The async runtime all storage I/O runs on.
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Ctx {
+    fn location(&self, explicit: Option<&str>) -> dbbackup::Result<dbbackup::backend::Location> {
+        let repo = explicit
+            .map(str::to_string)
+            .or_else(|| self.g.repo.clone())
+            .ok_or_else(|| {
+                Error::config(
+                    "no repository given: use -r/--repo, DBBACKUP_REPOSITORY, or `repository` in the config file",
+                )
+            })?;
+        parse_location(&repo)
+    }
+
+    /// Open the storage of the repository.
+    pub fn store(&self, explicit: Option<&str>) -> dbbackup::Result<Store> {
+        Store::open(&self.location(explicit)?, self.rt.handle().clone())
+    }
+
+    /// Open and unlock the repository.
+    pub fn open(&self) -> dbbackup::Result<Repository> {
+        let store = self.store(None)?;
+        // Fail on a missing repository before asking for a password.
+        Repository::read_config(&store)?;
+        let pw = password::get(&self.g, "repository password: ", false)?;
+        Repository::open(store, pw.as_bytes())
+    }
+
+    /// Open the local index cache, synced with the repository.
+    pub fn index(&self, repo: &Repository) -> dbbackup::Result<IndexCache> {
+        let dir = match &self.g.cache_dir {
+            Some(d) => d.clone(),
+            None => dirs::cache_dir()
+                .map(|d| d.join("dbbackup"))
+                .ok_or_else(|| Error::config("no cache directory: set --cache-dir or DBBACKUP_CACHE_DIR"))?,
+        };
+        let (idx, st) = IndexCache::open(repo, &dir)?;
+        if st.rebuilt {
+            tracing::info!(segments = st.segments_read, "rebuilt the local index cache");
+        } else if st.segments_read > 0 {
+            tracing::debug!(segments = st.segments_read, "synced new index segments");
+        }
+        Ok(idx)
+    }
+
+    /// A progress reporter: a bar on a TTY, nothing otherwise.
+    pub fn progress(&self) -> output::Bar {
+        output::Bar::new(!self.g.quiet && !self.g.no_progress && !self.g.json)
+    }
+}
+
+fn load_config_file(g: &mut Global) -> anyhow::Result<()> {
+    let (path, explicit) = match &g.config {
+        Some(p) => (p.clone(), true),
+        None => match dirs::config_dir() {
+            Some(d) => (d.join("dbbackup").join("config.toml"), false),
+            None => return Ok(()),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(()),
+        Err(e) => {
+            return Err(Error::io(format!("cannot read config file {}", path.display()), e).into());
+        }
+    };
+    let fc: FileConfig =
+        toml::from_str(&text).map_err(|e| Error::config(format!("config file {}: {e}", path.display())))?;
+    g.repo = g.repo.take().or(fc.repository);
+    g.password_file = g.password_file.take().or(fc.password_file);
+    g.password_command = g.password_command.take().or(fc.password_command);
+    g.cache_dir = g.cache_dir.take().or(fc.cache_dir);
+    Ok(())
+}
+
+fn init_logging(g: &Global) {
+    use tracing_subscriber::EnvFilter;
+    let default = if g.quiet {
+        "error"
+    } else {
+        match g.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = EnvFilter::try_from_env("DBBACKUP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match g.log_format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.without_time().try_init(),
+    };
+}
+
+/// Exit code for an error chain: the library's kind when present.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(err) = cause.downcast_ref::<Error>() {
+            return err.kind().exit_code() as u8;
+        }
+    }
+    ErrorKind::General.exit_code() as u8
+}
+
+/// Parse arguments and run the command.
+pub fn run() -> ExitCode {
+    let mut cli = Cli::parse();
+    init_logging(&cli.global);
+    let r = (|| -> anyhow::Result<()> {
+        load_config_file(&mut cli.global)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let ctx = Ctx {
+            g: cli.global.clone(),
+            rt,
+        };
+        match cli.cmd {
+            Cmd::Init(a) => init::run(&ctx, a),
+            Cmd::Key(k) => key::run(&ctx, k),
+            Cmd::Snapshot(a) => snapshot::run(&ctx, a),
+            Cmd::Restore(a) => restore::run(&ctx, a),
+            Cmd::Snapshots(a) => snapshots::run(&ctx, a),
+            Cmd::Stats(a) => stats::run(&ctx, a),
+            Cmd::Check(a) => check::run(&ctx, a),
+        }
+    })();
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = exit_code(&e);
+            eprintln!("dbbackup: error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Output helpers: the progress bar, tables, and JSON.
+
+use std::io::IsTerminal;
+
+use dbbackup::progress::Progress;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A progress bar drawn on stderr when it is a terminal.
+pub struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Bar {
+    /// A bar, or a silent stand-in when `enabled` is false or stderr is not a terminal.
+    pub fn new(enabled: bool) -> Bar {
+        let on = enabled && std::io::stderr().is_terminal();
+        Bar {
+            bar: on.then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())),
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, phase: &str, total: Option<u64>) {
+        if let Some(b) = &self.bar {
+            let tmpl = if total.is_some() {
+                "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+            } else {
+                "{prefix} [{elapsed_precise}] {bytes} {bytes_per_sec}"
+            };
+            if let Ok(st) = ProgressStyle::with_template(tmpl) {
+                b.set_style(st);
+            }
+            b.set_length(total.unwrap_or(0));
+            b.set_position(0);
+            b.set_prefix(phase.to_string());
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Print a value as pretty JSON on stdout.
+pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Print rows as an aligned table with a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < w.len() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    line(
+        w.iter()
+            .map(|n| "-".repeat(*n))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
+    );
+    for r in rows {
+        line(r.iter().map(|s| s.as_str()).collect());
+    }
+}

@@ -1,0 +1,32 @@
+//! `dbbackup stats [--json]`: sizes, dedup and compression ratios.
+
+use dbbackup::util::human_bytes;
+
+use super::{output, Ctx};
+
+/// Arguments of `stats`.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+/// Run `stats`.
+pub fn run(ctx: &Ctx, _a: Args) -> anyhow::Result<()> {
+    let repo = ctx.open()?;
+    let index = ctx.index(&repo)?;
+    let s = dbbackup::stats::compute(&repo, &index)?;
+    if ctx.g.json {
+        return output::json(&s);
+    }
+    println!("repository        {}", repo.store().display());
+    println!("snapshots         {}", s.snapshots);
+    println!("logical size      {}", human_bytes(s.logical_bytes));
+    println!(
+        "unique data       {} in {} chunks",
+        human_bytes(s.unique_bytes),
+        s.chunks
+    );
+    println!("stored            {} in {} packs", human_bytes(s.stored_bytes), s.packs);
+    println!("dedup ratio       {:.2}x", s.dedup_ratio);
+    println!("compression ratio {:.2}x", s.compression_ratio);
+    println!("total ratio       {:.2}x", s.total_ratio);
+    Ok(())
+}

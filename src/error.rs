@@ -1,0 +1,143 @@
+//! Library error type: every failure carries a kind that the binary maps to a sysexits code.
+
+use std::fmt;
+
+/// What class of failure an [`Error`] is; decides the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Anything without a more specific kind (exit 1).
+    General,
+    /// Bad arguments or a bad combination of them (exit 2).
+    Usage,
+    /// Stored data failed authentication, hashing or decoding (exit 65).
+    Corrupt,
+    /// Something asked for does not exist: repository, snapshot, file (exit 66).
+    NotFound,
+    /// Storage or a database could not be reached (exit 69).
+    Unavailable,
+    /// Something that must not exist already does, or cannot be created (exit 73).
+    CantCreate,
+    /// Local or remote I/O failed (exit 74).
+    Io,
+    /// A transient condition; retrying later may succeed (exit 75).
+    Temporary,
+    /// Wrong password, missing permission (exit 77).
+    Permission,
+    /// Configuration is missing or invalid (exit 78).
+    Config,
+}
+
+impl ErrorKind {
+    /// The sysexits code for this kind.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::General => 1,
+            ErrorKind::Usage => 2,
+            ErrorKind::Corrupt => 65,
+            ErrorKind::NotFound => 66,
+            ErrorKind::Unavailable => 69,
+            ErrorKind::CantCreate => 73,
+            ErrorKind::Io => 74,
+            ErrorKind::Temporary => 75,
+            ErrorKind::Permission => 77,
+            ErrorKind::Config => 78,
+        }
+    }
+}
+
+/// The library's error: a kind plus a message that says what failed, on which object, and
+/// what to do next.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(src) = &self.source {
+            write!(f, ": {src}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Shorthand result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attach an underlying cause, shown after the message.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The error's kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Stored object `object` failed verification.
+    pub fn corrupt(object: impl fmt::Display, what: impl fmt::Display) -> Self {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("corrupt object {object}: {what}; run `dbbackup check --read-data` to see what it affects"),
+        )
+    }
+
+    /// Shorthand constructors for each kind.
+    pub fn usage(m: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Usage, m)
+    }
+    /// See [`ErrorKind::NotFound`].
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Error::new(ErrorKind::NotFound, m)
+    }
+    /// See [`ErrorKind::Config`].
+    pub fn config(m: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config, m)
+    }
+    /// See [`ErrorKind::General`].
+    pub fn general(m: impl Into<String>) -> Self {
+        Error::new(ErrorKind::General, m)
+    }
+    /// Local I/O on `what` failed.
+    pub fn io(what: impl fmt::Display, e: std::io::Error) -> Self {
+        let kind = match e.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::PermissionDenied => ErrorKind::Permission,
+            std::io::ErrorKind::AlreadyExists => ErrorKind::CantCreate,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, format!("{what}")).with_source(e)
+    }
+}
+
+/// Attach context to foreign errors.
+pub trait Context<T> {
+    /// Map the error to an [`Error`] of `kind` with `message`.
+    fn ctx(self, kind: ErrorKind, message: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for std::result::Result<T, E> {
+    fn ctx(self, kind: ErrorKind, message: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::new(kind, message()).with_source(e))
+    }
+}

@@ -1,0 +1,84 @@
+//! Index segments: which blobs each pack holds. Written after the packs they name.
+
+use super::pack::{BlobEntry, ENTRY_LEN};
+use super::{Id, Reader};
+
+/// Magic at the start of an index segment's payload.
+pub const INDEX_MAGIC: &[u8; 4] = b"DBIX";
+
+/// The blobs of one pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackBlobs {
+    /// Storage id of the pack.
+    pub pack: Id,
+    /// Its blobs, in pack order.
+    pub blobs: Vec<BlobEntry>,
+}
+
+/// One index segment's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexSegment {
+    /// Segments this one replaces (written by prune; empty for snapshots).
+    pub supersedes: Vec<Id>,
+    /// Packs and their blobs.
+    pub packs: Vec<PackBlobs>,
+}
+
+impl IndexSegment {
+    /// Number of blob entries.
+    pub fn blob_count(&self) -> usize {
+        self.packs.iter().map(|p| p.blobs.len()).sum()
+    }
+
+    /// Encode the payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(13 + self.packs.len() * 36 + self.blob_count() * ENTRY_LEN);
+        out.extend_from_slice(INDEX_MAGIC);
+        out.push(1);
+        out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
+        for s in &self.supersedes {
+            out.extend_from_slice(&s.0);
+        }
+        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        for p in &self.packs {
+            out.extend_from_slice(&p.pack.0);
+            out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
+            for b in &p.blobs {
+                b.encode(&mut out);
+            }
+        }
+        out
+    }
+
+    /// Decode a payload, checking every length against the bytes present.
+    pub fn decode(b: &[u8]) -> Result<IndexSegment, String> {
+        let mut r = Reader::new(b, "index segment");
+        if r.take(4)? != INDEX_MAGIC {
+            return Err("index segment magic missing".into());
+        }
+        let v = r.u8()?;
+        if v != 1 {
+            return Err(format!("index segment version {v} is not supported by this dbbackup"));
+        }
+        let n = r.u32()? as usize;
+        if n.saturating_mul(32) > r.remaining() {
+            return Err("index segment truncated".into());
+        }
+        let supersedes = (0..n).map(|_| r.id()).collect::<Result<Vec<_>, _>>()?;
+        let np = r.u32()? as usize;
+        let mut packs = Vec::with_capacity(np.min(r.remaining() / 36));
+        for _ in 0..np {
+            let pack = r.id()?;
+            let nb = r.u32()? as usize;
+            if nb.saturating_mul(ENTRY_LEN) > r.remaining() {
+                return Err("index segment truncated".into());
+            }
+            let blobs = (0..nb)
+                .map(|_| BlobEntry::decode(&mut r))
+                .collect::<Result<Vec<_>, _>>()?;
+            packs.push(PackBlobs { pack, blobs });
+        }
+        r.done()?;
+        Ok(IndexSegment { supersedes, packs })
+    }
+}

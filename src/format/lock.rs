@@ -1,0 +1,22 @@
+//! Lock objects under `locks/`: who is writing to the repository right now.
+
+use serde::{Deserialize, Serialize};
+
+/// A lock's payload (JSON, sealed as an object of kind `lock`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    /// Format version.
+    pub version: u32,
+    /// Host of the process holding it.
+    pub hostname: String,
+    /// PID of the process holding it.
+    pub pid: u32,
+    /// OS user.
+    pub username: String,
+    /// What the process is doing (`snapshot`, `prune`, ...).
+    pub operation: String,
+    /// Exclusive locks (prune) exclude every other lock; shared ones only exclusive ones.
+    pub exclusive: bool,
+    /// When it was taken or last refreshed (RFC 3339, UTC).
+    pub time: jiff::Timestamp,
+}

@@ -1,0 +1,186 @@
+//! The repository's on-storage format, version 1: object kinds, associated data, and the codecs
+//! of every object. `repo-format/` is the normative text; this module implements it.
+
+pub mod config;
+pub mod id;
+pub mod index;
+pub mod keyfile;
+pub mod lock;
+pub mod pack;
+pub mod snapshot;
+
+pub use id::Id;
+
+use crate::crypto::Keys;
+use crate::error::{Error, Result};
+
+/// The repository format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Largest plaintext a whole object (index segment, manifest, lock) may decompress to.
+pub const MAX_OBJECT_PLAINTEXT: usize = 256 << 20;
+
+/// Kinds of whole (not packed) encrypted objects; each has its own associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// `index/` segments.
+    Index,
+    /// `snapshots/` manifests.
+    Snapshot,
+    /// `locks/` entries.
+    Lock,
+    /// The header at the end of a pack.
+    PackHeader,
+}
+
+impl ObjectKind {
+    /// Associated data bound into the object's AEAD tag.
+    pub fn aad(self) -> &'static [u8] {
+        match self {
+            ObjectKind::Index => b"dbbackup/v1/index",
+            ObjectKind::Snapshot => b"dbbackup/v1/snapshot",
+            ObjectKind::Lock => b"dbbackup/v1/lock",
+            ObjectKind::PackHeader => b"dbbackup/v1/pack-header",
+        }
+    }
+
+    /// Folder of the repository that holds objects of this kind.
+    pub fn dir(self) -> &'static str {
+        match self {
+            ObjectKind::Index => "index",
+            ObjectKind::Snapshot => "snapshots",
+            ObjectKind::Lock => "locks",
+            ObjectKind::PackHeader => "data",
+        }
+    }
+}
+
+/// What a packed blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BlobKind {
+    /// A chunk of a source stream.
+    Data = 0,
+    /// A content list: 36-byte records (chunk id, plaintext length) of an entry's chunks.
+    ContentList = 1,
+}
+
+impl BlobKind {
+    /// Decode the kind byte.
+    pub fn from_u8(b: u8) -> Option<BlobKind> {
+        match b {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::ContentList),
+            _ => None,
+        }
+    }
+}
+
+/// How a blob's plaintext is encoded before encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Encoding {
+    /// Stored as is (used when zstd does not make it smaller).
+    Raw = 0,
+    /// One zstd frame.
+    Zstd = 1,
+    /// Reserved: a zstd frame compressed with another chunk's plaintext as the reference
+    /// (`--patch-from`); the first 32 bytes are the base chunk's id. Not written by v1.
+    ZstdDelta = 2,
+}
+
+impl Encoding {
+    /// Decode the encoding byte.
+    pub fn from_u8(b: u8) -> Option<Encoding> {
+        match b {
+            0 => Some(Encoding::Raw),
+            1 => Some(Encoding::Zstd),
+            2 => Some(Encoding::ZstdDelta),
+            _ => None,
+        }
+    }
+}
+
+/// Associated data of a packed blob: binds kind, encoding and chunk id.
+pub fn blob_aad(kind: BlobKind, encoding: Encoding, id: &Id) -> [u8; 50] {
+    let mut a = [0u8; 50];
+    a[..16].copy_from_slice(b"dbbackup/v1/blob");
+    a[16] = kind as u8;
+    a[17] = encoding as u8;
+    a[18..].copy_from_slice(&id.0);
+    a
+}
+
+/// Compress and seal a whole object's payload: `seal(kind.aad(), zstd(payload))`.
+pub fn seal_object(keys: &Keys, kind: ObjectKind, payload: &[u8]) -> Result<Vec<u8>> {
+    let z = zstd::bulk::compress(payload, 3).map_err(|e| Error::general(format!("zstd: {e}")))?;
+    keys.seal(kind.aad(), &z)
+}
+
+/// Open a whole object stored under `name`: check its storage id, authenticate, decompress.
+pub fn open_object(keys: &Keys, kind: ObjectKind, name: &str, stored: &[u8]) -> Result<Vec<u8>> {
+    let object = format!("{}/{}", kind.dir(), name);
+    if Id::of_stored(stored).to_hex() != name {
+        return Err(Error::corrupt(&object, "SHA-256 of its bytes does not match its name"));
+    }
+    let z = keys
+        .open(kind.aad(), stored)
+        .ok_or_else(|| Error::corrupt(&object, "authentication failed"))?;
+    decompress_bounded(&z, MAX_OBJECT_PLAINTEXT).map_err(|e| Error::corrupt(&object, e))
+}
+
+/// Decompress one zstd stream, refusing output larger than `limit`.
+pub fn decompress_bounded(z: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut dec = zstd::stream::read::Decoder::with_buffer(z).map_err(|e| format!("zstd: {e}"))?;
+    let mut out = Vec::new();
+    (&mut dec)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zstd: {e}"))?;
+    if out.len() > limit {
+        return Err(format!("decompresses to more than {limit} bytes"));
+    }
+    Ok(out)
+}
+
+/// Bounds-checked little-endian reader for binary payloads.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    what: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8], what: &'a str) -> Self {
+        Reader { buf, what }
+    }
+    pub(crate) fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        if self.buf.len() < n {
+            return Err(format!("{} truncated", self.what));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    pub(crate) fn u8(&mut self) -> std::result::Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    pub(crate) fn u32(&mut self) -> std::result::Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub(crate) fn id(&mut self) -> std::result::Result<Id, String> {
+        let b = self.take(32)?;
+        Id::from_slice(b).ok_or_else(|| format!("{} truncated", self.what))
+    }
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+    pub(crate) fn done(&self) -> std::result::Result<(), String> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} has {} trailing bytes", self.what, self.buf.len()))
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Snapshot manifests under `snapshots/`: what was backed up, when, from where, and the
+//! content lists that reassemble each entry. Written last, after the index segments.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Id, FORMAT_VERSION};
+use crate::error::{Error, Result};
+
+/// How a snapshot's data was obtained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// Read from the tool's standard input.
+    Stdin,
+    /// The standard output of a command run through `sh -c`.
+    Command {
+        /// The command line.
+        command: String,
+    },
+}
+
+impl Source {
+    /// Short name of the source kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Stdin => "stdin",
+            Source::Command { .. } => "command",
+        }
+    }
+}
+
+/// One stream of a snapshot (a dump file, the globals, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative path the entry restores to.
+    pub path: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole stream, hex.
+    pub sha256: String,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Ids of the content-list blobs, in order.
+    pub content: Vec<Id>,
+}
+
+/// Counters of the run that made the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Plaintext bytes of chunks new to the repository.
+    pub bytes_new: u64,
+    /// Bytes those new chunks took in packs (compressed, encrypted).
+    pub bytes_stored: u64,
+    /// Chunks in the stream(s).
+    pub chunks_total: u64,
+    /// Chunks new to the repository.
+    pub chunks_new: u64,
+    /// Packs written.
+    pub packs_written: u64,
+    /// Wall time of the run in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A snapshot manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// When the snapshot was taken (RFC 3339, UTC).
+    pub time: jiff::Timestamp,
+    /// Host that took it.
+    pub hostname: String,
+    /// OS user that took it.
+    pub username: String,
+    /// Source name (`--name`).
+    pub name: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Where the data came from.
+    pub source: Source,
+    /// Version of dbbackup that wrote it.
+    pub tool_version: String,
+    /// The streams.
+    pub entries: Vec<Entry>,
+    /// Counters.
+    pub summary: Summary,
+}
+
+impl Manifest {
+    /// Encode the JSON payload.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decode the JSON payload of object `name`.
+    pub fn decode(name: &str, b: &[u8]) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_slice(b).map_err(|e| Error::corrupt(format!("snapshots/{name}"), e))?;
+        if m.version != FORMAT_VERSION {
+            return Err(Error::config(format!(
+                "snapshot {name} has format version {}; upgrade dbbackup",
+                m.version
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Sum of entry sizes.
+    pub fn size(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+}

@@ -1,0 +1,395 @@
+//! The local index cache: a redb file under the user's cache directory, keyed by repository
+//! id, mapping chunk id -> (pack, offset, length). Synced incrementally from `index/`, rebuilt
+//! from the repository whenever it is missing, damaged, or the repository dropped a segment.
+//! It is never the only copy of anything.
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::{IndexSegment, PackBlobs};
+use crate::format::pack::BlobEntry;
+use crate::format::{open_object, BlobKind, Encoding, Id, ObjectKind};
+use crate::repo::Repository;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SEGMENTS: TableDefinition<[u8; 32], ()> = TableDefinition::new("segments");
+const PACK_NO: TableDefinition<[u8; 32], u64> = TableDefinition::new("pack_no");
+const PACK_ID: TableDefinition<u64, [u8; 32]> = TableDefinition::new("pack_id");
+const BLOBS: TableDefinition<[u8; 32], [u8; 22]> = TableDefinition::new("blobs");
+
+/// Schema of the cache file; bump to force a rebuild after layout changes.
+const SCHEMA: &[u8] = b"dbbackup-index-cache-1";
+
+/// Where a blob is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// Pack storage id.
+    pub pack: Id,
+    /// Kind.
+    pub kind: BlobKind,
+    /// Encoding.
+    pub encoding: Encoding,
+    /// Offset of the sealed blob in the pack.
+    pub offset: u32,
+    /// Sealed length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+/// Counters from a sync.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncStats {
+    /// Segments read from the repository.
+    pub segments_read: usize,
+    /// True when the cache was (re)built from scratch.
+    pub rebuilt: bool,
+}
+
+/// The opened cache.
+pub struct IndexCache {
+    db: Database,
+    path: PathBuf,
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+fn db_err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorKind::Io, format!("local index cache: {what}")).with_source(e)
+}
+
+fn encode_value(pack_no: u64, b: &BlobEntry) -> [u8; 22] {
+    let mut v = [0u8; 22];
+    v[..8].copy_from_slice(&pack_no.to_le_bytes());
+    v[8] = b.kind as u8;
+    v[9] = b.encoding as u8;
+    v[10..14].copy_from_slice(&b.offset.to_le_bytes());
+    v[14..18].copy_from_slice(&b.length.to_le_bytes());
+    v[18..22].copy_from_slice(&b.raw_length.to_le_bytes());
+    v
+}
+
+fn u32_at(v: &[u8; 22], i: usize) -> u32 {
+    u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]])
+}
+
+impl IndexCache {
+    /// Open (or create, or rebuild) the cache of `repo` in `cache_dir`, then sync it.
+    pub fn open(repo: &Repository, cache_dir: &Path) -> Result<(IndexCache, SyncStats)> {
+        let dir = cache_dir.join(repo.config().id.to_hex());
+        crate::util::create_dir_private(&dir)
+            .map_err(|e| Error::io(format!("cannot create cache directory {}", dir.display()), e))?;
+        let path = dir.join("index.redb");
+        let (cache, rebuilt) = Self::open_file(repo, &path, &dir)?;
+        let mut stats = cache.sync(repo)?;
+        stats.rebuilt |= rebuilt;
+        Ok((cache, stats))
+    }
+
+    fn open_file(repo: &Repository, path: &Path, dir: &Path) -> Result<(IndexCache, bool)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::try_open(repo, path) {
+                Ok(Some(db)) => {
+                    return Ok((
+                        IndexCache {
+                            db,
+                            path: path.to_path_buf(),
+                            _tempdir: None,
+                        },
+                        false,
+                    ))
+                }
+                Ok(None) => {
+                    // Missing, damaged, or another repository's: start afresh.
+                    tracing::info!(cache = %path.display(), "rebuilding the local index cache from the repository");
+                    let _ = std::fs::remove_file(path);
+                    let db = Self::try_open(repo, path)?.ok_or_else(|| {
+                        Error::new(ErrorKind::Io, format!("cannot create index cache {}", path.display()))
+                    })?;
+                    return Ok((
+                        IndexCache {
+                            db,
+                            path: path.to_path_buf(),
+                            _tempdir: None,
+                        },
+                        true,
+                    ));
+                }
+                Err(e) if e.kind() == ErrorKind::Temporary && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) if e.kind() == ErrorKind::Temporary => {
+                    // Another dbbackup process holds the cache: use a private one for this run.
+                    tracing::warn!(cache = %path.display(), "index cache is busy in another dbbackup process; using a private temporary cache");
+                    let td = tempfile::Builder::new()
+                        .prefix("tmp-index-")
+                        .tempdir_in(dir)
+                        .map_err(|e| Error::io("cannot create a temporary index cache", e))?;
+                    let p = td.path().join("index.redb");
+                    let db = Self::try_open(repo, &p)?
+                        .ok_or_else(|| Error::new(ErrorKind::Io, "cannot create a temporary index cache"))?;
+                    return Ok((
+                        IndexCache {
+                            db,
+                            path: p,
+                            _tempdir: Some(td),
+                        },
+                        true,
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `Ok(None)` means: unusable, delete and rebuild.
+    fn try_open(repo: &Repository, path: &Path) -> Result<Option<Database>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::io(format!("cannot open index cache {}", path.display()), e))?;
+        let db = match Database::builder().set_cache_size(64 << 20).create_file(file) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(Error::new(ErrorKind::Temporary, "index cache busy"))
+            }
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                if e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                return Err(Error::new(ErrorKind::Temporary, "index cache busy"))
+            }
+            Err(e) => {
+                tracing::warn!(cache = %path.display(), error = %e, "index cache is damaged");
+                return Ok(None);
+            }
+        };
+        let want: Vec<u8> = [SCHEMA, &repo.config().id.0].concat();
+        let ok = (|| -> std::result::Result<bool, Box<dyn std::error::Error>> {
+            let tx = db.begin_write()?;
+            let fresh;
+            {
+                let mut meta = tx.open_table(META)?;
+                let cur = meta.get("schema")?.map(|v| v.value().to_vec());
+                fresh = cur.is_none();
+                if let Some(cur) = cur {
+                    if cur != want {
+                        return Ok(false);
+                    }
+                } else {
+                    meta.insert("schema", want.as_slice())?;
+                }
+                tx.open_table(SEGMENTS)?;
+                tx.open_table(PACK_NO)?;
+                tx.open_table(PACK_ID)?;
+                tx.open_table(BLOBS)?;
+            }
+            if fresh {
+                tx.commit()?;
+            } else {
+                tx.abort()?;
+            }
+            Ok(true)
+        })();
+        match ok {
+            Ok(true) => Ok(Some(db)),
+            Ok(false) => Ok(None),
+            Err(e) => {
+                tracing::warn!(cache = %path.display(), error = %e, "index cache is unreadable");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Path of the cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bring the cache up to date with `index/`: read only segments not seen before; rebuild
+    /// when a segment the cache knows has left the repository.
+    pub fn sync(&self, repo: &Repository) -> Result<SyncStats> {
+        let names: Vec<Id> = repo
+            .store()
+            .list(ObjectKind::Index.dir())?
+            .into_iter()
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect();
+        let present: HashSet<Id> = names.iter().copied().collect();
+        let known = self.known_segments()?;
+        let mut stats = SyncStats::default();
+        if known.iter().any(|k| !present.contains(k)) {
+            self.clear()?;
+            stats.rebuilt = true;
+            return self.read_segments(repo, names, stats);
+        }
+        let missing: Vec<Id> = names.into_iter().filter(|n| !known.contains(n)).collect();
+        self.read_segments(repo, missing, stats)
+    }
+
+    fn read_segments(&self, repo: &Repository, ids: Vec<Id>, mut stats: SyncStats) -> Result<SyncStats> {
+        if ids.is_empty() {
+            return Ok(stats);
+        }
+        let store = repo.store().clone();
+        let keys = repo.keys().clone();
+        let rt = store.runtime().clone();
+        rt.block_on(async {
+            let mut s = futures::stream::iter(ids.into_iter().map(|id| {
+                let store = store.clone();
+                let keys = keys.clone();
+                async move {
+                    let name = id.to_hex();
+                    let raw = store.read_async(&format!("index/{name}")).await?;
+                    let seg = tokio::task::spawn_blocking(move || -> Result<IndexSegment> {
+                        let plain = open_object(&keys, ObjectKind::Index, &name, &raw)?;
+                        IndexSegment::decode(&plain).map_err(|e| Error::corrupt(format!("index/{name}"), e))
+                    })
+                    .await
+                    .map_err(|e| Error::general(format!("index task failed: {e}")))??;
+                    Ok::<_, Error>((id, seg))
+                }
+            }))
+            .buffer_unordered(8);
+            while let Some(r) = s.next().await {
+                let (id, seg) = r?;
+                self.insert_segment(&id, &seg.packs)?;
+                stats.segments_read += 1;
+            }
+            Ok::<_, Error>(())
+        })?;
+        Ok(stats)
+    }
+
+    fn known_segments(&self) -> Result<HashSet<Id>> {
+        let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
+        let t = tx.open_table(SEGMENTS).map_err(|e| db_err("read", e))?;
+        let mut out = HashSet::new();
+        for r in t.iter().map_err(|e| db_err("read", e))? {
+            let (k, _) = r.map_err(|e| db_err("read", e))?;
+            out.insert(Id(k.value()));
+        }
+        Ok(out)
+    }
+
+    fn clear(&self) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| db_err("write", e))?;
+        tx.delete_table(SEGMENTS).map_err(|e| db_err("write", e))?;
+        tx.delete_table(PACK_NO).map_err(|e| db_err("write", e))?;
+        tx.delete_table(PACK_ID).map_err(|e| db_err("write", e))?;
+        tx.delete_table(BLOBS).map_err(|e| db_err("write", e))?;
+        tx.open_table(SEGMENTS).map_err(|e| db_err("write", e))?;
+        tx.open_table(PACK_NO).map_err(|e| db_err("write", e))?;
+        tx.open_table(PACK_ID).map_err(|e| db_err("write", e))?;
+        tx.open_table(BLOBS).map_err(|e| db_err("write", e))?;
+        tx.commit().map_err(|e| db_err("commit", e))
+    }
+
+    /// Record a segment (written by this process or read from the repository).
+    pub fn insert_segment(&self, segment: &Id, packs: &[PackBlobs]) -> Result<()> {
+        let e = |e: redb::Error| db_err("write", e);
+        let tx = self.db.begin_write().map_err(|x| e(x.into()))?;
+        {
+            let mut seg = tx.open_table(SEGMENTS).map_err(|x| e(x.into()))?;
+            let mut pno = tx.open_table(PACK_NO).map_err(|x| e(x.into()))?;
+            let mut pid = tx.open_table(PACK_ID).map_err(|x| e(x.into()))?;
+            let mut blobs = tx.open_table(BLOBS).map_err(|x| e(x.into()))?;
+            let mut next = pid
+                .last()
+                .map_err(|x| e(x.into()))?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(0);
+            for p in packs {
+                let existing = pno.get(p.pack.0).map_err(|x| e(x.into()))?.map(|v| v.value());
+                let no = match existing {
+                    Some(n) => n,
+                    None => {
+                        let n = next;
+                        next += 1;
+                        pno.insert(p.pack.0, n).map_err(|x| e(x.into()))?;
+                        pid.insert(n, p.pack.0).map_err(|x| e(x.into()))?;
+                        n
+                    }
+                };
+                for b in &p.blobs {
+                    if blobs.get(b.id.0).map_err(|x| e(x.into()))?.is_none() {
+                        blobs.insert(b.id.0, encode_value(no, b)).map_err(|x| e(x.into()))?;
+                    }
+                }
+            }
+            seg.insert(segment.0, ()).map_err(|x| e(x.into()))?;
+        }
+        tx.commit().map_err(|x| e(x.into()))
+    }
+
+    /// Where is chunk `id`? `None` when the repository does not hold it.
+    pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
+        let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
+        let Some(v) = blobs.get(id.0).map_err(|e| db_err("read", e))? else {
+            return Ok(None);
+        };
+        let v = v.value();
+        let mut no = [0u8; 8];
+        no.copy_from_slice(&v[..8]);
+        let packs = tx.open_table(PACK_ID).map_err(|e| db_err("read", e))?;
+        let pack = packs
+            .get(u64::from_le_bytes(no))
+            .map_err(|e| db_err("read", e))?
+            .map(|p| Id(p.value()))
+            .ok_or_else(|| Error::new(ErrorKind::Io, "local index cache is inconsistent; delete it to rebuild"))?;
+        let kind = BlobKind::from_u8(v[8]);
+        let encoding = Encoding::from_u8(v[9]);
+        let (Some(kind), Some(encoding)) = (kind, encoding) else {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "local index cache is inconsistent; delete it to rebuild",
+            ));
+        };
+        Ok(Some(BlobLocation {
+            pack,
+            kind,
+            encoding,
+            offset: u32_at(&v, 10),
+            length: u32_at(&v, 14),
+            raw_length: u32_at(&v, 18),
+        }))
+    }
+
+    /// Does the repository hold chunk `id`?
+    pub fn contains(&self, id: &Id) -> Result<bool> {
+        let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
+        let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
+        Ok(blobs.get(id.0).map_err(|e| db_err("read", e))?.is_some())
+    }
+
+    /// Visit every blob (for stats): `(raw_length, sealed length)`.
+    pub fn for_each_blob(&self, mut f: impl FnMut(&Id, BlobKind, u32, u32)) -> Result<()> {
+        let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
+        let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
+        for r in blobs.iter().map_err(|e| db_err("read", e))? {
+            let (k, v) = r.map_err(|e| db_err("read", e))?;
+            let v = v.value();
+            let kind = BlobKind::from_u8(v[8]).unwrap_or(BlobKind::Data);
+            f(&Id(k.value()), kind, u32_at(&v, 18), u32_at(&v, 14));
+        }
+        Ok(())
+    }
+
+    /// Number of packs the cache knows.
+    pub fn pack_count(&self) -> Result<u64> {
+        let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
+        let t = tx.open_table(PACK_NO).map_err(|e| db_err("read", e))?;
+        redb::ReadableTableMetadata::len(&t).map_err(|e| db_err("read", e))
+    }
+}

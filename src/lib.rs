@@ -1,0 +1,26 @@
+//! dbbackup: deduplicating, encrypted backups of PostgreSQL and MySQL/MariaDB into any storage
+//! OpenDAL reaches. The library does all the work and never prints; the `dbbackup` binary
+//! parses arguments, draws progress, and maps [`ErrorKind`]s to exit codes.
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod blob;
+pub mod check;
+pub mod chunking;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod index;
+pub mod keys;
+pub mod lock;
+pub mod packer;
+pub mod progress;
+pub mod repo;
+pub mod restore;
+pub mod snapshot;
+pub mod source;
+pub mod stats;
+pub mod util;
+
+pub use error::{Error, ErrorKind, Result};

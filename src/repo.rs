@@ -1,0 +1,234 @@
+//! An opened repository: storage, config, unlocked keys, and whole-object load/save.
+
+use crate::backend::Store;
+use crate::crypto::{KdfParams, Keys, MasterKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::config::{ChunkerParams, Config};
+use crate::format::keyfile::KeyFile;
+use crate::format::snapshot::Manifest;
+use crate::format::{open_object, seal_object, Id, ObjectKind};
+
+/// An unlocked repository.
+pub struct Repository {
+    store: Store,
+    config: Config,
+    master: MasterKey,
+    keys: Keys,
+    key_id: Id,
+}
+
+/// Options for `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// Default zstd level.
+    pub compression_level: i32,
+    /// Argon2id cost of the first key.
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            compression_level: 3,
+            kdf: KdfParams::default(),
+        }
+    }
+}
+
+impl Repository {
+    /// Create a new repository in `store`, unlocked by `password`. Refuses (exit 73) when one
+    /// exists there already.
+    pub fn init(store: Store, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        if password.is_empty() {
+            return Err(Error::usage("an empty password is not allowed"));
+        }
+        Self::refuse_existing(&store)?;
+        let config = Config::new(opts.chunker, opts.compression_level);
+        config.validate()?;
+        let master = MasterKey::generate();
+        let kf = KeyFile::wrap(&master, password, &config.id, opts.kdf)?;
+        let bytes = kf.encode();
+        let key_id = Id::of_stored(&bytes);
+        // Key first, config last: a repository exists once its config does.
+        store.write(&format!("keys/{key_id}"), bytes, false)?;
+        store.write("config", config.encode(), true)?;
+        let keys = master.derive();
+        Ok(Repository {
+            store,
+            config,
+            master,
+            keys,
+            key_id,
+        })
+    }
+
+    /// Error (exit 73) when `store` already holds a repository.
+    pub fn refuse_existing(store: &Store) -> Result<()> {
+        if store.exists("config")? {
+            return Err(Error::new(
+                ErrorKind::CantCreate,
+                format!(
+                    "a repository already exists at {}; refusing to overwrite it",
+                    store.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Open and unlock the repository in `store` with `password`.
+    pub fn open(store: Store, password: &[u8]) -> Result<Repository> {
+        let config = Self::read_config(&store)?;
+        let names = store.list("keys")?;
+        if names.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("repository {} has no key files", store.display()),
+            ));
+        }
+        let mut damaged = None;
+        for (name, _) in &names {
+            let kf = match store
+                .read(&format!("keys/{name}"))
+                .and_then(|b| KeyFile::decode(name, &b))
+            {
+                Ok(k) => k,
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    tracing::warn!(key = %name, error = %e, "skipping damaged key file");
+                    damaged = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(master) = kf.unwrap(password, &config.id)? {
+                let keys = master.derive();
+                let key_id = name.parse()?;
+                return Ok(Repository {
+                    store,
+                    config,
+                    master,
+                    keys,
+                    key_id,
+                });
+            }
+        }
+        let mut msg = format!(
+            "wrong password: no key of repository {} opens with it (check DBBACKUP_PASSWORD, --password-file or --password-command)",
+            store.display()
+        );
+        if let Some(d) = damaged {
+            msg.push_str(&format!("; note: {d}"));
+        }
+        Err(Error::new(ErrorKind::Permission, msg))
+    }
+
+    /// Read and validate `config`.
+    pub fn read_config(store: &Store) -> Result<Config> {
+        match store.read("config") {
+            Ok(b) => Config::decode(&b),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::not_found(format!(
+                "no repository at {}: `config` not found (create one with `dbbackup init`)",
+                store.display()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The storage.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The sub-keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+    /// The master key (for wrapping under a new password).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+    /// Id of the key file that unlocked this repository.
+    pub fn key_id(&self) -> Id {
+        self.key_id
+    }
+
+    /// Seal and store a whole object; returns its id.
+    pub fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<Id> {
+        let sealed = seal_object(&self.keys, kind, payload)?;
+        let id = Id::of_stored(&sealed);
+        self.store.write(&format!("{}/{id}", kind.dir()), sealed, false)?;
+        Ok(id)
+    }
+
+    /// Load, verify and open a whole object.
+    pub fn load_object(&self, kind: ObjectKind, id: &Id) -> Result<Vec<u8>> {
+        let raw = self.store.read(&format!("{}/{id}", kind.dir()))?;
+        open_object(&self.keys, kind, &id.to_hex(), &raw)
+    }
+
+    /// Ids of all objects of `kind`.
+    pub fn list_ids(&self, kind: ObjectKind) -> Result<Vec<Id>> {
+        Ok(self
+            .store
+            .list(kind.dir())?
+            .into_iter()
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect())
+    }
+
+    /// Load one manifest.
+    pub fn load_manifest(&self, id: &Id) -> Result<Manifest> {
+        let b = self.load_object(ObjectKind::Snapshot, id)?;
+        Manifest::decode(&id.to_hex(), &b)
+    }
+
+    /// All manifests, oldest first.
+    pub fn manifests(&self) -> Result<Vec<(Id, Manifest)>> {
+        let mut v = Vec::new();
+        for id in self.list_ids(ObjectKind::Snapshot)? {
+            v.push((id, self.load_manifest(&id)?));
+        }
+        v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(v)
+    }
+
+    /// Resolve `latest`, a full id, or a unique id prefix (optionally within source `name`).
+    pub fn find_snapshot(&self, spec: &str, name: Option<&str>) -> Result<(Id, Manifest)> {
+        let all = self.manifests()?;
+        let mut matching: Vec<(Id, Manifest)> = all
+            .into_iter()
+            .filter(|(_, m)| name.is_none_or(|n| m.name == n))
+            .collect();
+        if spec == "latest" {
+            return matching.pop().ok_or_else(|| {
+                Error::not_found(match name {
+                    Some(n) => format!("no snapshot named `{n}` in repository {}", self.store.display()),
+                    None => format!("repository {} has no snapshots", self.store.display()),
+                })
+            });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::usage(format!(
+                "`{spec}` is not a snapshot id, id prefix, or `latest`"
+            )));
+        }
+        matching.retain(|(id, _)| id.to_hex().starts_with(&spec_l));
+        match matching.len() {
+            0 => Err(Error::not_found(format!(
+                "no snapshot matches `{spec}` in repository {}",
+                self.store.display()
+            ))),
+            1 => Ok(matching.remove(0)),
+            n => Err(Error::usage(format!(
+                "`{spec}` matches {n} snapshots; give more digits of the id"
+            ))),
+        }
+    }
+}

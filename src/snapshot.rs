@@ -1,0 +1,389 @@
+//! Taking a snapshot: source streams are chunked, hashed, deduplicated against the index,
+//! compressed and sealed on rayon, packed and uploaded; index segments follow their packs and
+//! the manifest is written last. Every stage is joined by a bounded queue.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use sha2::{Digest, Sha256};
+
+use crate::blob::seal_blob;
+use crate::chunking::Chunker;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::{IndexSegment, PackBlobs};
+use crate::format::snapshot::{Entry, Manifest, Source, Summary};
+use crate::format::{BlobKind, Encoding, Id, ObjectKind, FORMAT_VERSION};
+use crate::index::IndexCache;
+use crate::packer::Packer;
+use crate::progress::Progress;
+use crate::repo::Repository;
+
+/// Records per content-list blob (36 bytes each: 2.25 MiB).
+const LIST_RECORDS: usize = 65536;
+/// Write an index segment once this many blobs sit in durable but unindexed packs.
+const SEGMENT_BLOBS: usize = 50_000;
+
+/// What to record about a snapshot.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// Source name.
+    pub name: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// zstd level; the repository's default when `None`.
+    pub compression_level: Option<i32>,
+    /// Snapshot time; now when `None`.
+    pub time: Option<jiff::Timestamp>,
+    /// Host name to record; this host when `None`.
+    pub hostname: Option<String>,
+}
+
+impl SnapshotOptions {
+    /// Options with just a name.
+    pub fn named(name: &str) -> Self {
+        SnapshotOptions {
+            name: name.into(),
+            tags: vec![],
+            compression_level: None,
+            time: None,
+            hostname: None,
+        }
+    }
+}
+
+/// Validate a source name or tag.
+pub fn check_label(what: &str, s: &str) -> Result<()> {
+    if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_control()) {
+        return Err(Error::usage(format!("{what} `{s}` must be 1-255 printable characters")));
+    }
+    Ok(())
+}
+
+/// Writes one snapshot: add streams, then [`SnapshotWriter::finish`].
+pub struct SnapshotWriter<'a> {
+    repo: &'a Repository,
+    index: &'a IndexCache,
+    packer: Packer,
+    pending: Arc<Mutex<HashSet<Id>>>,
+    level: i32,
+    entries: Vec<Entry>,
+    summary: Summary,
+    segments: Vec<Id>,
+    pending_packs: Vec<PackBlobs>,
+    started: Instant,
+    opts: SnapshotOptions,
+}
+
+/// A finished chunk from a worker.
+enum Work {
+    Dup {
+        seq: u64,
+        id: Id,
+        len: u32,
+    },
+    New {
+        seq: u64,
+        id: Id,
+        len: u32,
+        encoding: Encoding,
+        sealed: Vec<u8>,
+    },
+}
+
+impl<'a> SnapshotWriter<'a> {
+    /// Start a snapshot of `repo` deduplicating against `index`.
+    pub fn new(repo: &'a Repository, index: &'a IndexCache, opts: SnapshotOptions) -> Result<Self> {
+        check_label("source name", &opts.name)?;
+        for t in &opts.tags {
+            check_label("tag", t)?;
+        }
+        let level = opts.compression_level.unwrap_or(repo.config().compression.level);
+        if !(1..=22).contains(&level) {
+            return Err(Error::usage("--compression-level must be between 1 and 22"));
+        }
+        let packer = Packer::new(repo.store(), repo.keys(), repo.config().pack_size as usize);
+        Ok(SnapshotWriter {
+            repo,
+            index,
+            packer,
+            pending: Arc::default(),
+            level,
+            entries: Vec::new(),
+            summary: Summary::default(),
+            segments: Vec::new(),
+            pending_packs: Vec::new(),
+            started: Instant::now(),
+            opts,
+        })
+    }
+
+    /// Is `id` already stored or being stored? Marks it pending when not.
+    fn claim(index: &IndexCache, pending: &Mutex<HashSet<Id>>, id: &Id) -> Result<bool> {
+        if index.contains(id)? {
+            return Ok(false);
+        }
+        Ok(pending
+            .lock()
+            .map_err(|_| Error::general("pending set poisoned"))?
+            .insert(*id))
+    }
+
+    /// Store blob `plain` of `kind` unless the repository has it (used for content lists).
+    fn store_blob(&mut self, kind: BlobKind, plain: &[u8]) -> Result<Id> {
+        let id = self.repo.keys().chunk_id(plain);
+        if Self::claim(self.index, &self.pending, &id)? {
+            let (enc, sealed) = seal_blob(self.repo.keys(), kind, &id, plain, self.level)?;
+            self.summary.bytes_stored += sealed.len() as u64;
+            self.packer.add(id, kind, enc, plain.len() as u32, &sealed)?;
+        }
+        Ok(id)
+    }
+
+    /// Chunk, deduplicate and store one stream as entry `path`. On error nothing is recorded
+    /// for this snapshot (already uploaded packs stay unreferenced until prune).
+    pub fn add_stream<R: Read + Send>(&mut self, path: &str, src: R, progress: &dyn Progress) -> Result<Entry> {
+        let keys = self.repo.keys().clone();
+        let params = self.repo.config().chunker;
+        let level = self.level;
+        let workers = rayon::current_num_threads().max(1);
+        let failed = AtomicBool::new(false);
+        let first_err: Mutex<Option<Error>> = Mutex::new(None);
+        let fail = |e: Error| {
+            failed.store(true, Ordering::SeqCst);
+            if let Ok(mut g) = first_err.lock() {
+                if g.is_none() {
+                    *g = Some(e);
+                }
+            }
+        };
+        let (chunk_tx, chunk_rx) = bounded::<(u64, Arc<[u8]>)>(workers * 2);
+        let (hash_tx, hash_rx) = bounded::<Arc<[u8]>>(8);
+        let (done_tx, done_rx) = bounded::<Work>(workers * 2);
+        let index = self.index;
+        let pending = self.pending.clone();
+        let mut sha_out = None;
+        let mut bytes_read = 0u64;
+
+        let collected = std::thread::scope(|s| -> Result<Option<(Vec<Id>, u64)>> {
+            // Stage 1: read and cut.
+            let failed_ref = &failed;
+            let fail_ref = &fail;
+            s.spawn(move || {
+                let mut ch = Chunker::new(src, &params, keys_seed(&keys));
+                let mut seq = 0u64;
+                loop {
+                    if failed_ref.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match ch.next_chunk() {
+                        Ok(Some(c)) => {
+                            if hash_tx.send(c.clone()).is_err() || chunk_tx.send((seq, c)).is_err() {
+                                return;
+                            }
+                            seq += 1;
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            fail_ref(
+                                Error::new(ErrorKind::Io, format!("cannot read the source stream for `{path}`"))
+                                    .with_source(e),
+                            );
+                            return;
+                        }
+                    }
+                }
+            });
+            // Stage 2: whole-stream SHA-256, in order.
+            let sha = s.spawn(move || {
+                let mut h = Sha256::new();
+                let mut n = 0u64;
+                for c in hash_rx {
+                    h.update(&c);
+                    n += c.len() as u64;
+                    progress.advance(c.len() as u64);
+                }
+                (hex::encode(h.finalize()), n)
+            });
+            // Stage 3: hash, dedup, compress, seal — on rayon.
+            let keys = self.repo.keys().clone();
+            let chunk_rx: Receiver<(u64, Arc<[u8]>)> = chunk_rx;
+            let worker_pool = s.spawn(move || {
+                rayon::scope(|rs| {
+                    for _ in 0..workers {
+                        let chunk_rx = chunk_rx.clone();
+                        let done_tx: Sender<Work> = done_tx.clone();
+                        let keys = keys.clone();
+                        let pending = pending.clone();
+                        rs.spawn(move |_| {
+                            for (seq, c) in chunk_rx {
+                                if failed_ref.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                let id = keys.chunk_id(&c);
+                                let len = c.len() as u32;
+                                let w = match Self::claim(index, &pending, &id) {
+                                    Ok(false) => Work::Dup { seq, id, len },
+                                    Ok(true) => match seal_blob(&keys, BlobKind::Data, &id, &c, level) {
+                                        Ok((encoding, sealed)) => Work::New {
+                                            seq,
+                                            id,
+                                            len,
+                                            encoding,
+                                            sealed,
+                                        },
+                                        Err(e) => return fail_ref(e),
+                                    },
+                                    Err(e) => return fail_ref(e),
+                                };
+                                if done_tx.send(w).is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                    drop(done_tx);
+                });
+            });
+            // Stage 4 (this thread): pack new blobs, build the content list in stream order.
+            let r = self.collect(done_rx, &failed);
+            if r.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            let _ = worker_pool.join();
+            if let Ok(x) = sha.join() {
+                sha_out = Some(x.0);
+                bytes_read = x.1;
+            }
+            r
+        });
+        if let Some(e) = first_err.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        let (content, chunks) = collected?.ok_or_else(|| Error::general("snapshot pipeline stopped"))?;
+        let sha256 = sha_out.ok_or_else(|| Error::general("stream hashing failed"))?;
+        self.summary.bytes_read += bytes_read;
+        self.summary.chunks_total += chunks;
+        let entry = Entry {
+            path: path.to_string(),
+            size: bytes_read,
+            sha256,
+            chunks,
+            content,
+        };
+        self.entries.push(entry.clone());
+        Ok(entry)
+    }
+
+    fn collect(&mut self, rx: Receiver<Work>, failed: &AtomicBool) -> Result<Option<(Vec<Id>, u64)>> {
+        let mut reorder: BTreeMap<u64, (Id, u32)> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut list: Vec<u8> = Vec::with_capacity(LIST_RECORDS * 36);
+        let mut content = Vec::new();
+        for w in rx {
+            let (seq, id, len) = match w {
+                Work::Dup { seq, id, len } => (seq, id, len),
+                Work::New {
+                    seq,
+                    id,
+                    len,
+                    encoding,
+                    sealed,
+                } => {
+                    self.summary.bytes_new += u64::from(len);
+                    self.summary.chunks_new += 1;
+                    self.summary.bytes_stored += sealed.len() as u64;
+                    self.packer.add(id, BlobKind::Data, encoding, len, &sealed)?;
+                    (seq, id, len)
+                }
+            };
+            reorder.insert(seq, (id, len));
+            while let Some((id, len)) = reorder.remove(&next) {
+                list.extend_from_slice(&id.0);
+                list.extend_from_slice(&len.to_le_bytes());
+                next += 1;
+                if list.len() == LIST_RECORDS * 36 {
+                    content.push(self.store_blob(BlobKind::ContentList, &list)?);
+                    list.clear();
+                }
+            }
+            self.maybe_write_segment(false)?;
+        }
+        if failed.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        if !reorder.is_empty() {
+            return Err(Error::general("snapshot pipeline lost chunks"));
+        }
+        if !list.is_empty() {
+            content.push(self.store_blob(BlobKind::ContentList, &list)?);
+        }
+        Ok(Some((content, next)))
+    }
+
+    fn maybe_write_segment(&mut self, force: bool) -> Result<()> {
+        // Only packs the uploaders reported durable are indexed here.
+        let done = self.packer.take_done();
+        self.pending_packs.extend(done);
+        let n: usize = self.pending_packs.iter().map(|p| p.blobs.len()).sum();
+        if n == 0 || (!force && n < SEGMENT_BLOBS) {
+            return Ok(());
+        }
+        let packs = std::mem::take(&mut self.pending_packs);
+        self.write_segment(packs)
+    }
+
+    fn write_segment(&mut self, packs: Vec<PackBlobs>) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let seg = IndexSegment {
+            supersedes: vec![],
+            packs,
+        };
+        let id = self.repo.save_object(ObjectKind::Index, &seg.encode())?;
+        self.index.insert_segment(&id, &seg.packs)?;
+        if let Ok(mut p) = self.pending.lock() {
+            for pb in &seg.packs {
+                for b in &pb.blobs {
+                    p.remove(&b.id);
+                }
+            }
+        }
+        self.segments.push(id);
+        Ok(())
+    }
+
+    /// Wait for every pack, write the last index segment, then the manifest. Returns the
+    /// snapshot id.
+    pub fn finish(mut self, source: Source) -> Result<(Id, Manifest)> {
+        let rest = self.packer.finish()?;
+        self.pending_packs.extend(rest);
+        let packs = std::mem::take(&mut self.pending_packs);
+        self.write_segment(packs)?;
+        self.summary.packs_written = self.packer.packs_written;
+        self.summary.duration_ms = self.started.elapsed().as_millis() as u64;
+        let time = self.opts.time.unwrap_or_else(jiff::Timestamp::now);
+        let m = Manifest {
+            version: FORMAT_VERSION,
+            time,
+            hostname: self.opts.hostname.clone().unwrap_or_else(crate::util::hostname),
+            username: crate::util::username(),
+            name: self.opts.name.clone(),
+            tags: self.opts.tags.clone(),
+            source,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            entries: std::mem::take(&mut self.entries),
+            summary: self.summary.clone(),
+        };
+        let id = self.repo.save_object(ObjectKind::Snapshot, &m.encode())?;
+        Ok((id, m))
+    }
+}
+
+fn keys_seed(keys: &crate::crypto::Keys) -> u64 {
+    keys.chunker_seed
+}

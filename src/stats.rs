@@ -1,0 +1,70 @@
+//! Repository statistics: logical bytes, stored bytes, dedup and compression ratios.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::format::BlobKind;
+use crate::index::IndexCache;
+use crate::repo::Repository;
+
+/// Figures for `dbbackup stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Snapshots in the repository.
+    pub snapshots: u64,
+    /// Sum of every snapshot's size: what restoring all of them would produce.
+    pub logical_bytes: u64,
+    /// Plaintext bytes of the distinct data chunks.
+    pub unique_bytes: u64,
+    /// Bytes of all pack files in storage.
+    pub stored_bytes: u64,
+    /// Distinct data chunks.
+    pub chunks: u64,
+    /// Content-list blobs.
+    pub list_blobs: u64,
+    /// Pack files.
+    pub packs: u64,
+    /// logical / unique.
+    pub dedup_ratio: f64,
+    /// unique / stored (sealed blob bytes).
+    pub compression_ratio: f64,
+    /// logical / stored.
+    pub total_ratio: f64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Compute the repository's statistics.
+pub fn compute(repo: &Repository, index: &IndexCache) -> Result<Stats> {
+    let manifests = repo.manifests()?;
+    let logical: u64 = manifests.iter().map(|(_, m)| m.size()).sum();
+    let (mut unique, mut sealed, mut chunks, mut lists) = (0u64, 0u64, 0u64, 0u64);
+    index.for_each_blob(|_, kind, raw, len| match kind {
+        BlobKind::Data => {
+            unique += u64::from(raw);
+            sealed += u64::from(len);
+            chunks += 1;
+        }
+        BlobKind::ContentList => lists += 1,
+    })?;
+    let packs = repo.store().list("data")?;
+    let stored: u64 = packs.iter().map(|(_, s)| s).sum();
+    Ok(Stats {
+        snapshots: manifests.len() as u64,
+        logical_bytes: logical,
+        unique_bytes: unique,
+        stored_bytes: stored,
+        chunks,
+        list_blobs: lists,
+        packs: packs.len() as u64,
+        dedup_ratio: ratio(logical, unique),
+        compression_ratio: ratio(unique, sealed),
+        total_ratio: ratio(logical, stored),
+    })
+}
