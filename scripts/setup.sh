@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what dbbackup's demo and tests need on a fresh Debian machine, when missing:
+# PostgreSQL 15 server binaries. Idempotent; needs root for apt-get.
+set -euo pipefail
+
+need=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
+command -v runuser >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+id postgres >/dev/null 2>&1 || { echo "setup: the postgres OS user is missing" >&2; exit 1; }

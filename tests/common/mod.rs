@@ -1,0 +1,203 @@
+//! Shared test helpers: repositories with cheap keys, data generators, the CLI binary.
+#![allow(dead_code)]
+
+pub mod pg;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use dbbackup::backend::{parse_location, Store};
+use dbbackup::crypto::KdfParams;
+use dbbackup::format::snapshot::{Manifest, Source};
+use dbbackup::format::Id;
+use dbbackup::index::IndexCache;
+use dbbackup::progress::NoProgress;
+use dbbackup::repo::{InitOptions, Repository};
+use dbbackup::snapshot::{SnapshotOptions, SnapshotWriter};
+use sha2::{Digest, Sha256};
+
+/// Cheap argon2id for tests (the parameters are stored per key file).
+pub const WEAK_KDF: KdfParams = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A library-level repository in a temp dir.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+    pub rt: tokio::runtime::Runtime,
+    pub repo: Repository,
+    pub index: IndexCache,
+}
+
+impl TestRepo {
+    pub fn new() -> TestRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let store = Store::open(&parse_location(dir.path().join("repo").to_str().unwrap()).unwrap(), rt.handle().clone())
+            .unwrap();
+        let opts = InitOptions { kdf: WEAK_KDF, ..InitOptions::default() };
+        let repo = Repository::init(store, PASSWORD.as_bytes(), &opts).unwrap();
+        let (index, _) = IndexCache::open(&repo, &dir.path().join("cache")).unwrap();
+        TestRepo { dir, rt, repo, index }
+    }
+
+    pub fn snapshot(&self, name: &str, r: impl Read + Send) -> (Id, Manifest) {
+        let mut w = SnapshotWriter::new(&self.repo, &self.index, SnapshotOptions::named(name)).unwrap();
+        w.add_stream(name, r, &NoProgress).unwrap();
+        w.finish(Source::Stdin).unwrap()
+    }
+
+    /// Restore the only entry; returns (size, sha256 hex) of what was written.
+    pub fn restore_digest(&self, m: &Manifest) -> (u64, String) {
+        let mut sink = HashSink::default();
+        let n = dbbackup::restore::restore_entry(&self.repo, &self.index, &m.entries[0], &mut sink, &NoProgress).unwrap();
+        assert_eq!(n, sink.n);
+        (sink.n, hex::encode(sink.h.finalize()))
+    }
+}
+
+/// A writer that only hashes.
+#[derive(Default)]
+pub struct HashSink {
+    pub h: Sha256,
+    pub n: u64,
+}
+
+impl Write for HashSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.h.update(b);
+        self.n += b.len() as u64;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A deterministic stream of `len` bytes, generated on the fly. `kind` selects random bytes
+/// or text resembling a table dump (numbers, names, dates, JSON).
+pub struct Gen {
+    state: u64,
+    left: u64,
+    dump_like: bool,
+    pending: Vec<u8>,
+    row: u64,
+    pos: u64,
+    word_at: u64,
+    word: [u8; 8],
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Gen {
+    pub fn random(seed: u64, len: u64) -> Gen {
+        Gen { state: seed | 1, left: len, dump_like: false, pending: vec![], row: 0, pos: 0, word_at: u64::MAX, word: [0; 8] }
+    }
+    pub fn dump(seed: u64, len: u64) -> Gen {
+        Gen { state: seed | 1, left: len, dump_like: true, pending: vec![], row: 0, pos: 0, word_at: u64::MAX, word: [0; 8] }
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x
+    }
+    fn fill_row(&mut self) {
+        const NAMES: [&str; 8] = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
+        self.row += 1;
+        let r = self.next();
+        let line = format!(
+            "{}\t{}_{}\t{:04}-{:02}-{:02} {:02}:{:02}:00\t{}.{:02}\t{{\"city\": \"c{}\", \"score\": {}, \"ok\": {}}}\n",
+            self.row,
+            NAMES[(r % 8) as usize],
+            r % 100_000,
+            2000 + r % 25,
+            1 + (r >> 8) % 12,
+            1 + (r >> 12) % 28,
+            (r >> 16) % 24,
+            (r >> 20) % 60,
+            (r >> 24) % 100_000,
+            (r >> 40) % 100,
+            (r >> 32) % 5000,
+            (r >> 44) % 1000,
+            r % 2 == 0
+        );
+        self.pending = line.into_bytes();
+        self.pending.reverse();
+    }
+}
+
+impl Read for Gen {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left) as usize;
+        if self.dump_like {
+            for b in buf[..n].iter_mut() {
+                if self.pending.is_empty() {
+                    self.fill_row();
+                }
+                *b = self.pending.pop().unwrap_or(b'\n');
+            }
+        } else {
+            // Byte k of the stream is byte k%8 of splitmix64(seed + k/8): independent of read sizes.
+            for b in buf[..n].iter_mut() {
+                let k = self.pos;
+                if k % 8 == 0 || self.word_at != k / 8 {
+                    self.word_at = k / 8;
+                    self.word = splitmix(self.state.wrapping_add(k / 8)).to_le_bytes();
+                }
+                *b = self.word[(k % 8) as usize];
+                self.pos += 1;
+            }
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// SHA-256 and length of a reader.
+pub fn digest(mut r: impl Read) -> (u64, String) {
+    let mut s = HashSink::default();
+    std::io::copy(&mut r, &mut s).unwrap();
+    (s.n, hex::encode(s.h.finalize()))
+}
+
+/// The CLI with an isolated environment: password, cache, config home.
+pub fn cli(home: &Path) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("dbbackup").unwrap();
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("DBBACKUP_CACHE_DIR", home.join("cache"))
+        .env("DBBACKUP_PASSWORD", PASSWORD);
+    c
+}
+
+/// A fresh CLI-made repository: (home temp dir, repo path).
+pub fn cli_repo() -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("repo");
+    cli(home.path())
+        .args(["init", repo.to_str().unwrap(), "--kdf-memory-kib", "256", "--kdf-iterations", "1"])
+        .assert()
+        .success();
+    (home, repo)
+}
+
+/// Every pack file of a local repository.
+pub fn packs(repo: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for d in std::fs::read_dir(repo.join("data")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            v.push(f.unwrap().path());
+        }
+    }
+    v.sort();
+    v
+}

@@ -1,0 +1,137 @@
+//! A throwaway PostgreSQL 15 server on a loopback port, run as the `postgres` OS user when
+//! the tests run as root, stopped by PID on drop.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct Pg {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Run a PostgreSQL server binary as the right user.
+fn as_pg(bin: &str) -> Command {
+    let path = format!("{PG_BIN}/{bin}");
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn ok(o: Output, what: &str) -> Output {
+    assert!(o.status.success(), "{what} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Pg {
+    pub fn start() -> Pg {
+        assert!(Path::new(PG_BIN).join("postgres").exists(), "PostgreSQL 15 server binaries are required at {PG_BIN}");
+        let dir = tempfile::Builder::new().prefix("dbbackup-pg-").tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let data = dir.path().join("data");
+        ok(
+            as_pg("initdb")
+                .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+                .output()
+                .unwrap(),
+            "initdb",
+        );
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=64MB",
+            dir.path().display()
+        );
+        ok(
+            as_pg("pg_ctl")
+                .args(["-D", data.to_str().unwrap(), "-o", &opts, "-l", dir.path().join("log").to_str().unwrap(), "-w", "-t", "60", "start"])
+                .output()
+                .unwrap(),
+            "pg_ctl start",
+        );
+        let pg = Pg { dir, port };
+        let t0 = Instant::now();
+        while !pg.psql("postgres", "select 1").status.success() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "server did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Connection environment for client tools.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("PGHOST".into(), "127.0.0.1".into()),
+            ("PGPORT".into(), self.port.to_string()),
+            ("PGUSER".into(), "postgres".into()),
+        ]
+    }
+
+    pub fn client(&self, bin: &str) -> Command {
+        let mut c = Command::new(format!("{PG_BIN}/{bin}"));
+        c.envs(self.env());
+        c
+    }
+
+    pub fn psql(&self, db: &str, sql: &str) -> Output {
+        self.client("psql").args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql]).output().unwrap()
+    }
+
+    /// Run SQL, panicking on failure; returns trimmed stdout.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        String::from_utf8_lossy(&ok(self.psql(db, sql), sql).stdout).trim().to_string()
+    }
+
+    /// Per-table checksums (md5 of the ordered rows) and row counts of every user table.
+    pub fn table_checksums(&self, db: &str) -> Vec<String> {
+        let tables = self.sql(
+            db,
+            "select quote_ident(schemaname)||'.'||quote_ident(tablename) from pg_tables \
+             where schemaname not in ('pg_catalog','information_schema') order by 1",
+        );
+        tables
+            .lines()
+            .map(|t| {
+                let r = self.sql(db, &format!("select count(*)||' '||coalesce(md5(string_agg(x::text, E'\\n' order by x::text)),'') from {t} x"));
+                format!("{t} {r}")
+            })
+            .collect()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        // Stop by PID: the first line of postmaster.pid.
+        if let Ok(s) = std::fs::read_to_string(self.data().join("postmaster.pid")) {
+            if let Some(pid) = s.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) {
+                unsafe {
+                    libc::kill(pid, libc::SIGQUIT);
+                }
+                let t0 = Instant::now();
+                while unsafe { libc::kill(pid, 0) } == 0 && t0.elapsed() < Duration::from_secs(10) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+}
