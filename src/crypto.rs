@@ -84,6 +84,11 @@ impl MasterKey {
         MasterKey(random_bytes())
     }
 
+    /// A master key from its 32 bytes (test vectors, recovery tools).
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        MasterKey(b)
+    }
+
     /// The purpose sub-keys.
     pub fn derive(&self) -> Keys {
         let chunk_id = blake3::derive_key(CTX_CHUNK_ID, &self.0);
@@ -123,6 +128,17 @@ impl Keys {
     /// Append `nonce || ciphertext || tag` of `plaintext` under `aad` to `out`.
     pub fn seal_into(&self, out: &mut Vec<u8>, aad: &[u8], plaintext: &[u8]) -> Result<()> {
         seal_into(&self.cipher, out, aad, plaintext)
+    }
+
+    /// Seal with a caller-chosen nonce. Only for reproducing test vectors: a nonce must never
+    /// be reused under the same key.
+    pub fn seal_with_nonce(&self, out: &mut Vec<u8>, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Result<()> {
+        seal_with_nonce(&self.cipher, out, nonce, aad, plaintext)
+    }
+
+    /// The chunk-id key (exposed for test vectors).
+    pub fn chunk_id_key(&self) -> &[u8; 32] {
+        &self.chunk_id
     }
 
     /// `nonce || ciphertext || tag` of `plaintext`.
