@@ -13,23 +13,12 @@ PGBIN=/usr/lib/postgresql/15/bin
 
 WORK=$(mktemp -d /tmp/dbbackup-demo.XXXXXX)
 chmod 755 "$WORK"
-PGROOT="$WORK/pg"
-PGDATA="$PGROOT/data"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() {
-    if [ -f "$PGDATA/postmaster.pid" ]; then kill -INT "$(head -1 "$PGDATA/postmaster.pid")" 2>/dev/null || true; sleep 1; fi
-    rm -rf "$WORK"
-}
+source scripts/lib-pg.sh
+cleanup() { pg_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-echo "== starting a throwaway PostgreSQL 15 on 127.0.0.1:$PORT"
-mkdir -p "$PGROOT" && chmod 700 "$PGROOT"
-if [ "$(id -u)" = 0 ]; then chown postgres "$PGROOT"; fi
-as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -o "-p $PORT -k $PGROOT -c listen_addresses=127.0.0.1" -l "$PGROOT/log" -w start >/dev/null
-export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
-psql() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+echo "== starting a throwaway PostgreSQL 15 on a loopback port"
+pg_start
 
 echo "== creating database shop (orders, customers, events)"
 psql -d postgres -c "create database shop"

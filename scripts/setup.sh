@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dbbackup's demo and tests need on a fresh Debian machine, when missing:
-# PostgreSQL 15 server binaries. Idempotent; needs root for apt-get.
+# PostgreSQL 15 server binaries, and moto_server (a real S3-compatible server the S3 tests
+# start on a loopback port). Idempotent; needs root for apt-get.
 set -euo pipefail
 
 need=()
@@ -13,3 +14,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 id postgres >/dev/null 2>&1 || { echo "setup: the postgres OS user is missing" >&2; exit 1; }
+if ! command -v moto_server >/dev/null; then
+    echo "setup: installing moto[server] (S3-compatible test server)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+fi

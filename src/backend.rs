@@ -146,6 +146,14 @@ fn local(path: PathBuf, display: &str) -> Result<Location> {
     })
 }
 
+/// Retries of a failed storage request: `DBBACKUP_STORAGE_RETRIES`, default 5.
+fn retries() -> usize {
+    std::env::var("DBBACKUP_STORAGE_RETRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
 /// An opened storage backend.
 #[derive(Clone)]
 pub struct Store {
@@ -172,6 +180,8 @@ fn build(loc: &Location) -> opendal::Result<Operator> {
 impl Store {
     /// Open the backend for `loc`; all I/O runs on the runtime behind `rt`.
     pub fn open(loc: &Location, rt: Handle) -> Result<Store> {
+        // The process-wide HTTP transport (reqwest + rustls) for the HTTP-based services.
+        opendal::install_default();
         let op = build(loc)
             .map_err(|e| Error::config(format!("cannot configure storage `{}`", loc.display)).with_source(e))?
             .layer(
@@ -181,7 +191,7 @@ impl Store {
             )
             .layer(
                 RetryLayer::new()
-                    .with_max_times(5)
+                    .with_max_times(retries())
                     .with_jitter()
                     .with_min_delay(Duration::from_millis(200))
                     .with_max_delay(Duration::from_secs(10)),
@@ -218,7 +228,7 @@ impl Store {
             K::ConfigInvalid => ErrorKind::Config,
             K::AlreadyExists | K::ConditionNotMatch => ErrorKind::CantCreate,
             K::RateLimited => ErrorKind::Temporary,
-            _ if e.is_temporary() => ErrorKind::Unavailable,
+            _ if e.is_temporary() || unreachable(&e) => ErrorKind::Unavailable,
             _ => ErrorKind::Io,
         };
         Error::new(kind, format!("{what} `{path}` in repository {}", self.display)).with_source(e)
@@ -361,6 +371,22 @@ impl Store {
     pub fn size(&self, path: &str) -> Result<u64> {
         self.rt.block_on(self.size_async(path))
     }
+}
+
+/// Did the request fail to reach the service at all (connection refused, DNS, timeout)?
+/// OpenDAL reports these as `Unexpected` once retries are exhausted.
+fn unreachable(e: &opendal::Error) -> bool {
+    let text = format!("{e:?}").to_ascii_lowercase();
+    [
+        "error sending request",
+        "tcp connect",
+        "dns error",
+        "connection refused",
+        "timed out",
+        "timeout",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
 }
 
 /// Storage path of a pack.

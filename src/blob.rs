@@ -1,15 +1,55 @@
 //! Blob encoding: compress, seal with the blob's associated data; and the reverse, which
 //! authenticates, decompresses, and checks the plaintext against its chunk id.
 
+use std::cell::RefCell;
+
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::pack::MAX_CHUNK;
 use crate::format::{blob_aad, decompress_bounded, BlobKind, Encoding, Id};
 use crate::index::BlobLocation;
 
+thread_local! {
+    /// One zstd compression context per thread and level, reused across chunks.
+    static CCTX: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+    /// One zstd decompression context per thread.
+    static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn compress(plain: &[u8], level: i32) -> Result<Vec<u8>> {
+    let err = |e: std::io::Error| Error::general(format!("zstd: {e}"));
+    CCTX.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level).map_err(err)?));
+        }
+        match c.as_mut() {
+            Some((_, z)) => z.compress(plain).map_err(err),
+            None => zstd::bulk::compress(plain, level).map_err(err),
+        }
+    })
+}
+
+/// Decompress a zstd frame whose plaintext is exactly `len` bytes (at most one chunk).
+fn decompress(body: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
+    if len > MAX_CHUNK as usize {
+        return Err("plaintext length exceeds the maximum chunk size".into());
+    }
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
+        }
+        match d.as_mut() {
+            Some(z) => z.decompress(body, len).map_err(|e| format!("zstd: {e}")),
+            None => decompress_bounded(body, len),
+        }
+    })
+}
+
 /// Compress `plain` with zstd at `level` (kept raw when that does not shrink it) and seal it.
 pub fn seal_blob(keys: &Keys, kind: BlobKind, id: &Id, plain: &[u8], level: i32) -> Result<(Encoding, Vec<u8>)> {
-    let z = zstd::bulk::compress(plain, level).map_err(|e| Error::general(format!("zstd: {e}")))?;
+    let z = compress(plain, level)?;
     let (encoding, body) = if z.len() < plain.len() {
         (Encoding::Zstd, z.as_slice())
     } else {
@@ -21,13 +61,23 @@ pub fn seal_blob(keys: &Keys, kind: BlobKind, id: &Id, plain: &[u8], level: i32)
 
 /// Open a sealed blob read from `loc`, returning its verified plaintext.
 pub fn open_blob(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
+    open_blob_owned(keys, id, loc, sealed.to_vec())
+}
+
+/// [`open_blob`] on a buffer it may decrypt in place.
+pub fn open_blob_owned(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: Vec<u8>) -> Result<Vec<u8>> {
     let object = || format!("chunk {id} in pack data/{}", loc.pack);
-    let body = keys
-        .open(&blob_aad(loc.kind, loc.encoding, id), sealed)
+    let (buf, range) = keys
+        .open_in_place(&blob_aad(loc.kind, loc.encoding, id), sealed)
         .ok_or_else(|| Error::corrupt(object(), "authentication failed"))?;
     let plain = match loc.encoding {
-        Encoding::Raw => body,
-        Encoding::Zstd => decompress_bounded(&body, MAX_CHUNK as usize).map_err(|e| Error::corrupt(object(), e))?,
+        Encoding::Raw => {
+            let mut b = buf;
+            b.truncate(range.end);
+            b.drain(..range.start);
+            b
+        }
+        Encoding::Zstd => decompress(&buf[range], loc.raw_length as usize).map_err(|e| Error::corrupt(object(), e))?,
         Encoding::ZstdDelta => {
             return Err(Error::corrupt(object(), "delta-encoded blobs need a newer dbbackup"));
         }

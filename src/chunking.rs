@@ -2,20 +2,23 @@
 //! gear table seeded from the repository key. Reads large blocks and copies each chunk once.
 
 use std::io::{self, Read};
-use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, logarithm2, MASKS};
 
 use crate::format::config::ChunkerParams;
 
-/// Bytes read from the source per refill.
-const READ_BLOCK: usize = 8 << 20;
+/// Size of the blocks the source is read into; chunks are zero-copy slices of them.
+const BLOCK: usize = 16 << 20;
 
-/// Splits a reader into content-defined chunks.
+/// Splits a reader into content-defined chunks. The source is read into large zeroed blocks
+/// and each chunk is a reference-counted slice of its block (no copy); only the bytes left
+/// over at the end of a block (less than one maximum chunk) are copied into the next one.
 pub struct Chunker<R> {
     src: R,
-    buf: Vec<u8>,
-    pos: usize,
+    /// Unconsumed part of the current block; `buf[..filled]` holds data read but not chunked.
+    buf: BytesMut,
+    filled: usize,
     eof: bool,
     min: usize,
     avg: usize,
@@ -32,8 +35,8 @@ impl<R: Read> Chunker<R> {
         let (gear, gear_ls) = get_gear_with_seed(seed);
         Chunker {
             src,
-            buf: Vec::with_capacity(READ_BLOCK + p.max_size as usize),
-            pos: 0,
+            buf: BytesMut::new(),
+            filled: 0,
             eof: false,
             min: p.min_size as usize,
             avg: p.avg_size as usize,
@@ -44,43 +47,33 @@ impl<R: Read> Chunker<R> {
         }
     }
 
-    /// Ensure at least `max` bytes are buffered past `pos`, or the source is exhausted.
+    /// Ensure at least `max` bytes are buffered, or the source is exhausted.
     fn fill(&mut self) -> io::Result<()> {
-        while !self.eof && self.buf.len() - self.pos < self.max {
-            if self.pos > 0 {
-                self.buf.drain(..self.pos);
-                self.pos = 0;
+        while !self.eof && self.filled < self.max {
+            if self.buf.len() - self.filled < self.max.min(1 << 20) {
+                // Start a new block (calloc: fresh pages cost nothing until written), carrying
+                // over the unchunked tail.
+                let mut next = BytesMut::zeroed(BLOCK.max(2 * self.max));
+                next[..self.filled].copy_from_slice(&self.buf[..self.filled]);
+                self.buf = next;
             }
-            let old = self.buf.len();
-            let want = READ_BLOCK + self.max;
-            self.buf.resize(want, 0);
-            let mut filled = old;
-            while filled < want {
-                match self.src.read(&mut self.buf[filled..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        break;
-                    }
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.buf.truncate(filled);
-                        return Err(e);
-                    }
-                }
+            match self.src.read(&mut self.buf[self.filled..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            self.buf.truncate(filled);
         }
         Ok(())
     }
 
     /// The next chunk, or `None` at the end of the stream.
-    pub fn next_chunk(&mut self) -> io::Result<Option<Arc<[u8]>>> {
+    pub fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
         self.fill()?;
-        let avail = &self.buf[self.pos..];
-        if avail.is_empty() {
+        if self.filled == 0 {
             return Ok(None);
         }
+        let avail = &self.buf[..self.filled];
         let (ms, ml) = self.masks;
         let (_, n) = cut_gear(
             avail,
@@ -94,10 +87,9 @@ impl<R: Read> Chunker<R> {
             &self.gear,
             &self.gear_ls,
         );
-        let n = n.clamp(1, avail.len());
-        let chunk: Arc<[u8]> = Arc::from(&avail[..n]);
-        self.pos += n;
-        Ok(Some(chunk))
+        let n = n.clamp(1, self.filled);
+        self.filled -= n;
+        Ok(Some(self.buf.split_to(n).freeze()))
     }
 }
 

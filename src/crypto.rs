@@ -132,7 +132,13 @@ impl Keys {
 
     /// Seal with a caller-chosen nonce. Only for reproducing test vectors: a nonce must never
     /// be reused under the same key.
-    pub fn seal_with_nonce(&self, out: &mut Vec<u8>, nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8]) -> Result<()> {
+    pub fn seal_with_nonce(
+        &self,
+        out: &mut Vec<u8>,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<()> {
         seal_with_nonce(&self.cipher, out, nonce, aad, plaintext)
     }
 
@@ -146,6 +152,21 @@ impl Keys {
         let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
         self.seal_into(&mut out, aad, plaintext)?;
         Ok(out)
+    }
+
+    /// Authenticate and decrypt `sealed` in place; returns the buffer and the plaintext's range
+    /// in it. `None` when it does not authenticate.
+    pub fn open_in_place(&self, aad: &[u8], mut sealed: Vec<u8>) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
+        if sealed.len() < OVERHEAD {
+            return None;
+        }
+        let end = sealed.len() - TAG_LEN;
+        let (head, tag) = sealed.split_at_mut(end);
+        let (nonce, ct) = head.split_at_mut(NONCE_LEN);
+        self.cipher
+            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ct, Tag::from_slice(tag))
+            .ok()?;
+        Some((sealed, NONCE_LEN..end))
     }
 
     /// Authenticate and decrypt a sealed string; `None` when it does not authenticate.

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use crate::blob::open_blob;
+use crate::blob::open_blob_owned;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Entry, Manifest};
 use crate::format::{BlobKind, Id};
@@ -48,7 +48,7 @@ pub async fn fetch_blob(repo: &Repository, index: &IndexCache, id: Id, want: Blo
         Err(e) => return Err(e),
     };
     let keys = repo.keys().clone();
-    tokio::task::spawn_blocking(move || open_blob(&keys, &id, &loc, &sealed))
+    tokio::task::spawn_blocking(move || open_blob_owned(&keys, &id, &loc, sealed))
         .await
         .map_err(|e| Error::general(format!("decode task failed: {e}")))?
 }
@@ -182,7 +182,13 @@ pub fn restore_snapshot(
                     "this snapshot has several entries; restore it into a directory with --target DIR",
                 ));
             };
-            let mut out = std::io::BufWriter::with_capacity(4 << 20, std::io::stdout());
+            // Chunks are large: write them straight to fd 1, past std's line-buffered stdout.
+            use std::os::fd::AsFd;
+            let fd = std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::io("cannot use stdout", e))?;
+            let mut out = std::fs::File::from(fd);
             let n = restore_entry(repo, index, entry, &mut out, progress)?;
             Ok(vec![(PathBuf::from("-"), n)])
         }

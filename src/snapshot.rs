@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
 
@@ -160,8 +161,8 @@ impl<'a> SnapshotWriter<'a> {
                 }
             }
         };
-        let (chunk_tx, chunk_rx) = bounded::<(u64, Arc<[u8]>)>(workers * 2);
-        let (hash_tx, hash_rx) = bounded::<Arc<[u8]>>(8);
+        let (chunk_tx, chunk_rx) = bounded::<(u64, Bytes)>(workers * 2);
+        let (hash_tx, hash_rx) = bounded::<Bytes>(8);
         let (done_tx, done_rx) = bounded::<Work>(workers * 2);
         let index = self.index;
         let pending = self.pending.clone();
@@ -210,7 +211,7 @@ impl<'a> SnapshotWriter<'a> {
             });
             // Stage 3: hash, dedup, compress, seal — on rayon.
             let keys = self.repo.keys().clone();
-            let chunk_rx: Receiver<(u64, Arc<[u8]>)> = chunk_rx;
+            let chunk_rx: Receiver<(u64, Bytes)> = chunk_rx;
             let worker_pool = s.spawn(move || {
                 rayon::scope(|rs| {
                     for _ in 0..workers {

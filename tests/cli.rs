@@ -20,7 +20,15 @@ fn write_input(dir: &Path, name: &str, g: Gen) -> std::path::PathBuf {
 
 fn snapshot_file(home: &Path, repo: &Path, name: &str, input: &Path) -> String {
     let out = cli(home)
-        .args(["-r", repo.to_str().unwrap(), "--json", "snapshot", "--stdin", "--name", name])
+        .args([
+            "-r",
+            repo.to_str().unwrap(),
+            "--json",
+            "snapshot",
+            "--stdin",
+            "--name",
+            name,
+        ])
         .pipe_stdin(input)
         .unwrap()
         .assert()
@@ -37,14 +45,29 @@ fn init_twice_refuses_with_73_and_wrong_password_exits_77() {
     let (home, repo) = cli_repo();
     let r = repo.to_str().unwrap();
     cli(home.path()).args(["init", r]).assert().code(73);
-    cli(home.path()).env("DBBACKUP_PASSWORD", "wrong").args(["-r", r, "snapshots"]).assert().code(77);
-    cli(home.path()).args(["-r", home.path().join("nope").to_str().unwrap(), "snapshots"]).assert().code(66);
-    cli(home.path()).env_remove("DBBACKUP_PASSWORD").args(["-r", r, "snapshots"]).assert().code(78);
+    cli(home.path())
+        .env("DBBACKUP_PASSWORD", "wrong")
+        .args(["-r", r, "snapshots"])
+        .assert()
+        .code(77);
+    cli(home.path())
+        .args(["-r", home.path().join("nope").to_str().unwrap(), "snapshots"])
+        .assert()
+        .code(66);
+    cli(home.path())
+        .env_remove("DBBACKUP_PASSWORD")
+        .args(["-r", r, "snapshots"])
+        .assert()
+        .code(78);
     cli(home.path()).args(["snapshots"]).assert().code(78);
     // Password from a file and from a command.
     let pwf = home.path().join("pw");
     std::fs::write(&pwf, format!("{}\n", common::PASSWORD)).unwrap();
-    cli(home.path()).env_remove("DBBACKUP_PASSWORD").args(["-r", r, "--password-file", pwf.to_str().unwrap(), "snapshots"]).assert().success();
+    cli(home.path())
+        .env_remove("DBBACKUP_PASSWORD")
+        .args(["-r", r, "--password-file", pwf.to_str().unwrap(), "snapshots"])
+        .assert()
+        .success();
     cli(home.path())
         .env_remove("DBBACKUP_PASSWORD")
         .env("DBBACKUP_PASSWORD_COMMAND", format!("cat {}", pwf.display()))
@@ -93,15 +116,37 @@ fn keys_add_list_passwd_remove() {
     let (home, repo) = cli_repo();
     let r = repo.to_str().unwrap();
     let kdf = ["--kdf-memory-kib", "256", "--kdf-iterations", "1"];
-    cli(home.path()).env("DBBACKUP_NEW_PASSWORD", "second").args(["-r", r, "key", "add"]).args(kdf).assert().success();
-    let out = cli(home.path()).args(["-r", r, "--json", "key", "list"]).output().unwrap();
+    cli(home.path())
+        .env("DBBACKUP_NEW_PASSWORD", "second")
+        .args(["-r", r, "key", "add"])
+        .args(kdf)
+        .assert()
+        .success();
+    let out = cli(home.path())
+        .args(["-r", r, "--json", "key", "list"])
+        .output()
+        .unwrap();
     let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(keys.as_array().unwrap().len(), 2);
-    cli(home.path()).env("DBBACKUP_PASSWORD", "second").args(["-r", r, "snapshots"]).assert().success();
+    cli(home.path())
+        .env("DBBACKUP_PASSWORD", "second")
+        .args(["-r", r, "snapshots"])
+        .assert()
+        .success();
     // The key in use cannot be removed; the other one can.
-    let first = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
-    cli(home.path()).args(["-r", r, "key", "remove", &first[..10]]).assert().code(2);
-    cli(home.path()).env("DBBACKUP_PASSWORD", "second").args(["-r", r, "key", "remove", &first[..10]]).assert().success();
+    let first = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cli(home.path())
+        .args(["-r", r, "key", "remove", &first[..10]])
+        .assert()
+        .code(2);
+    cli(home.path())
+        .env("DBBACKUP_PASSWORD", "second")
+        .args(["-r", r, "key", "remove", &first[..10]])
+        .assert()
+        .success();
     cli(home.path()).args(["-r", r, "snapshots"]).assert().code(77);
     // passwd replaces the key in use.
     cli(home.path())
@@ -111,8 +156,16 @@ fn keys_add_list_passwd_remove() {
         .args(kdf)
         .assert()
         .success();
-    cli(home.path()).env("DBBACKUP_PASSWORD", "second").args(["-r", r, "snapshots"]).assert().code(77);
-    cli(home.path()).env("DBBACKUP_PASSWORD", "third").args(["-r", r, "snapshots"]).assert().success();
+    cli(home.path())
+        .env("DBBACKUP_PASSWORD", "second")
+        .args(["-r", r, "snapshots"])
+        .assert()
+        .code(77);
+    cli(home.path())
+        .env("DBBACKUP_PASSWORD", "third")
+        .args(["-r", r, "snapshots"])
+        .assert()
+        .success();
 }
 
 #[test]
@@ -120,20 +173,51 @@ fn from_command_failure_records_nothing() {
     let (home, repo) = cli_repo();
     let r = repo.to_str().unwrap();
     let a = cli(home.path())
-        .args(["-r", r, "snapshot", "--name", "x", "--from-command", "head -c 3000000 /dev/urandom; echo boom >&2; exit 3"])
+        .args([
+            "-r",
+            r,
+            "snapshot",
+            "--name",
+            "x",
+            "--from-command",
+            "head -c 3000000 /dev/urandom; echo boom >&2; exit 3",
+        ])
         .assert()
         .code(1);
     let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
     assert!(err.contains("status 3") && err.contains("boom"), "{err}");
-    let out = cli(home.path()).args(["-r", r, "--json", "snapshots"]).output().unwrap();
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().len(), 0);
+    let out = cli(home.path())
+        .args(["-r", r, "--json", "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     // A succeeding command is recorded, restores to stdout byte for byte.
     let input = write_input(home.path(), "in", Gen::dump(2, 5_000_000));
     cli(home.path())
-        .args(["-r", r, "snapshot", "--name", "x", "--tag", "t1", "--from-command", &format!("cat {}", input.display())])
+        .args([
+            "-r",
+            r,
+            "snapshot",
+            "--name",
+            "x",
+            "--tag",
+            "t1",
+            "--from-command",
+            &format!("cat {}", input.display()),
+        ])
         .assert()
         .success();
-    let out = cli(home.path()).args(["-r", r, "restore", "latest", "--name", "x", "--target", "-"]).output().unwrap();
+    let out = cli(home.path())
+        .args(["-r", r, "restore", "latest", "--name", "x", "--target", "-"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert_eq!(digest(&out.stdout[..]), digest(std::fs::File::open(&input).unwrap()));
 }
@@ -154,17 +238,24 @@ fn flipped_byte_in_a_pack_fails_restore_with_65_and_writes_nothing() {
             bad[pos] ^= 0x01;
             std::fs::write(pack, &bad).unwrap();
             let target = home.path().join(format!("out-{i}-{pos}"));
-            let a = cli(home.path()).args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()]).assert().code(65);
+            let a = cli(home.path())
+                .args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()])
+                .assert()
+                .code(65);
             let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
             let name = pack.file_name().unwrap().to_str().unwrap();
             assert!(err.contains(name), "error names the pack: {err}");
             assert!(!target.exists(), "no partial file");
-            let leftovers: Vec<_> = std::fs::read_dir(home.path()).unwrap().filter(|e| {
-                e.as_ref().unwrap().file_name().to_string_lossy().contains("partial")
-            }).collect();
+            let leftovers: Vec<_> = std::fs::read_dir(home.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("partial"))
+                .collect();
             assert!(leftovers.is_empty());
             // Streaming to stdout: whatever was written is a correct prefix.
-            let out = cli(home.path()).args(["-r", r, "restore", "latest", "--target", "-"]).output().unwrap();
+            let out = cli(home.path())
+                .args(["-r", r, "restore", "latest", "--target", "-"])
+                .output()
+                .unwrap();
             assert_eq!(out.status.code(), Some(65));
             let orig_in = std::fs::read(&input).unwrap();
             assert_eq!(&orig_in[..out.stdout.len()], &out.stdout[..], "no wrong byte written");
@@ -174,16 +265,28 @@ fn flipped_byte_in_a_pack_fails_restore_with_65_and_writes_nothing() {
             let mut bad = orig.clone();
             bad[pos] ^= 0x80;
             std::fs::write(pack, &bad).unwrap();
-            let a = cli(home.path()).args(["-r", r, "check", "--read-data"]).assert().code(65);
+            let a = cli(home.path())
+                .args(["-r", r, "check", "--read-data"])
+                .assert()
+                .code(65);
             let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
             assert!(out.contains(pack.file_name().unwrap().to_str().unwrap()), "{out}");
         }
         std::fs::write(pack, &orig).unwrap();
     }
-    cli(home.path()).args(["-r", r, "check", "--read-data"]).assert().success();
+    cli(home.path())
+        .args(["-r", r, "check", "--read-data"])
+        .assert()
+        .success();
     let target = home.path().join("ok");
-    cli(home.path()).args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()]).assert().success();
-    assert_eq!(digest(std::fs::File::open(&target).unwrap()), digest(std::fs::File::open(&input).unwrap()));
+    cli(home.path())
+        .args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(
+        digest(std::fs::File::open(&target).unwrap()),
+        digest(std::fs::File::open(&input).unwrap())
+    );
 }
 
 #[test]
@@ -195,14 +298,29 @@ fn deleted_or_damaged_index_cache_is_rebuilt() {
     let cache = home.path().join("cache");
     std::fs::remove_dir_all(&cache).unwrap();
     let target = home.path().join("a");
-    cli(home.path()).args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()]).assert().success();
-    assert_eq!(digest(std::fs::File::open(&target).unwrap()), digest(std::fs::File::open(&input).unwrap()));
+    cli(home.path())
+        .args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(
+        digest(std::fs::File::open(&target).unwrap()),
+        digest(std::fs::File::open(&input).unwrap())
+    );
     // Garbage in place of the cache file.
-    let f = walk(&cache).into_iter().find(|p| p.extension().is_some_and(|e| e == "redb")).unwrap();
+    let f = walk(&cache)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "redb"))
+        .unwrap();
     std::fs::write(&f, b"this is not a database").unwrap();
     let target = home.path().join("b");
-    cli(home.path()).args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()]).assert().success();
-    assert_eq!(digest(std::fs::File::open(&target).unwrap()), digest(std::fs::File::open(&input).unwrap()));
+    cli(home.path())
+        .args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(
+        digest(std::fs::File::open(&target).unwrap()),
+        digest(std::fs::File::open(&input).unwrap())
+    );
     // Dedup still works against the rebuilt cache.
     let out = cli(home.path())
         .args(["-r", r, "--json", "snapshot", "--stdin", "--name", "db"])
@@ -242,13 +360,25 @@ fn sigkill_mid_snapshot_leaves_earlier_snapshots_restorable() {
         assert!(packs(&repo).len() > before, "packs were being written when killed");
     }
     // Only the first snapshot exists; it restores; check is clean (orphans are not damage).
-    let out = cli(home.path()).args(["-r", r, "--json", "snapshots"]).output().unwrap();
+    let out = cli(home.path())
+        .args(["-r", r, "--json", "snapshots"])
+        .output()
+        .unwrap();
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     let target = home.path().join("out");
-    cli(home.path()).args(["-r", r, "restore", &first[..8], "--target", target.to_str().unwrap()]).assert().success();
-    assert_eq!(digest(std::fs::File::open(&target).unwrap()), digest(std::fs::File::open(&input).unwrap()));
-    let a = cli(home.path()).args(["-r", r, "check", "--read-data"]).assert().success();
+    cli(home.path())
+        .args(["-r", r, "restore", &first[..8], "--target", target.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(
+        digest(std::fs::File::open(&target).unwrap()),
+        digest(std::fs::File::open(&input).unwrap())
+    );
+    let a = cli(home.path())
+        .args(["-r", r, "check", "--read-data"])
+        .assert()
+        .success();
     assert!(String::from_utf8_lossy(&a.get_output().stdout).contains("unreferenced packs"));
     // And the repository takes new snapshots.
     snapshot_file(home.path(), &repo, "db", &input);

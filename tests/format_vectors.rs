@@ -43,18 +43,33 @@ fn build() -> Value {
         pack_size: 16 << 20,
     };
     // Key file with fixed salt and nonce.
-    let kdf = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
+    let kdf = KdfParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
     let salt = [0x22u8; 16];
     let key_nonce = [0x33u8; NONCE_LEN];
     let kek = crypto::password_key(b"password", &salt, kdf).unwrap();
     let mut wrapped = Vec::new();
-    crypto::seal_with_nonce(&crypto::cipher(&kek), &mut wrapped, &key_nonce, &wrap_aad(&repo_id), &master_bytes).unwrap();
+    crypto::seal_with_nonce(
+        &crypto::cipher(&kek),
+        &mut wrapped,
+        &key_nonce,
+        &wrap_aad(&repo_id),
+        &master_bytes,
+    )
+    .unwrap();
     let kf = KeyFile {
         version: 1,
         created: "2026-01-01T00:00:00Z".into(),
         hostname: "db1".into(),
         username: "postgres".into(),
-        kdf: Kdf { algorithm: "argon2id".into(), params: kdf, salt: salt.to_vec() },
+        kdf: Kdf {
+            algorithm: "argon2id".into(),
+            params: kdf,
+            salt: salt.to_vec(),
+        },
         wrapped_key: wrapped,
     };
     // One data blob, zstd-encoded.
@@ -62,16 +77,33 @@ fn build() -> Value {
     let cid = keys.chunk_id(&plain);
     let body = zstd::bulk::compress(&plain, 3).unwrap();
     let blob_nonce = [0x44u8; NONCE_LEN];
-    let sealed_blob = seal(&keys, &blob_nonce, &blob_aad(BlobKind::Data, Encoding::Zstd, &cid), &body);
+    let sealed_blob = seal(
+        &keys,
+        &blob_nonce,
+        &blob_aad(BlobKind::Data, Encoding::Zstd, &cid),
+        &body,
+    );
     // A content list naming it, raw-encoded.
     let mut list = cid.0.to_vec();
     list.extend_from_slice(&(plain.len() as u32).to_le_bytes());
     let lid = keys.chunk_id(&list);
     let list_nonce = [0x45u8; NONCE_LEN];
-    let sealed_list = seal(&keys, &list_nonce, &blob_aad(BlobKind::ContentList, Encoding::Raw, &lid), &list);
+    let sealed_list = seal(
+        &keys,
+        &list_nonce,
+        &blob_aad(BlobKind::ContentList, Encoding::Raw, &lid),
+        &list,
+    );
     // The pack.
     let entries = vec![
-        BlobEntry { id: cid, kind: BlobKind::Data, encoding: Encoding::Zstd, offset: 0, length: sealed_blob.len() as u32, raw_length: plain.len() as u32 },
+        BlobEntry {
+            id: cid,
+            kind: BlobKind::Data,
+            encoding: Encoding::Zstd,
+            offset: 0,
+            length: sealed_blob.len() as u32,
+            raw_length: plain.len() as u32,
+        },
         BlobEntry {
             id: lid,
             kind: BlobKind::ContentList,
@@ -82,13 +114,24 @@ fn build() -> Value {
         },
     ];
     let header_nonce = [0x55u8; NONCE_LEN];
-    let header = seal(&keys, &header_nonce, ObjectKind::PackHeader.aad(), &encode_header(&entries));
+    let header = seal(
+        &keys,
+        &header_nonce,
+        ObjectKind::PackHeader.aad(),
+        &encode_header(&entries),
+    );
     let mut pack = [sealed_blob.clone(), sealed_list.clone(), header.clone()].concat();
     pack.extend_from_slice(&(header.len() as u32).to_le_bytes());
     pack.extend_from_slice(PACK_MAGIC);
     let pack_id = Id::of_stored(&pack);
     // Index segment.
-    let seg = IndexSegment { supersedes: vec![], packs: vec![PackBlobs { pack: pack_id, blobs: entries }] };
+    let seg = IndexSegment {
+        supersedes: vec![],
+        packs: vec![PackBlobs {
+            pack: pack_id,
+            blobs: entries,
+        }],
+    };
     let seg_payload = seg.encode();
     let seg_z = zstd::bulk::compress(&seg_payload, 3).unwrap();
     let seg_nonce = [0x66u8; NONCE_LEN];
@@ -101,7 +144,9 @@ fn build() -> Value {
         username: "postgres".into(),
         name: "shop".into(),
         tags: vec!["nightly".into()],
-        source: Source::Command { command: "pg_dump -Fc -Z0 shop".into() },
+        source: Source::Command {
+            command: "pg_dump -Fc -Z0 shop".into(),
+        },
         tool_version: "0.1.0".into(),
         entries: vec![Entry {
             path: "shop".into(),
@@ -110,14 +155,30 @@ fn build() -> Value {
             chunks: 1,
             content: vec![lid],
         }],
-        summary: Summary { bytes_read: plain.len() as u64, bytes_new: plain.len() as u64, bytes_stored: pack.len() as u64, chunks_total: 1, chunks_new: 1, packs_written: 1, duration_ms: 12 },
+        summary: Summary {
+            bytes_read: plain.len() as u64,
+            bytes_new: plain.len() as u64,
+            bytes_stored: pack.len() as u64,
+            chunks_total: 1,
+            chunks_new: 1,
+            packs_written: 1,
+            duration_ms: 12,
+        },
     };
     let m_payload = m.encode();
     let m_z = zstd::bulk::compress(&m_payload, 3).unwrap();
     let m_nonce = [0x77u8; NONCE_LEN];
     let m_stored = seal(&keys, &m_nonce, ObjectKind::Snapshot.aad(), &m_z);
     // Lock.
-    let lock = Lock { version: 1, hostname: "db1".into(), pid: 4242, username: "postgres".into(), operation: "snapshot".into(), exclusive: false, time: "2026-01-01T03:00:00Z".parse().unwrap() };
+    let lock = Lock {
+        version: 1,
+        hostname: "db1".into(),
+        pid: 4242,
+        username: "postgres".into(),
+        operation: "snapshot".into(),
+        exclusive: false,
+        time: "2026-01-01T03:00:00Z".parse().unwrap(),
+    };
     let l_payload = serde_json::to_vec(&lock).unwrap();
     let l_z = zstd::bulk::compress(&l_payload, 3).unwrap();
     let l_nonce = [0x88u8; NONCE_LEN];
@@ -162,8 +223,14 @@ fn vectors_decode_and_reencode_byte_for_byte() {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
     let master: [u8; 32] = h(&v["master_key"]).try_into().unwrap();
     let keys = MasterKey::from_bytes(master).derive();
-    assert_eq!(hex::encode(keys.chunk_id_key()), v["subkeys"]["chunk_id_key"].as_str().unwrap());
-    assert_eq!(keys.chunker_seed.to_string(), v["subkeys"]["chunker_seed"].as_str().unwrap());
+    assert_eq!(
+        hex::encode(keys.chunk_id_key()),
+        v["subkeys"]["chunk_id_key"].as_str().unwrap()
+    );
+    assert_eq!(
+        keys.chunker_seed.to_string(),
+        v["subkeys"]["chunker_seed"].as_str().unwrap()
+    );
 
     // config
     let ctext = v["config"]["stored_text"].as_str().unwrap();
@@ -175,14 +242,30 @@ fn vectors_decode_and_reencode_byte_for_byte() {
     let ktext = kv["stored_text"].as_str().unwrap();
     let kf = KeyFile::decode(kv["name"].as_str().unwrap(), ktext.as_bytes()).unwrap();
     assert_eq!(kf.encode(), ktext.as_bytes());
-    let got = kf.unwrap(b"password", &config.id).unwrap().expect("password opens the key");
+    let got = kf
+        .unwrap(b"password", &config.id)
+        .unwrap()
+        .expect("password opens the key");
     assert_eq!(got.derive().chunk_id_key(), keys.chunk_id_key());
     assert!(kf.unwrap(b"Password", &config.id).unwrap().is_none());
-    assert!(kf.unwrap(b"password", &Id([0; 32])).unwrap().is_none(), "key is bound to the repository id");
+    assert!(
+        kf.unwrap(b"password", &Id([0; 32])).unwrap().is_none(),
+        "key is bound to the repository id"
+    );
     let kek: [u8; 32] = h(&kv["kek"]).try_into().unwrap();
-    assert_eq!(crypto::password_key(b"password", &kf.kdf.salt, kf.kdf.params).unwrap(), kek);
+    assert_eq!(
+        crypto::password_key(b"password", &kf.kdf.salt, kf.kdf.params).unwrap(),
+        kek
+    );
     let mut rewrapped = Vec::new();
-    crypto::seal_with_nonce(&crypto::cipher(&kek), &mut rewrapped, &n24(&kv["nonce"]), &wrap_aad(&config.id), &master).unwrap();
+    crypto::seal_with_nonce(
+        &crypto::cipher(&kek),
+        &mut rewrapped,
+        &n24(&kv["nonce"]),
+        &wrap_aad(&config.id),
+        &master,
+    )
+    .unwrap();
     assert_eq!(rewrapped, kf.wrapped_key);
 
     // data blob and content list
@@ -196,23 +279,47 @@ fn vectors_decode_and_reencode_byte_for_byte() {
     let header_plain = keys.open(ObjectKind::PackHeader.aad(), header_sealed).unwrap();
     let entries = decode_header(&header_plain).unwrap();
     assert_eq!(encode_header(&entries), header_plain);
-    assert_eq!(seal(&keys, &n24(&v["pack"]["header_nonce"]), ObjectKind::PackHeader.aad(), &header_plain), header_sealed);
+    assert_eq!(
+        seal(
+            &keys,
+            &n24(&v["pack"]["header_nonce"]),
+            ObjectKind::PackHeader.aad(),
+            &header_plain
+        ),
+        header_sealed
+    );
     for (e, name) in entries.iter().zip(["blob", "content_list"]) {
         let bv = &v[name];
         let sealed = &pack[e.offset as usize..(e.offset + e.length) as usize];
         assert_eq!(hex::encode(sealed), bv["sealed"].as_str().unwrap());
-        let loc = BlobLocation { pack: pack_id, kind: e.kind, encoding: e.encoding, offset: e.offset, length: e.length, raw_length: e.raw_length };
+        let loc = BlobLocation {
+            pack: pack_id,
+            kind: e.kind,
+            encoding: e.encoding,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+        };
         let plain = open_blob(&keys, &e.id, &loc, sealed).unwrap();
         assert_eq!(hex::encode(&plain), bv["plaintext"].as_str().unwrap());
         assert_eq!(keys.chunk_id(&plain).to_hex(), bv["chunk_id"].as_str().unwrap());
         let body = keys.open(&blob_aad(e.kind, e.encoding, &e.id), sealed).unwrap();
-        assert_eq!(seal(&keys, &n24(&bv["nonce"]), &blob_aad(e.kind, e.encoding, &e.id), &body), sealed);
+        assert_eq!(
+            seal(&keys, &n24(&bv["nonce"]), &blob_aad(e.kind, e.encoding, &e.id), &body),
+            sealed
+        );
         // The same bytes under another kind, encoding or id do not authenticate.
-        assert!(keys.open(&blob_aad(BlobKind::ContentList, Encoding::Zstd, &Id([9; 32])), sealed).is_none());
+        assert!(keys
+            .open(&blob_aad(BlobKind::ContentList, Encoding::Zstd, &Id([9; 32])), sealed)
+            .is_none());
     }
 
     // index segment, snapshot manifest, lock
-    for (name, kind) in [("index_segment", ObjectKind::Index), ("snapshot", ObjectKind::Snapshot), ("lock", ObjectKind::Lock)] {
+    for (name, kind) in [
+        ("index_segment", ObjectKind::Index),
+        ("snapshot", ObjectKind::Snapshot),
+        ("lock", ObjectKind::Lock),
+    ] {
         let ov = &v[name];
         let stored = h(&ov["stored"]);
         let oname = ov["name"].as_str().unwrap();
@@ -232,9 +339,17 @@ fn vectors_decode_and_reencode_byte_for_byte() {
         assert_eq!(z, h(&ov["zstd"]));
         assert_eq!(seal(&keys, &n24(&ov["nonce"]), kind.aad(), &z), stored);
         // Swapping kinds fails authentication.
-        let other = if kind == ObjectKind::Index { ObjectKind::Snapshot } else { ObjectKind::Index };
+        let other = if kind == ObjectKind::Index {
+            ObjectKind::Snapshot
+        } else {
+            ObjectKind::Index
+        };
         assert!(open_object(&keys, other, oname, &stored).is_err());
     }
     // The vectors are what this build writes.
-    assert_eq!(build(), v, "vectors are stale: the format changed without updating repo-format/");
+    assert_eq!(
+        build(),
+        v,
+        "vectors are stale: the format changed without updating repo-format/"
+    );
 }

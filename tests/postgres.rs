@@ -24,14 +24,38 @@ fn pg_dump_snapshot_restores_into_identical_database() {
     let r = repo.to_str().unwrap();
     let bin = format!("{}/pg_dump", common::pg::PG_BIN);
     let mut c = cli(home.path());
-    c.envs(pg.env()).args(["-r", r, "snapshot", "--name", "src", "--from-command", &format!("{bin} -Fc -Z0 -d src")]);
+    c.envs(pg.env()).args([
+        "-r",
+        r,
+        "snapshot",
+        "--name",
+        "src",
+        "--from-command",
+        &format!("{bin} -Fc -Z0 -d src"),
+    ]);
     c.assert().success();
     let dump = home.path().join("src.dump");
-    cli(home.path()).args(["-r", r, "restore", "latest", "--name", "src", "--target", dump.to_str().unwrap()]).assert().success();
+    cli(home.path())
+        .args([
+            "-r",
+            r,
+            "restore",
+            "latest",
+            "--name",
+            "src",
+            "--target",
+            dump.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
     // The restored file is a valid custom-format dump with the same SHA-256 as a fresh one would
     // not be (timestamps differ), so load it and compare the data.
     pg.sql("postgres", "create database dst");
-    let o = pg.client("pg_restore").args(["-d", "dst", "--exit-on-error", dump.to_str().unwrap()]).output().unwrap();
+    let o = pg
+        .client("pg_restore")
+        .args(["-d", "dst", "--exit-on-error", dump.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "pg_restore: {}", String::from_utf8_lossy(&o.stderr));
     let a = pg.table_checksums("src");
     let b = pg.table_checksums("dst");
@@ -41,7 +65,16 @@ fn pg_dump_snapshot_restores_into_identical_database() {
     // A second snapshot of the unchanged database stores little.
     let out = cli(home.path())
         .envs(pg.env())
-        .args(["-r", r, "--json", "snapshot", "--name", "src", "--from-command", &format!("{bin} -Fc -Z0 -d src")])
+        .args([
+            "-r",
+            r,
+            "--json",
+            "snapshot",
+            "--name",
+            "src",
+            "--from-command",
+            &format!("{bin} -Fc -Z0 -d src"),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -21,7 +21,10 @@ fn empty_one_byte_random_and_dump_like_streams() {
     round_trip(&t, "dump", || Gen::dump(4, 30_000_000));
     let (_, m) = t.snapshot("empty2", Gen::random(1, 0));
     assert_eq!(m.entries[0].chunks, 0);
-    assert_eq!(m.entries[0].sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(
+        m.entries[0].sha256,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
 }
 
 #[test]
@@ -37,10 +40,17 @@ fn second_snapshot_of_the_same_200mb_stores_under_one_percent() {
     let (_, first) = t.snapshot("db", Gen::dump(6, 200_000_000));
     let (_, second) = t.snapshot("db", Gen::dump(6, 200_000_000));
     let s = &second.summary;
-    println!("first stored {} bytes; second stored {} bytes of {}", first.summary.bytes_stored, s.bytes_stored, s.bytes_read);
+    println!(
+        "first stored {} bytes; second stored {} bytes of {}",
+        first.summary.bytes_stored, s.bytes_stored, s.bytes_read
+    );
     assert!(first.summary.bytes_stored > 10_000_000);
     assert_eq!(s.chunks_new, 0);
-    assert!(s.bytes_stored * 100 < s.bytes_read, "second snapshot stored {} bytes", s.bytes_stored);
+    assert!(
+        s.bytes_stored * 100 < s.bytes_read,
+        "second snapshot stored {} bytes",
+        s.bytes_stored
+    );
     assert_eq!(t.restore_digest(&second), digest(Gen::dump(6, 200_000_000)));
 }
 
@@ -85,7 +95,11 @@ fn one_kb_inserted_in_the_middle_stores_at_most_three_new_chunks() {
         "first: {} chunks; after a 1 KiB insert: {} new chunks, {} new bytes",
         first.summary.chunks_total, second.summary.chunks_new, second.summary.bytes_new
     );
-    assert!(second.summary.chunks_new <= 3, "{} new chunks", second.summary.chunks_new);
+    assert!(
+        second.summary.chunks_new <= 3,
+        "{} new chunks",
+        second.summary.chunks_new
+    );
     assert_eq!(second.entries[0].size, 200_001_024);
     assert_eq!(t.restore_digest(&second), digest(make()));
 }

@@ -17,7 +17,11 @@ use dbbackup::snapshot::{SnapshotOptions, SnapshotWriter};
 use sha2::{Digest, Sha256};
 
 /// Cheap argon2id for tests (the parameters are stored per key file).
-pub const WEAK_KDF: KdfParams = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
+pub const WEAK_KDF: KdfParams = KdfParams {
+    memory_kib: 256,
+    iterations: 1,
+    parallelism: 1,
+};
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A library-level repository in a temp dir.
@@ -31,10 +35,20 @@ pub struct TestRepo {
 impl TestRepo {
     pub fn new() -> TestRepo {
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let store = Store::open(&parse_location(dir.path().join("repo").to_str().unwrap()).unwrap(), rt.handle().clone())
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
             .unwrap();
-        let opts = InitOptions { kdf: WEAK_KDF, ..InitOptions::default() };
+        let store = Store::open(
+            &parse_location(dir.path().join("repo").to_str().unwrap()).unwrap(),
+            rt.handle().clone(),
+        )
+        .unwrap();
+        let opts = InitOptions {
+            kdf: WEAK_KDF,
+            ..InitOptions::default()
+        };
         let repo = Repository::init(store, PASSWORD.as_bytes(), &opts).unwrap();
         let (index, _) = IndexCache::open(&repo, &dir.path().join("cache")).unwrap();
         TestRepo { dir, rt, repo, index }
@@ -49,7 +63,8 @@ impl TestRepo {
     /// Restore the only entry; returns (size, sha256 hex) of what was written.
     pub fn restore_digest(&self, m: &Manifest) -> (u64, String) {
         let mut sink = HashSink::default();
-        let n = dbbackup::restore::restore_entry(&self.repo, &self.index, &m.entries[0], &mut sink, &NoProgress).unwrap();
+        let n =
+            dbbackup::restore::restore_entry(&self.repo, &self.index, &m.entries[0], &mut sink, &NoProgress).unwrap();
         assert_eq!(n, sink.n);
         (sink.n, hex::encode(sink.h.finalize()))
     }
@@ -95,10 +110,28 @@ fn splitmix(mut z: u64) -> u64 {
 
 impl Gen {
     pub fn random(seed: u64, len: u64) -> Gen {
-        Gen { state: seed | 1, left: len, dump_like: false, pending: vec![], row: 0, pos: 0, word_at: u64::MAX, word: [0; 8] }
+        Gen {
+            state: seed | 1,
+            left: len,
+            dump_like: false,
+            pending: vec![],
+            row: 0,
+            pos: 0,
+            word_at: u64::MAX,
+            word: [0; 8],
+        }
     }
     pub fn dump(seed: u64, len: u64) -> Gen {
-        Gen { state: seed | 1, left: len, dump_like: true, pending: vec![], row: 0, pos: 0, word_at: u64::MAX, word: [0; 8] }
+        Gen {
+            state: seed | 1,
+            left: len,
+            dump_like: true,
+            pending: vec![],
+            row: 0,
+            pos: 0,
+            word_at: u64::MAX,
+            word: [0; 8],
+        }
     }
     fn next(&mut self) -> u64 {
         let mut x = self.state;
@@ -184,7 +217,14 @@ pub fn cli_repo() -> (tempfile::TempDir, PathBuf) {
     let home = tempfile::tempdir().unwrap();
     let repo = home.path().join("repo");
     cli(home.path())
-        .args(["init", repo.to_str().unwrap(), "--kdf-memory-kib", "256", "--kdf-iterations", "1"])
+        .args([
+            "init",
+            repo.to_str().unwrap(),
+            "--kdf-memory-kib",
+            "256",
+            "--kdf-iterations",
+            "1",
+        ])
         .assert()
         .success();
     (home, repo)

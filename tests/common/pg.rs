@@ -32,7 +32,12 @@ fn as_pg(bin: &str) -> Command {
 }
 
 fn ok(o: Output, what: &str) -> Output {
-    assert!(o.status.success(), "{what} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
@@ -42,13 +47,25 @@ pub fn free_port() -> u16 {
 
 impl Pg {
     pub fn start() -> Pg {
-        assert!(Path::new(PG_BIN).join("postgres").exists(), "PostgreSQL 15 server binaries are required at {PG_BIN}");
+        assert!(
+            Path::new(PG_BIN).join("postgres").exists(),
+            "PostgreSQL 15 server binaries are required at {PG_BIN}"
+        );
         let dir = tempfile::Builder::new().prefix("dbbackup-pg-").tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let data = dir.path().join("data");
         ok(
             as_pg("initdb")
-                .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+                .args([
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ])
                 .output()
                 .unwrap(),
             "initdb",
@@ -60,7 +77,18 @@ impl Pg {
         );
         ok(
             as_pg("pg_ctl")
-                .args(["-D", data.to_str().unwrap(), "-o", &opts, "-l", dir.path().join("log").to_str().unwrap(), "-w", "-t", "60", "start"])
+                .args([
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-o",
+                    &opts,
+                    "-l",
+                    dir.path().join("log").to_str().unwrap(),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ])
                 .output()
                 .unwrap(),
             "pg_ctl start",
@@ -94,12 +122,17 @@ impl Pg {
     }
 
     pub fn psql(&self, db: &str, sql: &str) -> Output {
-        self.client("psql").args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql]).output().unwrap()
+        self.client("psql")
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+            .output()
+            .unwrap()
     }
 
     /// Run SQL, panicking on failure; returns trimmed stdout.
     pub fn sql(&self, db: &str, sql: &str) -> String {
-        String::from_utf8_lossy(&ok(self.psql(db, sql), sql).stdout).trim().to_string()
+        String::from_utf8_lossy(&ok(self.psql(db, sql), sql).stdout)
+            .trim()
+            .to_string()
     }
 
     /// Per-table checksums (md5 of the ordered rows) and row counts of every user table.
