@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use crossbeam_channel::bounded;
 use sha2::{Digest, Sha256};
 
 use crate::blob::seal_blob;
@@ -162,8 +164,8 @@ impl<'a> SnapshotWriter<'a> {
             }
         };
         let (chunk_tx, chunk_rx) = bounded::<(u64, Bytes)>(workers * 2);
-        let (hash_tx, hash_rx) = bounded::<Bytes>(8);
-        let (done_tx, done_rx) = bounded::<Work>(workers * 2);
+        let (hash_tx, hash_rx) = sync_channel::<Bytes>(8);
+        let (done_tx, done_rx) = sync_channel::<Work>(workers * 2);
         let index = self.index;
         let pending = self.pending.clone();
         let mut sha_out = None;
@@ -211,12 +213,12 @@ impl<'a> SnapshotWriter<'a> {
             });
             // Stage 3: hash, dedup, compress, seal — on rayon.
             let keys = self.repo.keys().clone();
-            let chunk_rx: Receiver<(u64, Bytes)> = chunk_rx;
+            let chunk_rx: crossbeam_channel::Receiver<(u64, Bytes)> = chunk_rx;
             let worker_pool = s.spawn(move || {
                 rayon::scope(|rs| {
                     for _ in 0..workers {
                         let chunk_rx = chunk_rx.clone();
-                        let done_tx: Sender<Work> = done_tx.clone();
+                        let done_tx: SyncSender<Work> = done_tx.clone();
                         let keys = keys.clone();
                         let pending = pending.clone();
                         rs.spawn(move |_| {

@@ -29,7 +29,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let store = ctx.store(a.repo.as_deref())?;
     let chunker = ChunkerParams {
-        min_size: (a.chunk_avg / 4).max(64),
+        min_size: (a.chunk_avg / 2).max(64),
         avg_size: a.chunk_avg,
         max_size: a.chunk_avg.saturating_mul(4).min(16 << 20),
         ..ChunkerParams::default()

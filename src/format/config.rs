@@ -30,7 +30,7 @@ impl Default for ChunkerParams {
     fn default() -> Self {
         ChunkerParams {
             algorithm: ChunkerAlgorithm::FastCdc2020,
-            min_size: 256 * 1024,
+            min_size: 512 * 1024,
             avg_size: 1024 * 1024,
             max_size: 4 * 1024 * 1024,
         }
