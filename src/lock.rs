@@ -1,7 +1,7 @@
 //! Repository locks: a shared lock while a snapshot writes, an exclusive one for prune.
 //! Locks are refreshed while held and count as stale after [`STALE_AFTER`] without refresh.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 pub struct LockGuard {
     store: crate::backend::Store,
     current: Arc<Mutex<Id>>,
-    stop: Arc<AtomicBool>,
+    stop: Option<Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -76,19 +76,13 @@ pub fn acquire(repo: &Repository, operation: &str, exclusive: bool) -> Result<Lo
         ));
     }
     let current = Arc::new(Mutex::new(id));
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = channel::<()>();
     let refresher = {
-        let (store, keys, current, stop) = (repo.store().clone(), repo.keys().clone(), current.clone(), stop.clone());
+        let (store, keys, current) = (repo.store().clone(), repo.keys().clone(), current.clone());
         let op = operation.to_string();
         std::thread::spawn(move || {
-            let mut waited = Duration::ZERO;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(200));
-                waited += Duration::from_millis(200);
-                if waited < REFRESH_EVERY {
-                    continue;
-                }
-                waited = Duration::ZERO;
+            // Wakes every REFRESH_EVERY, or at once when the guard is dropped.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
                 let Ok(sealed) = crate::format::seal_object(&keys, ObjectKind::Lock, &payload(&op, exclusive)) else {
                     continue;
                 };
@@ -105,14 +99,14 @@ pub fn acquire(repo: &Repository, operation: &str, exclusive: bool) -> Result<Lo
     Ok(LockGuard {
         store: repo.store().clone(),
         current,
-        stop,
+        stop: Some(stop),
         refresher: Some(refresher),
     })
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }

@@ -40,6 +40,26 @@ fn snapshot_file(home: &Path, repo: &Path, name: &str, input: &Path) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
+/// Restore `spec` to a new file and check it equals `input` byte for byte.
+fn restore_equals(home: &Path, repo: &Path, spec: &str, input: &Path, name: &str) {
+    let target = home.join(name);
+    cli(home)
+        .args([
+            "-r",
+            repo.to_str().unwrap(),
+            "restore",
+            spec,
+            "--target",
+            target.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        digest(std::fs::File::open(&target).unwrap()),
+        digest(std::fs::File::open(input).unwrap())
+    );
+}
+
 #[test]
 fn init_twice_refuses_with_73_and_wrong_password_exits_77() {
     let (home, repo) = cli_repo();
@@ -278,15 +298,7 @@ fn flipped_byte_in_a_pack_fails_restore_with_65_and_writes_nothing() {
         .args(["-r", r, "check", "--read-data"])
         .assert()
         .success();
-    let target = home.path().join("ok");
-    cli(home.path())
-        .args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()])
-        .assert()
-        .success();
-    assert_eq!(
-        digest(std::fs::File::open(&target).unwrap()),
-        digest(std::fs::File::open(&input).unwrap())
-    );
+    restore_equals(home.path(), &repo, "latest", &input, "ok");
 }
 
 #[test]
@@ -297,30 +309,14 @@ fn deleted_or_damaged_index_cache_is_rebuilt() {
     snapshot_file(home.path(), &repo, "db", &input);
     let cache = home.path().join("cache");
     std::fs::remove_dir_all(&cache).unwrap();
-    let target = home.path().join("a");
-    cli(home.path())
-        .args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()])
-        .assert()
-        .success();
-    assert_eq!(
-        digest(std::fs::File::open(&target).unwrap()),
-        digest(std::fs::File::open(&input).unwrap())
-    );
+    restore_equals(home.path(), &repo, "latest", &input, "a");
     // Garbage in place of the cache file.
     let f = walk(&cache)
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "redb"))
         .unwrap();
     std::fs::write(&f, b"this is not a database").unwrap();
-    let target = home.path().join("b");
-    cli(home.path())
-        .args(["-r", r, "restore", "latest", "--target", target.to_str().unwrap()])
-        .assert()
-        .success();
-    assert_eq!(
-        digest(std::fs::File::open(&target).unwrap()),
-        digest(std::fs::File::open(&input).unwrap())
-    );
+    restore_equals(home.path(), &repo, "latest", &input, "b");
     // Dedup still works against the rebuilt cache.
     let out = cli(home.path())
         .args(["-r", r, "--json", "snapshot", "--stdin", "--name", "db"])
@@ -366,15 +362,7 @@ fn sigkill_mid_snapshot_leaves_earlier_snapshots_restorable() {
         .unwrap();
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let target = home.path().join("out");
-    cli(home.path())
-        .args(["-r", r, "restore", &first[..8], "--target", target.to_str().unwrap()])
-        .assert()
-        .success();
-    assert_eq!(
-        digest(std::fs::File::open(&target).unwrap()),
-        digest(std::fs::File::open(&input).unwrap())
-    );
+    restore_equals(home.path(), &repo, &first[..8], &input, "out");
     let a = cli(home.path())
         .args(["-r", r, "check", "--read-data"])
         .assert()

@@ -54,6 +54,12 @@ pub fn parse_time(s: &str) -> dbbackup::Result<jiff::Timestamp> {
 /// Run `snapshot`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let time = a.time.as_deref().map(parse_time).transpose()?;
+    if a.stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(Error::usage(
+            "--stdin is a terminal; pipe the data in (e.g. `pg_dump -Fc -Z0 db | dbbackup snapshot --stdin --name db`)",
+        )
+        .into());
+    }
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;
     let _lock = lock::acquire(&repo, "snapshot", false)?;
