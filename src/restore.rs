@@ -32,22 +32,47 @@ pub async fn fetch_blob(repo: &Repository, index: &IndexCache, id: Id, want: Blo
     if loc.kind != want {
         return Err(Error::corrupt(format!("chunk {id}"), "blob has an unexpected kind"));
     }
+    if loc.length as usize > crate::format::pack::MAX_CHUNK as usize + crate::crypto::OVERHEAD + 1024 {
+        return Err(Error::corrupt(
+            format!("chunk {id}"),
+            "indexed blob length exceeds the maximum chunk size",
+        ));
+    }
     let path = crate::backend::pack_path(&loc.pack);
-    let sealed = match repo
+    let keys = repo.keys().clone();
+    let missing = |e: Error| {
+        if e.kind() == ErrorKind::NotFound {
+            Error::corrupt(format!("pack {path}"), format!("missing (needed for chunk {id})"))
+        } else {
+            e
+        }
+    };
+    if let Some(root) = repo.store().local_root() {
+        // Local repository: one blocking task reads the range with pread(2) straight into the
+        // buffer it then decrypts in place — no intermediate buffers.
+        let file = root.join(&path);
+        return tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut sealed = vec![0u8; loc.length as usize];
+            std::fs::File::open(&file)
+                .and_then(|f| f.read_exact_at(&mut sealed, u64::from(loc.offset)))
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => {
+                        Error::corrupt(format!("pack {}", file.display()), "truncated")
+                    }
+                    _ => Error::io(format!("cannot read {}", file.display()), e),
+                })?;
+            open_blob_owned(&keys, &id, &loc, sealed)
+        })
+        .await
+        .map_err(|e| Error::general(format!("decode task failed: {e}")))?
+        .map_err(missing);
+    }
+    let sealed = repo
         .store()
         .read_range_async(&path, u64::from(loc.offset), u64::from(loc.length))
         .await
-    {
-        Ok(s) => s,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(Error::corrupt(
-                format!("pack {path}"),
-                format!("missing (needed for chunk {id})"),
-            ))
-        }
-        Err(e) => return Err(e),
-    };
-    let keys = repo.keys().clone();
+        .map_err(missing)?;
     tokio::task::spawn_blocking(move || open_blob_owned(&keys, &id, &loc, sealed))
         .await
         .map_err(|e| Error::general(format!("decode task failed: {e}")))?

@@ -38,10 +38,12 @@ impl CommandSource {
         let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
         let stderr_thread = child.stderr.take().map(|err| {
             let tail = tail.clone();
-            let cmd = command.to_string();
+            // Only the program's name goes to the log: the command line may carry settings a
+            // user would not want in log files.
+            let cmd = command.split_whitespace().next().unwrap_or("command").to_string();
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
-                    tracing::warn!(command = %cmd, "{line}");
+                    tracing::warn!(program = %cmd, "{line}");
                     if let Ok(mut t) = tail.lock() {
                         if t.len() == STDERR_TAIL {
                             t.pop_front();
