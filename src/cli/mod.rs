@@ -226,7 +226,7 @@ pub fn run() -> ExitCode {
         load_config_file(&mut cli.global)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
-            .max_blocking_threads(8)
+            .max_blocking_threads(3)
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
