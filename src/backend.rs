@@ -276,11 +276,24 @@ impl Store {
                     err
                 });
         }
-        if exclusive && self.exists_async(path).await? {
-            return Err(Error::new(
+        let exists = || {
+            Error::new(
                 ErrorKind::CantCreate,
                 format!("`{path}` already exists in repository {}", self.display),
-            ));
+            )
+        };
+        if exclusive {
+            if self.exists_async(path).await? {
+                return Err(exists());
+            }
+            if self.op.info().capability().write_with_if_not_exists {
+                // Conditional write: the service refuses if another writer got there first.
+                return match self.op.write_with(path, bytes).if_not_exists(true).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => Err(exists()),
+                    Err(e) => Err(self.map_err("cannot write", path, e)),
+                };
+            }
         }
         self.op
             .write(path, bytes)

@@ -93,7 +93,7 @@ impl IndexCache {
     }
 
     fn open_file(repo: &Repository, path: &Path, dir: &Path) -> Result<(IndexCache, bool)> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             match Self::try_open(repo, path) {
                 Ok(Some(db)) => {

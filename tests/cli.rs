@@ -371,3 +371,41 @@ fn sigkill_mid_snapshot_leaves_earlier_snapshots_restorable() {
     // And the repository takes new snapshots.
     snapshot_file(home.path(), &repo, "db", &input);
 }
+
+#[test]
+fn concurrent_snapshots_on_one_host_both_succeed() {
+    // The second process finds the index cache busy and uses a private one for its run.
+    let (home, repo) = cli_repo();
+    let r = repo.to_str().unwrap();
+    let a = write_input(home.path(), "a", Gen::dump(11, 6_000_000));
+    let b = write_input(home.path(), "b", Gen::dump(12, 6_000_000));
+    let spawn = |name: &str, input: &Path| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("dbbackup"))
+            .env("DBBACKUP_PASSWORD", common::PASSWORD)
+            .env("DBBACKUP_CACHE_DIR", home.path().join("cache"))
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .args(["-r", r, "snapshot", "--name", name, "--from-command"])
+            .arg(format!("cat {}; sleep 3", input.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut pa = spawn("a", &a);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut pb = spawn("b", &b);
+    assert!(pa.wait().unwrap().success());
+    assert!(pb.wait().unwrap().success());
+    cli(home.path())
+        .args(["-r", r, "check", "--read-data"])
+        .assert()
+        .success();
+    for (name, input) in [("a", &a), ("b", &b)] {
+        let out = cli(home.path())
+            .args(["-r", r, "restore", "latest", "--name", name, "--target", "-"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(digest(&out.stdout[..]), digest(std::fs::File::open(input).unwrap()));
+    }
+}
