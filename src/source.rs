@@ -2,7 +2,7 @@
 //! exit status decides whether the snapshot is kept.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -103,9 +103,4 @@ impl CommandSource {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A reader that counts nothing and just forwards; kept for API symmetry with stdin.
-pub fn stdin() -> impl Read + Send {
-    std::io::stdin()
 }
