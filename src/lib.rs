@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod index;
+pub mod interrupt;
 pub mod keys;
 pub mod lock;
 pub mod packer;

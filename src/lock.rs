@@ -19,6 +19,7 @@ pub struct LockGuard {
     store: crate::backend::Store,
     current: Arc<Mutex<Id>>,
     stop: Option<Sender<()>>,
+    _interrupt: crate::interrupt::Registration,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -96,7 +97,16 @@ pub fn acquire(repo: &Repository, operation: &str, exclusive: bool) -> Result<Lo
             }
         })
     };
+    let on_interrupt = {
+        let (store, current) = (repo.store().clone(), current.clone());
+        crate::interrupt::on_interrupt(move || {
+            if let Ok(cur) = current.lock() {
+                let _ = store.delete(&format!("locks/{}", *cur));
+            }
+        })
+    };
     Ok(LockGuard {
+        _interrupt: on_interrupt,
         store: repo.store().clone(),
         current,
         stop: Some(stop),

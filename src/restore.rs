@@ -260,6 +260,13 @@ fn restore_file(
     crate::util::create_dir_private(dir).map_err(|er| Error::io(format!("cannot create {}", dir.display()), er))?;
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("restore");
     let tmp = dir.join(format!(".{name}.dbbackup-partial-{}", std::process::id()));
+    // Registered before the file exists, so an interruption never leaves it behind.
+    let _cleanup = {
+        let tmp = tmp.clone();
+        crate::interrupt::on_interrupt(move || {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    };
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -268,11 +275,9 @@ fn restore_file(
         .open(&tmp)
         .map_err(|er| Error::io(format!("cannot create {}", tmp.display()), er))?;
     let result = (|| {
-        let mut w = std::io::BufWriter::with_capacity(4 << 20, file);
-        let n = restore_entry(repo, index, e, &mut w, progress)?;
-        let f = w
-            .into_inner()
-            .map_err(|er| Error::io(format!("cannot write {}", tmp.display()), er.into_error()))?;
+        // Chunks are large; write them as they come, without another buffer.
+        let mut f = file;
+        let n = restore_entry(repo, index, e, &mut f, progress)?;
         f.sync_all()
             .map_err(|er| Error::io(format!("cannot sync {}", tmp.display()), er))?;
         std::fs::rename(&tmp, dest).map_err(|er| Error::io(format!("cannot rename into {}", dest.display()), er))?;

@@ -18,6 +18,7 @@ pub struct CommandSource {
     command: String,
     tail: Arc<Mutex<VecDeque<String>>>,
     stderr_thread: Option<JoinHandle<()>>,
+    _interrupt: crate::interrupt::Registration,
 }
 
 impl CommandSource {
@@ -53,12 +54,18 @@ impl CommandSource {
                 }
             })
         });
+        // On interruption the command is stopped too (SIGTERM), not left writing to a dead pipe.
+        let pid = child.id() as libc::pid_t;
+        let interrupt = crate::interrupt::on_interrupt(move || unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        });
         Ok((
             CommandSource {
                 child,
                 command: command.to_string(),
                 tail,
                 stderr_thread,
+                _interrupt: interrupt,
             },
             stdout,
         ))

@@ -409,3 +409,79 @@ fn concurrent_snapshots_on_one_host_both_succeed() {
         assert_eq!(digest(&out.stdout[..]), digest(std::fs::File::open(input).unwrap()));
     }
 }
+
+#[test]
+fn interrupted_snapshot_and_restore_clean_up() {
+    let (home, repo) = cli_repo();
+    let r = repo.to_str().unwrap();
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("dbbackup"))
+            .env("DBBACKUP_PASSWORD", common::PASSWORD)
+            .env("DBBACKUP_CACHE_DIR", home.path().join("cache"))
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .args(["-r", r])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let sigint = |c: &std::process::Child| unsafe {
+        libc::kill(c.id() as i32, libc::SIGINT);
+    };
+    // A snapshot whose source never ends: SIGINT removes its lock, stops the command, exits 130.
+    let marker = home.path().join("source-alive");
+    let mut p = spawn(&[
+        "snapshot",
+        "--name",
+        "x",
+        "--from-command",
+        &format!(
+            "touch {}; while true; do head -c 100000 /dev/urandom; sleep 0.05; done",
+            marker.display()
+        ),
+    ]);
+    let t0 = Instant::now();
+    while (!marker.exists() || std::fs::read_dir(repo.join("locks")).map(|d| d.count()).unwrap_or(0) == 0)
+        && t0.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_dir(repo.join("locks")).unwrap().count(),
+        1,
+        "lock held while running"
+    );
+    sigint(&p);
+    assert_eq!(p.wait().unwrap().code(), Some(130));
+    assert_eq!(
+        std::fs::read_dir(repo.join("locks")).unwrap().count(),
+        0,
+        "lock removed"
+    );
+    // A restore interrupted mid-way leaves no partial file.
+    let input = write_input(home.path(), "in", Gen::random(13, 300_000_000));
+    snapshot_file(home.path(), &repo, "big", &input);
+    let out = home.path().join("restored");
+    let mut p = spawn(&["restore", "latest", "--name", "big", "--target", out.to_str().unwrap()]);
+    let t0 = Instant::now();
+    let partial = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().contains("dbbackup-partial"))
+    };
+    while !partial(home.path()) && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sigint(&p);
+    let code = p.wait().unwrap().code();
+    assert!(code == Some(130) || code == Some(0), "{code:?}");
+    let left: Vec<_> = std::fs::read_dir(home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(!partial(home.path()), "no partial file left: {code:?} {left:?}");
+    if code == Some(130) {
+        assert!(!out.exists());
+    }
+}

@@ -218,6 +218,28 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     ErrorKind::General.exit_code() as u8
 }
 
+/// On SIGINT or SIGTERM: undo what the running command registered (partial files, its lock,
+/// child commands), then exit 130 / 143 as shells do.
+fn watch_signals(rt: tokio::runtime::Handle) {
+    std::thread::spawn(move || {
+        use tokio::signal::unix::{signal, SignalKind};
+        let code = rt.block_on(async {
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return None;
+            };
+            tokio::select! {
+                _ = int.recv() => Some(130),
+                _ = term.recv() => Some(143),
+            }
+        });
+        if let Some(code) = code {
+            eprintln!("dbbackup: interrupted; cleaning up");
+            dbbackup::interrupt::run_hooks();
+            std::process::exit(code);
+        }
+    });
+}
+
 /// Parse arguments and run the command.
 pub fn run() -> ExitCode {
     let mut cli = Cli::parse();
@@ -230,6 +252,7 @@ pub fn run() -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        watch_signals(rt.handle().clone());
         let ctx = Ctx {
             g: cli.global.clone(),
             rt,

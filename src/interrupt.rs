@@ -1,0 +1,42 @@
+//! Clean-up on interruption: operations register undo steps (remove a partial file, delete a
+//! lock object, stop a child command) for as long as they are needed; the binary runs them
+//! when SIGINT or SIGTERM arrives, then exits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+type Hook = Box<dyn Fn() + Send>;
+
+static HOOKS: Mutex<Vec<(u64, Hook)>> = Mutex::new(Vec::new());
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// Unregisters its hook when dropped (the operation finished normally).
+pub struct Registration(u64);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut h) = HOOKS.lock() {
+            h.retain(|(id, _)| *id != self.0);
+        }
+    }
+}
+
+/// Run `hook` if the process is interrupted before the returned registration is dropped.
+pub fn on_interrupt(hook: impl Fn() + Send + 'static) -> Registration {
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut h) = HOOKS.lock() {
+        h.push((id, Box::new(hook)));
+    }
+    Registration(id)
+}
+
+/// Run every registered hook, newest first (called once, by the binary's signal handler).
+pub fn run_hooks() {
+    let hooks = match HOOKS.lock() {
+        Ok(mut h) => std::mem::take(&mut *h),
+        Err(_) => return,
+    };
+    for (_, hook) in hooks.iter().rev() {
+        hook();
+    }
+}
