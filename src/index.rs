@@ -57,7 +57,7 @@ pub struct SyncStats {
 pub struct IndexCache {
     db: Database,
     path: PathBuf,
-    _tempdir: Option<tempfile::TempDir>,
+    _tempdir: Option<(tempfile::TempDir, crate::interrupt::Registration)>,
 }
 
 fn db_err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
@@ -133,13 +133,17 @@ impl IndexCache {
                         .tempdir_in(dir)
                         .map_err(|e| Error::io("cannot create a temporary index cache", e))?;
                     let p = td.path().join("index.redb");
+                    let tmp_dir = td.path().to_path_buf();
+                    let cleanup = crate::interrupt::on_interrupt(move || {
+                        let _ = std::fs::remove_dir_all(&tmp_dir);
+                    });
                     let db = Self::try_open(repo, &p)?
                         .ok_or_else(|| Error::new(ErrorKind::Io, "cannot create a temporary index cache"))?;
                     return Ok((
                         IndexCache {
                             db,
                             path: p,
-                            _tempdir: Some(td),
+                            _tempdir: Some((td, cleanup)),
                         },
                         true,
                     ));
