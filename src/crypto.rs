@@ -156,17 +156,8 @@ impl Keys {
 
     /// Authenticate and decrypt `sealed` in place; returns the buffer and the plaintext's range
     /// in it. `None` when it does not authenticate.
-    pub fn open_in_place(&self, aad: &[u8], mut sealed: Vec<u8>) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
-        if sealed.len() < OVERHEAD {
-            return None;
-        }
-        let end = sealed.len() - TAG_LEN;
-        let (head, tag) = sealed.split_at_mut(end);
-        let (nonce, ct) = head.split_at_mut(NONCE_LEN);
-        self.cipher
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ct, Tag::from_slice(tag))
-            .ok()?;
-        Some((sealed, NONCE_LEN..end))
+    pub fn open_in_place(&self, aad: &[u8], sealed: Vec<u8>) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
+        open_in_place(&self.cipher, aad, sealed)
     }
 
     /// Authenticate and decrypt a sealed string; `None` when it does not authenticate.
@@ -207,15 +198,23 @@ pub fn seal_with_nonce(
 
 /// Open with an explicit cipher; see [`Keys::open`].
 pub fn open(c: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let (mut buf, range) = open_in_place(c, aad, sealed.to_vec())?;
+    buf.truncate(range.end);
+    buf.drain(..range.start);
+    Some(buf)
+}
+
+/// Decrypt in place with an explicit cipher; see [`Keys::open_in_place`].
+fn open_in_place(c: &XChaCha20Poly1305, aad: &[u8], mut sealed: Vec<u8>) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
     if sealed.len() < OVERHEAD {
         return None;
     }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut buf = ct.to_vec();
-    c.decrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut buf, Tag::from_slice(tag))
+    let end = sealed.len() - TAG_LEN;
+    let (head, tag) = sealed.split_at_mut(end);
+    let (nonce, ct) = head.split_at_mut(NONCE_LEN);
+    c.decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ct, Tag::from_slice(tag))
         .ok()?;
-    Some(buf)
+    Some((sealed, NONCE_LEN..end))
 }
 
 #[cfg(test)]

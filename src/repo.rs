@@ -82,6 +82,11 @@ impl Repository {
     /// Open and unlock the repository in `store` with `password`.
     pub fn open(store: Store, password: &[u8]) -> Result<Repository> {
         let config = Self::read_config(&store)?;
+        Self::open_with_config(store, config, password)
+    }
+
+    /// [`Repository::open`] with a config already read by [`Repository::read_config`].
+    pub fn open_with_config(store: Store, config: Config, password: &[u8]) -> Result<Repository> {
         let names = store.list("keys")?;
         if names.is_empty() {
             return Err(Error::new(

@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
 
 use crate::blob::seal_blob;
@@ -75,7 +73,6 @@ pub struct SnapshotWriter<'a> {
     level: i32,
     entries: Vec<Entry>,
     summary: Summary,
-    segments: Vec<Id>,
     pending_packs: Vec<PackBlobs>,
     started: Instant,
     opts: SnapshotOptions,
@@ -117,7 +114,6 @@ impl<'a> SnapshotWriter<'a> {
             level,
             entries: Vec::new(),
             summary: Summary::default(),
-            segments: Vec::new(),
             pending_packs: Vec::new(),
             started: Instant::now(),
             opts,
@@ -164,8 +160,8 @@ impl<'a> SnapshotWriter<'a> {
             }
         };
         let (chunk_tx, chunk_rx) = bounded::<(u64, Bytes)>(workers * 2);
-        let (hash_tx, hash_rx) = sync_channel::<Bytes>(8);
-        let (done_tx, done_rx) = sync_channel::<Work>(workers * 2);
+        let (hash_tx, hash_rx) = bounded::<Bytes>(8);
+        let (done_tx, done_rx) = bounded::<Work>(workers * 2);
         let index = self.index;
         let pending = self.pending.clone();
         let mut sha_out = None;
@@ -176,7 +172,7 @@ impl<'a> SnapshotWriter<'a> {
             let failed_ref = &failed;
             let fail_ref = &fail;
             s.spawn(move || {
-                let mut ch = Chunker::new(src, &params, keys_seed(&keys));
+                let mut ch = Chunker::new(src, &params, keys.chunker_seed);
                 let mut seq = 0u64;
                 loop {
                     if failed_ref.load(Ordering::Relaxed) {
@@ -213,12 +209,12 @@ impl<'a> SnapshotWriter<'a> {
             });
             // Stage 3: hash, dedup, compress, seal — on rayon.
             let keys = self.repo.keys().clone();
-            let chunk_rx: crossbeam_channel::Receiver<(u64, Bytes)> = chunk_rx;
+            let chunk_rx: Receiver<(u64, Bytes)> = chunk_rx;
             let worker_pool = s.spawn(move || {
                 rayon::scope(|rs| {
                     for _ in 0..workers {
                         let chunk_rx = chunk_rx.clone();
-                        let done_tx: SyncSender<Work> = done_tx.clone();
+                        let done_tx: Sender<Work> = done_tx.clone();
                         let keys = keys.clone();
                         let pending = pending.clone();
                         rs.spawn(move |_| {
@@ -356,7 +352,6 @@ impl<'a> SnapshotWriter<'a> {
                 }
             }
         }
-        self.segments.push(id);
         Ok(())
     }
 
@@ -385,8 +380,4 @@ impl<'a> SnapshotWriter<'a> {
         let id = self.repo.save_object(ObjectKind::Snapshot, &m.encode())?;
         Ok((id, m))
     }
-}
-
-fn keys_seed(keys: &crate::crypto::Keys) -> u64 {
-    keys.chunker_seed
 }

@@ -5,7 +5,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{cli, cli_repo, digest, packs, Gen};
@@ -337,14 +336,9 @@ fn sigkill_mid_snapshot_leaves_earlier_snapshots_restorable() {
     for round in 0..3 {
         // A slow source: random data arriving in pieces, so packs are written while it runs.
         let before = packs(&repo).len();
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("dbbackup"))
-            .env("DBBACKUP_PASSWORD", common::PASSWORD)
-            .env("DBBACKUP_CACHE_DIR", home.path().join("cache"))
-            .env("XDG_CONFIG_HOME", home.path().join("config"))
+        let mut child = common::spawn_cli(home.path())
             .args(["-r", r, "snapshot", "--name", "db", "--from-command"])
             .arg("for i in $(seq 1 400); do head -c 1000000 /dev/urandom; sleep 0.02; done")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let t0 = Instant::now();
@@ -380,14 +374,9 @@ fn concurrent_snapshots_on_one_host_both_succeed() {
     let a = write_input(home.path(), "a", Gen::dump(11, 6_000_000));
     let b = write_input(home.path(), "b", Gen::dump(12, 6_000_000));
     let spawn = |name: &str, input: &Path| {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("dbbackup"))
-            .env("DBBACKUP_PASSWORD", common::PASSWORD)
-            .env("DBBACKUP_CACHE_DIR", home.path().join("cache"))
-            .env("XDG_CONFIG_HOME", home.path().join("config"))
+        common::spawn_cli(home.path())
             .args(["-r", r, "snapshot", "--name", name, "--from-command"])
             .arg(format!("cat {}; sleep 3", input.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };
@@ -415,14 +404,9 @@ fn interrupted_snapshot_and_restore_clean_up() {
     let (home, repo) = cli_repo();
     let r = repo.to_str().unwrap();
     let spawn = |args: &[&str]| {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("dbbackup"))
-            .env("DBBACKUP_PASSWORD", common::PASSWORD)
-            .env("DBBACKUP_CACHE_DIR", home.path().join("cache"))
-            .env("XDG_CONFIG_HOME", home.path().join("config"))
+        common::spawn_cli(home.path())
             .args(["-r", r])
             .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };

@@ -134,9 +134,9 @@ impl Ctx {
     pub fn open(&self) -> dbbackup::Result<Repository> {
         let store = self.store(None)?;
         // Fail on a missing repository before asking for a password.
-        Repository::read_config(&store)?;
+        let config = Repository::read_config(&store)?;
         let pw = password::get(&self.g, "repository password: ", false)?;
-        Repository::open(store, pw.as_bytes())
+        Repository::open_with_config(store, config, pw.as_bytes())
     }
 
     /// Open the local index cache, synced with the repository.

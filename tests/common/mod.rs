@@ -212,6 +212,18 @@ pub fn cli(home: &Path) -> assert_cmd::Command {
     c
 }
 
+/// The binary as a plain child process (for tests that signal or race it), same environment
+/// as [`cli`].
+pub fn spawn_cli(home: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("dbbackup"));
+    c.env("DBBACKUP_PASSWORD", PASSWORD)
+        .env("DBBACKUP_CACHE_DIR", home.join("cache"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
 /// A fresh CLI-made repository: (home temp dir, repo path).
 pub fn cli_repo() -> (tempfile::TempDir, PathBuf) {
     let home = tempfile::tempdir().unwrap();
