@@ -20,7 +20,7 @@ pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;
-pub mod source;
+pub mod sources;
 pub mod stats;
 pub mod util;
 

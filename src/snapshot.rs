@@ -5,15 +5,16 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver};
 use sha2::{Digest, Sha256};
 
 use crate::blob::seal_blob;
 use crate::chunking::Chunker;
+use crate::crypto::Keys;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::snapshot::{Entry, Manifest, Source, Summary};
@@ -64,18 +65,24 @@ pub fn check_label(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes one snapshot: add streams, then [`SnapshotWriter::finish`].
+/// Writes one snapshot: add streams (from several threads at once if wanted), then
+/// [`SnapshotWriter::finish`].
 pub struct SnapshotWriter<'a> {
     repo: &'a Repository,
     index: &'a IndexCache,
-    packer: Packer,
-    pending: Arc<Mutex<HashSet<Id>>>,
+    pending: Mutex<HashSet<Id>>,
     level: i32,
-    entries: Vec<Entry>,
-    summary: Summary,
-    pending_packs: Vec<PackBlobs>,
+    shared: Mutex<Shared>,
+    entries: Mutex<Vec<Entry>>,
     started: Instant,
     opts: SnapshotOptions,
+}
+
+/// State every stream's collector updates.
+struct Shared {
+    packer: Packer,
+    summary: Summary,
+    pending_packs: Vec<PackBlobs>,
 }
 
 /// A finished chunk from a worker.
@@ -92,6 +99,12 @@ enum Work {
         encoding: Encoding,
         sealed: Vec<u8>,
     },
+    /// The worker failed; its error is in the stream's error slot.
+    Failed,
+}
+
+fn poisoned() -> Error {
+    Error::general("snapshot state poisoned by an earlier panic")
 }
 
 impl<'a> SnapshotWriter<'a> {
@@ -109,12 +122,14 @@ impl<'a> SnapshotWriter<'a> {
         Ok(SnapshotWriter {
             repo,
             index,
-            packer,
-            pending: Arc::default(),
+            pending: Mutex::default(),
             level,
-            entries: Vec::new(),
-            summary: Summary::default(),
-            pending_packs: Vec::new(),
+            shared: Mutex::new(Shared {
+                packer,
+                summary: Summary::default(),
+                pending_packs: Vec::new(),
+            }),
+            entries: Mutex::default(),
             started: Instant::now(),
             opts,
         })
@@ -125,30 +140,33 @@ impl<'a> SnapshotWriter<'a> {
         if index.contains(id)? {
             return Ok(false);
         }
-        Ok(pending
-            .lock()
-            .map_err(|_| Error::general("pending set poisoned"))?
-            .insert(*id))
+        Ok(pending.lock().map_err(|_| poisoned())?.insert(*id))
     }
 
     /// Store blob `plain` of `kind` unless the repository has it (used for content lists).
-    fn store_blob(&mut self, kind: BlobKind, plain: &[u8]) -> Result<Id> {
+    fn store_blob(&self, kind: BlobKind, plain: &[u8]) -> Result<Id> {
         let id = self.repo.keys().chunk_id(plain);
         if Self::claim(self.index, &self.pending, &id)? {
             let (enc, sealed) = seal_blob(self.repo.keys(), kind, &id, plain, self.level)?;
-            self.summary.bytes_stored += sealed.len() as u64;
-            self.packer.add(id, kind, enc, plain.len() as u32, &sealed)?;
+            let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+            sh.summary.bytes_stored += sealed.len() as u64;
+            sh.packer.add(id, kind, enc, plain.len() as u32, &sealed)?;
         }
         Ok(id)
     }
 
-    /// Chunk, deduplicate and store one stream as entry `path`. On error nothing is recorded
-    /// for this snapshot (already uploaded packs stay unreferenced until prune).
-    pub fn add_stream<R: Read + Send>(&mut self, path: &str, src: R, progress: &dyn Progress) -> Result<Entry> {
+    /// Chunk, deduplicate and store one stream as entry `path`. Several streams may be added
+    /// at once from different threads; they share the packer and the rayon pool. On error
+    /// nothing is recorded for this stream (already uploaded packs stay unreferenced until
+    /// prune).
+    pub fn add_stream<R: Read + Send>(&self, path: &str, src: R, progress: &dyn Progress) -> Result<Entry> {
+        check_label("entry path", path)?;
         let keys = self.repo.keys().clone();
         let params = self.repo.config().chunker;
         let level = self.level;
-        let workers = rayon::current_num_threads().max(1);
+        // Chunks in flight (being hashed/compressed, or waiting to be collected in order):
+        // bounds this stream's memory whatever the input size.
+        let in_flight = rayon::current_num_threads().max(1) * 2 + 2;
         let failed = AtomicBool::new(false);
         let first_err: Mutex<Option<Error>> = Mutex::new(None);
         let fail = |e: Error| {
@@ -159,30 +177,40 @@ impl<'a> SnapshotWriter<'a> {
                 }
             }
         };
-        let (chunk_tx, chunk_rx) = bounded::<(u64, Bytes)>(workers * 2);
+        let (slot_tx, slot_rx) = bounded::<()>(in_flight);
         let (hash_tx, hash_rx) = bounded::<Bytes>(8);
-        let (done_tx, done_rx) = bounded::<Work>(workers * 2);
+        let (done_tx, done_rx) = unbounded::<Work>();
         let index = self.index;
-        let pending = self.pending.clone();
+        let pending = &self.pending;
         let mut sha_out = None;
         let mut bytes_read = 0u64;
 
         let collected = std::thread::scope(|s| -> Result<Option<(Vec<Id>, u64)>> {
-            // Stage 1: read and cut.
+            // Stage 1: read and cut; each chunk becomes a short rayon task (hash, dedup,
+            // compress, seal) so concurrent streams share the pool fairly.
             let failed_ref = &failed;
             let fail_ref = &fail;
             s.spawn(move || {
                 let mut ch = Chunker::new(src, &params, keys.chunker_seed);
                 let mut seq = 0u64;
-                loop {
+                rayon::in_place_scope(|rs| loop {
                     if failed_ref.load(Ordering::Relaxed) {
                         return;
                     }
                     match ch.next_chunk() {
                         Ok(Some(c)) => {
-                            if hash_tx.send(c.clone()).is_err() || chunk_tx.send((seq, c)).is_err() {
+                            if hash_tx.send(c.clone()).is_err() || slot_tx.send(()).is_err() {
                                 return;
                             }
+                            let done_tx = done_tx.clone();
+                            let keys = keys.clone();
+                            rs.spawn(move |_| {
+                                let w = Self::work(&keys, index, pending, level, seq, &c).unwrap_or_else(|e| {
+                                    fail_ref(e);
+                                    Work::Failed
+                                });
+                                let _ = done_tx.send(w);
+                            });
                             seq += 1;
                         }
                         Ok(None) => return,
@@ -194,7 +222,7 @@ impl<'a> SnapshotWriter<'a> {
                             return;
                         }
                     }
-                }
+                });
             });
             // Stage 2: whole-stream SHA-256, in order.
             let sha = s.spawn(move || {
@@ -207,52 +235,11 @@ impl<'a> SnapshotWriter<'a> {
                 }
                 (hex::encode(h.finalize()), n)
             });
-            // Stage 3: hash, dedup, compress, seal — on rayon.
-            let keys = self.repo.keys().clone();
-            let chunk_rx: Receiver<(u64, Bytes)> = chunk_rx;
-            let worker_pool = s.spawn(move || {
-                rayon::scope(|rs| {
-                    for _ in 0..workers {
-                        let chunk_rx = chunk_rx.clone();
-                        let done_tx: Sender<Work> = done_tx.clone();
-                        let keys = keys.clone();
-                        let pending = pending.clone();
-                        rs.spawn(move |_| {
-                            for (seq, c) in chunk_rx {
-                                if failed_ref.load(Ordering::Relaxed) {
-                                    return;
-                                }
-                                let id = keys.chunk_id(&c);
-                                let len = c.len() as u32;
-                                let w = match Self::claim(index, &pending, &id) {
-                                    Ok(false) => Work::Dup { seq, id, len },
-                                    Ok(true) => match seal_blob(&keys, BlobKind::Data, &id, &c, level) {
-                                        Ok((encoding, sealed)) => Work::New {
-                                            seq,
-                                            id,
-                                            len,
-                                            encoding,
-                                            sealed,
-                                        },
-                                        Err(e) => return fail_ref(e),
-                                    },
-                                    Err(e) => return fail_ref(e),
-                                };
-                                if done_tx.send(w).is_err() {
-                                    return;
-                                }
-                            }
-                        });
-                    }
-                    drop(done_tx);
-                });
-            });
-            // Stage 4 (this thread): pack new blobs, build the content list in stream order.
-            let r = self.collect(done_rx, &failed);
+            // Stage 3 (this thread): pack new blobs, build the content list in stream order.
+            let r = self.collect(done_rx, slot_rx, &failed);
             if r.is_err() {
                 failed.store(true, Ordering::SeqCst);
             }
-            let _ = worker_pool.join();
             if let Ok(x) = sha.join() {
                 sha_out = Some(x.0);
                 bytes_read = x.1;
@@ -264,8 +251,6 @@ impl<'a> SnapshotWriter<'a> {
         }
         let (content, chunks) = collected?.ok_or_else(|| Error::general("snapshot pipeline stopped"))?;
         let sha256 = sha_out.ok_or_else(|| Error::general("stream hashing failed"))?;
-        self.summary.bytes_read += bytes_read;
-        self.summary.chunks_total += chunks;
         let entry = Entry {
             path: path.to_string(),
             size: bytes_read,
@@ -273,17 +258,61 @@ impl<'a> SnapshotWriter<'a> {
             chunks,
             content,
         };
-        self.entries.push(entry.clone());
+        {
+            let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+            sh.summary.bytes_read += bytes_read;
+            sh.summary.chunks_total += chunks;
+        }
+        let mut entries = self.entries.lock().map_err(|_| poisoned())?;
+        if entries.iter().any(|e| e.path == path) {
+            return Err(Error::usage(format!("the snapshot already has an entry `{path}`")));
+        }
+        entries.push(entry.clone());
         Ok(entry)
     }
 
-    fn collect(&mut self, rx: Receiver<Work>, failed: &AtomicBool) -> Result<Option<(Vec<Id>, u64)>> {
+    /// Drop entries whose path matches (a stream whose producer failed after it was read).
+    /// Their chunks stay stored, unreferenced by this snapshot.
+    pub fn discard_entries(&self, matches: impl Fn(&str) -> bool) {
+        if let Ok(mut e) = self.entries.lock() {
+            e.retain(|x| !matches(&x.path));
+        }
+    }
+
+    /// Hash one chunk, look it up, and compress and seal it when new.
+    fn work(
+        keys: &Keys,
+        index: &IndexCache,
+        pending: &Mutex<HashSet<Id>>,
+        level: i32,
+        seq: u64,
+        c: &[u8],
+    ) -> Result<Work> {
+        let id = keys.chunk_id(c);
+        let len = c.len() as u32;
+        if !Self::claim(index, pending, &id)? {
+            return Ok(Work::Dup { seq, id, len });
+        }
+        let (encoding, sealed) = seal_blob(keys, BlobKind::Data, &id, c, level)?;
+        Ok(Work::New {
+            seq,
+            id,
+            len,
+            encoding,
+            sealed,
+        })
+    }
+
+    /// Receives finished chunks (each frees an in-flight slot), packs the new ones and builds
+    /// the content list in stream order. Returns `None` when a stage failed.
+    fn collect(&self, rx: Receiver<Work>, slots: Receiver<()>, failed: &AtomicBool) -> Result<Option<(Vec<Id>, u64)>> {
         let mut reorder: BTreeMap<u64, (Id, u32)> = BTreeMap::new();
         let mut next = 0u64;
         let mut list: Vec<u8> = Vec::with_capacity(LIST_RECORDS * 36);
         let mut content = Vec::new();
         for w in rx {
             let (seq, id, len) = match w {
+                Work::Failed => return Ok(None),
                 Work::Dup { seq, id, len } => (seq, id, len),
                 Work::New {
                     seq,
@@ -292,15 +321,18 @@ impl<'a> SnapshotWriter<'a> {
                     encoding,
                     sealed,
                 } => {
-                    self.summary.bytes_new += u64::from(len);
-                    self.summary.chunks_new += 1;
-                    self.summary.bytes_stored += sealed.len() as u64;
-                    self.packer.add(id, BlobKind::Data, encoding, len, &sealed)?;
+                    let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+                    sh.summary.bytes_new += u64::from(len);
+                    sh.summary.chunks_new += 1;
+                    sh.summary.bytes_stored += sealed.len() as u64;
+                    sh.packer.add(id, BlobKind::Data, encoding, len, &sealed)?;
                     (seq, id, len)
                 }
             };
             reorder.insert(seq, (id, len));
             while let Some((id, len)) = reorder.remove(&next) {
+                // The chunk is collected: its slot goes back to the reader.
+                let _ = slots.try_recv();
                 list.extend_from_slice(&id.0);
                 list.extend_from_slice(&len.to_le_bytes());
                 next += 1;
@@ -323,19 +355,21 @@ impl<'a> SnapshotWriter<'a> {
         Ok(Some((content, next)))
     }
 
-    fn maybe_write_segment(&mut self, force: bool) -> Result<()> {
+    fn maybe_write_segment(&self, force: bool) -> Result<()> {
+        let mut sh = self.shared.lock().map_err(|_| poisoned())?;
         // Only packs the uploaders reported durable are indexed here.
-        let done = self.packer.take_done();
-        self.pending_packs.extend(done);
-        let n: usize = self.pending_packs.iter().map(|p| p.blobs.len()).sum();
+        let done = sh.packer.take_done();
+        sh.pending_packs.extend(done);
+        let n: usize = sh.pending_packs.iter().map(|p| p.blobs.len()).sum();
         if n == 0 || (!force && n < SEGMENT_BLOBS) {
             return Ok(());
         }
-        let packs = std::mem::take(&mut self.pending_packs);
+        let packs = std::mem::take(&mut sh.pending_packs);
+        drop(sh);
         self.write_segment(packs)
     }
 
-    fn write_segment(&mut self, packs: Vec<PackBlobs>) -> Result<()> {
+    fn write_segment(&self, packs: Vec<PackBlobs>) -> Result<()> {
         if packs.is_empty() {
             return Ok(());
         }
@@ -355,15 +389,21 @@ impl<'a> SnapshotWriter<'a> {
         Ok(())
     }
 
-    /// Wait for every pack, write the last index segment, then the manifest. Returns the
-    /// snapshot id.
-    pub fn finish(mut self, source: Source) -> Result<(Id, Manifest)> {
-        let rest = self.packer.finish()?;
-        self.pending_packs.extend(rest);
-        let packs = std::mem::take(&mut self.pending_packs);
+    /// Wait for every pack, write the last index segment, then the manifest (entries sorted
+    /// by path). Returns the snapshot id.
+    pub fn finish(self, source: Source) -> Result<(Id, Manifest)> {
+        let (packs, mut summary) = {
+            let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+            let mut packs = std::mem::take(&mut sh.pending_packs);
+            packs.extend(sh.packer.finish()?);
+            let mut summary = sh.summary.clone();
+            summary.packs_written = sh.packer.packs_written;
+            (packs, summary)
+        };
         self.write_segment(packs)?;
-        self.summary.packs_written = self.packer.packs_written;
-        self.summary.duration_ms = self.started.elapsed().as_millis() as u64;
+        summary.duration_ms = self.started.elapsed().as_millis() as u64;
+        let mut entries = self.entries.into_inner().map_err(|_| poisoned())?;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
         let time = self.opts.time.unwrap_or_else(jiff::Timestamp::now);
         let m = Manifest {
             version: FORMAT_VERSION,
@@ -374,8 +414,8 @@ impl<'a> SnapshotWriter<'a> {
             tags: self.opts.tags.clone(),
             source,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            entries: std::mem::take(&mut self.entries),
-            summary: self.summary.clone(),
+            entries,
+            summary,
         };
         let id = self.repo.save_object(ObjectKind::Snapshot, &m.encode())?;
         Ok((id, m))

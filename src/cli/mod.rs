@@ -2,8 +2,10 @@
 //! file > defaults), passwords, progress bars, output, and exit codes.
 
 mod check;
+mod db;
 mod init;
 mod key;
+mod ls;
 mod output;
 mod password;
 mod restore;
@@ -82,12 +84,14 @@ enum Cmd {
     /// Manage the passwords (keys) that unlock the repository
     #[command(subcommand)]
     Key(key::KeyCmd),
-    /// Back up a stream (stdin or a command's output) as a new snapshot
+    /// Back up a database (or all of them, or any stream) as a new snapshot
     Snapshot(snapshot::Args),
-    /// Restore a snapshot to a file, a directory, or stdout
+    /// Restore a snapshot into a database server, or to a file, a directory, or stdout
     Restore(restore::Args),
     /// List snapshots
     Snapshots(snapshots::Args),
+    /// List a snapshot's entries (dump files, globals) with sizes and SHA-256
+    Ls(ls::Args),
     /// Show repository statistics: sizes, dedup and compression ratios
     Stats(stats::Args),
     /// Verify the repository's structure and, with --read-data, every byte
@@ -263,6 +267,7 @@ pub fn run() -> ExitCode {
             Cmd::Snapshot(a) => snapshot::run(&ctx, a),
             Cmd::Restore(a) => restore::run(&ctx, a),
             Cmd::Snapshots(a) => snapshots::run(&ctx, a),
+            Cmd::Ls(a) => ls::run(&ctx, a),
             Cmd::Stats(a) => stats::run(&ctx, a),
             Cmd::Check(a) => check::run(&ctx, a),
         }

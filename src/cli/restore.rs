@@ -1,39 +1,130 @@
-//! `dbbackup restore SNAPSHOT --target PATH|-`: write a snapshot back out, verified.
+//! `dbbackup restore SNAPSHOT --target PATH|-` writes a snapshot back out, verified;
+//! `--to-database NAME` / `--all` load a database snapshot into a running server.
 
 use std::path::PathBuf;
 
 use dbbackup::restore::{restore_snapshot, Target};
+use dbbackup::sources::load::{database_source, pick, LoadOptions, Loader};
 use dbbackup::util::human_bytes;
+use dbbackup::Error;
 
+use super::db::ConnArgs;
 use super::{output, Ctx};
 
 /// Arguments of `restore`.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "to_database", "all"])))]
 pub struct Args {
     /// Snapshot id, unique id prefix, or `latest`
     snapshot: String,
     /// Where to write: a file, a directory, or `-` for standard output
     #[arg(long, short = 't')]
-    target: String,
+    target: Option<String>,
     /// With `latest`: the newest snapshot of this source name
     #[arg(long)]
     name: Option<String>,
     /// Replace existing files
     #[arg(long)]
     overwrite: bool,
+    /// Load the dumped database into this database of a running server
+    #[arg(long, value_name = "NAME")]
+    to_database: Option<String>,
+    /// Load every database of the snapshot under its own name, after the globals
+    #[arg(long)]
+    all: bool,
+    /// Which database of a multi-database snapshot to load with --to-database
+    #[arg(long, value_name = "NAME")]
+    database: Option<String>,
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Parallel loader jobs (the dump is written to a temporary file first when > 1)
+    #[arg(long, short = 'j', default_value_t = 1)]
+    jobs: usize,
+    /// Create the target database (like the dumped one) when it does not exist
+    #[arg(long)]
+    create: bool,
+    /// Drop the dumped objects in the target before recreating them (needs --force when the
+    /// target is not empty)
+    #[arg(long)]
+    clean: bool,
+    /// Load into a database that already holds objects
+    #[arg(long)]
+    force: bool,
+    /// With --to-database: also load the globals (roles, tablespaces) first
+    #[arg(long, conflicts_with = "no_globals")]
+    with_globals: bool,
+    /// With --all: do not load the globals
+    #[arg(long)]
+    no_globals: bool,
+    /// Do not restore object ownership (every object is owned by the restoring user)
+    #[arg(long)]
+    no_owner: bool,
+    /// Temporary directory for parallel loads [default: TMPDIR or /tmp]
+    #[arg(long, env = "DBBACKUP_TEMP_DIR", value_name = "DIR")]
+    temp_dir: Option<PathBuf>,
 }
 
 /// Run `restore`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
+    if a.jobs == 0 {
+        return Err(Error::usage("--jobs must be at least 1").into());
+    }
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;
     let (id, m) = repo.find_snapshot(&a.snapshot, a.name.as_deref())?;
-    let target = if a.target == "-" {
+    let bar = ctx.progress();
+    let Some(t) = &a.target else {
+        let src = database_source(&m)?;
+        let engine = a.conn.postgres();
+        let opts = LoadOptions {
+            jobs: a.jobs,
+            create: a.create || a.all,
+            clean: a.clean,
+            force: a.force,
+            no_owner: a.no_owner,
+            temp_dir: a.temp_dir.clone(),
+        };
+        let loader = Loader {
+            repo: &repo,
+            index: &index,
+            m: &m,
+            engine: &engine,
+            progress: &bar,
+        };
+        let mut loaded = Vec::new();
+        let globals = if (a.all && !a.no_globals) || a.with_globals {
+            loader.globals()?
+        } else {
+            false
+        };
+        let targets: Vec<_> = match &a.to_database {
+            Some(to) => vec![(pick(src, a.database.as_deref())?, to.clone())],
+            None => src.databases.iter().map(|d| (d, d.name.clone())).collect(),
+        };
+        for (db, to) in targets {
+            loader.database(db, &to, &opts)?;
+            loaded.push(serde_json::json!({ "database": db.name, "into": to }));
+            if !ctx.g.json {
+                println!(
+                    "restored database `{}` into `{to}` from snapshot {}, every chunk verified",
+                    db.name,
+                    id.short()
+                );
+            }
+        }
+        if ctx.g.json {
+            return output::json(&serde_json::json!({ "snapshot": id, "globals": globals, "databases": loaded }));
+        }
+        if globals {
+            println!("restored the globals (roles, tablespaces)");
+        }
+        return Ok(());
+    };
+    let target = if t == "-" {
         Target::Stdout
     } else {
-        Target::Path(PathBuf::from(&a.target))
+        Target::Path(PathBuf::from(t))
     };
-    let bar = ctx.progress();
     let done = restore_snapshot(&repo, &index, &m, &target, a.overwrite, &bar)?;
     if matches!(target, Target::Stdout) {
         return Ok(());

@@ -1,26 +1,54 @@
-//! `dbbackup snapshot --stdin|--from-command CMD --name NAME`: back up one stream.
+//! `dbbackup snapshot DBNAME | --all | --stdin | --from-command CMD`: back up databases
+//! through their own dump tools, or any stream.
 
 use dbbackup::format::snapshot::Source;
 use dbbackup::lock;
 use dbbackup::progress::Progress;
 use dbbackup::snapshot::{SnapshotOptions, SnapshotWriter};
+use dbbackup::sources::dump::{dump_databases, DumpOptions, Selection};
 use dbbackup::util::human_bytes;
 use dbbackup::Error;
 
+use super::db::ConnArgs;
 use super::{output, Ctx};
 
 /// Arguments of `snapshot`.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["database", "all", "stdin", "from_command"])))]
 pub struct Args {
+    /// Database to dump (with the engine's own tool, streamed; the server's globals too)
+    database: Option<String>,
+    /// Every database of the server but templates, plus the globals, as one snapshot
+    #[arg(long)]
+    all: bool,
     /// Read the stream from standard input
-    #[arg(long, conflicts_with = "from_command", required_unless_present = "from_command")]
+    #[arg(long)]
     stdin: bool,
     /// Run this command (sh -c) and back up its standard output; a non-zero exit records nothing
     #[arg(long, value_name = "CMD")]
     from_command: Option<String>,
-    /// Source name the snapshot is filed under (e.g. the database name)
+    /// Source name the snapshot is filed under [default: the database name; `all` with --all;
+    /// required with --stdin and --from-command]
     #[arg(long)]
-    name: String,
+    name: Option<String>,
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Dump format: one streamed custom-format dump, or pg_dump's parallel directory format
+    /// through a temporary directory
+    #[arg(long, value_enum, default_value_t = Format::Custom)]
+    format: Format,
+    /// Databases dumped at once with --all; pg_dump jobs with --format directory
+    #[arg(long, short = 'j', default_value_t = 1)]
+    jobs: usize,
+    /// Temporary directory for --format directory [default: TMPDIR or /tmp]
+    #[arg(long, env = "DBBACKUP_TEMP_DIR", value_name = "DIR")]
+    temp_dir: Option<std::path::PathBuf>,
+    /// Keep the databases that dumped and record the failed ones instead of failing
+    #[arg(long)]
+    continue_on_error: bool,
+    /// Do not dump the server's global objects (roles, tablespaces)
+    #[arg(long)]
+    no_globals: bool,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
@@ -32,7 +60,16 @@ pub struct Args {
     time: Option<String>,
     /// Record this host name instead of this machine's
     #[arg(long)]
-    host: Option<String>,
+    hostname: Option<String>,
+}
+
+/// Dump formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// pg_dump -Fc -Z0 streamed into the repository.
+    Custom,
+    /// pg_dump -Fd -Z0 -j N into a temporary directory, then into the repository.
+    Directory,
 }
 
 /// Parse a user-given timestamp: RFC 3339, or a civil time taken as UTC.
@@ -60,38 +97,79 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         )
         .into());
     }
+    let db_mode = a.database.is_some() || a.all;
+    if a.jobs == 0 {
+        return Err(Error::usage("--jobs must be at least 1").into());
+    }
+    if !db_mode && (a.format != Format::Custom || a.continue_on_error || a.no_globals) {
+        return Err(Error::usage("--format, --continue-on-error and --no-globals apply to database snapshots").into());
+    }
+    let name = match (&a.name, &a.database) {
+        (Some(n), _) => n.clone(),
+        (None, Some(db)) => db.clone(),
+        (None, None) if a.all => "all".to_string(),
+        (None, None) => return Err(Error::usage("--name is required with --stdin and --from-command").into()),
+    };
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;
     let _lock = lock::acquire(&repo, "snapshot", false)?;
     let opts = SnapshotOptions {
-        name: a.name.clone(),
-        tags: a.tags,
+        name: name.clone(),
+        tags: a.tags.clone(),
         compression_level: a.compression_level,
         time,
-        hostname: a.host,
+        hostname: a.hostname.clone(),
     };
-    let mut w = SnapshotWriter::new(&repo, &index, opts)?;
+    let w = SnapshotWriter::new(&repo, &index, opts)?;
     let bar = ctx.progress();
-    bar.start("snapshot", None);
-    let source = match &a.from_command {
-        Some(cmd) => {
-            let (child, stdout) = dbbackup::source::CommandSource::spawn(cmd)?;
-            match w.add_stream(&a.name, stdout, &bar) {
-                Ok(_) => child.wait()?,
-                Err(e) => {
-                    child.kill();
-                    return Err(e.into());
+    let source = if db_mode {
+        let engine = a.conn.postgres();
+        let dopts = DumpOptions {
+            selection: match &a.database {
+                Some(db) => Selection::One(db.clone()),
+                None => Selection::All,
+            },
+            jobs: a.jobs,
+            directory: a.format == Format::Directory,
+            temp_dir: a.temp_dir.clone(),
+            continue_on_error: a.continue_on_error,
+            globals: !a.no_globals,
+            host: a.conn.host.clone(),
+            port: a.conn.port,
+            user: a.conn.user.clone(),
+        };
+        Source::Database(Box::new(dump_databases(&w, &engine, &dopts, &bar)?))
+    } else {
+        bar.start("snapshot", None);
+        let s = match &a.from_command {
+            Some(cmd) => {
+                let (child, stdout) = dbbackup::sources::CommandSource::spawn(cmd)?;
+                match w.add_stream(&name, stdout, &bar) {
+                    Ok(_) => child.wait()?,
+                    Err(e) => {
+                        child.kill();
+                        return Err(e.into());
+                    }
                 }
+                Source::Command { command: cmd.clone() }
             }
-            Source::Command { command: cmd.clone() }
-        }
-        None => {
-            w.add_stream(&a.name, std::io::stdin(), &bar)?;
-            Source::Stdin
-        }
+            None => {
+                w.add_stream(&name, std::io::stdin(), &bar)?;
+                Source::Stdin
+            }
+        };
+        bar.finish();
+        s
     };
-    bar.finish();
     let (id, m) = w.finish(source)?;
+    if let Source::Database(d) = &m.source {
+        for f in &d.failed {
+            tracing::warn!(database = %f.name, "not in snapshot {}: {}", id.short(), f.error);
+        }
+        for warning in &d.warnings {
+            tracing::warn!("{warning}");
+        }
+    }
     if ctx.g.json {
         return output::json(&serde_json::json!({ "id": id, "snapshot": m }));
     }
@@ -107,5 +185,27 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         human_bytes(s.bytes_stored),
         s.duration_ms as f64 / 1000.0
     );
+    if let Source::Database(d) = &m.source {
+        for db in &d.databases {
+            let dumped: u64 = m
+                .entries
+                .iter()
+                .filter(|e| e.path == db.path || e.path.starts_with(&format!("{}/", db.path)))
+                .map(|e| e.size)
+                .sum();
+            println!(
+                "  ok      {:<30} {} on the server, {} dump",
+                db.name,
+                human_bytes(db.size),
+                human_bytes(dumped)
+            );
+        }
+        if let Some(g) = &d.globals {
+            println!("  ok      (globals)                      {g}");
+        }
+        for f in &d.failed {
+            println!("  FAILED  {:<30} {}", f.name, f.error.lines().next().unwrap_or(""));
+        }
+    }
     Ok(())
 }

@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
                 m.time.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
                 m.hostname.clone(),
                 m.name.clone(),
-                m.source.kind().to_string(),
+                m.source.engine().unwrap_or(m.source.kind()).to_string(),
                 m.tags.join(","),
                 human_bytes(m.size()),
                 human_bytes(m.summary.bytes_stored),

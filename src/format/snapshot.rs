@@ -17,6 +17,71 @@ pub enum Source {
         /// The command line.
         command: String,
     },
+    /// Databases dumped with the engine's own tool.
+    Database(Box<DatabaseSource>),
+}
+
+/// What a database snapshot holds and how it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseSource {
+    /// `postgresql`, `mysql` or `mariadb`.
+    pub engine: String,
+    /// The server's version string.
+    pub server_version: String,
+    /// Host given to the tools (none: their default, e.g. the local socket).
+    pub host: Option<String>,
+    /// Port given to the tools.
+    pub port: Option<u16>,
+    /// User given to the tools.
+    pub user: Option<String>,
+    /// The dump tool and its version, as it reports itself.
+    pub dump_tool: String,
+    /// `custom` or `directory` (pg_dump), `sql` (mysqldump / mariadb-dump).
+    pub format: String,
+    /// Whether every database of the server was asked for (`--all`).
+    pub all: bool,
+    /// The databases dumped.
+    pub databases: Vec<DatabaseInfo>,
+    /// Entry holding the server's global objects (roles, tablespaces; users and grants).
+    pub globals: Option<String>,
+    /// Databases that failed (with `--continue-on-error`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedDatabase>,
+    /// Things the operator should know (e.g. role passwords left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// One dumped database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// Its name on the server.
+    pub name: String,
+    /// Its size on the server in bytes when dumped.
+    pub size: u64,
+    /// Its entry (a file), or the entry directory prefix for the directory format.
+    pub path: String,
+    /// Character encoding (recreating the database with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// Collation (PostgreSQL `LC_COLLATE`, MySQL default collation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collate: Option<String>,
+    /// PostgreSQL `LC_CTYPE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctype: Option<String>,
+    /// Database-level settings (`ALTER DATABASE ... SET name = value`), as `name=value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
+}
+
+/// A database whose dump failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedDatabase {
+    /// Its name.
+    pub name: String,
+    /// Why.
+    pub error: String,
 }
 
 impl Source {
@@ -25,6 +90,15 @@ impl Source {
         match self {
             Source::Stdin => "stdin",
             Source::Command { .. } => "command",
+            Source::Database(_) => "database",
+        }
+    }
+
+    /// The database engine, for database snapshots.
+    pub fn engine(&self) -> Option<&str> {
+        match self {
+            Source::Database(d) => Some(&d.engine),
+            _ => None,
         }
     }
 }

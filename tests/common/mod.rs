@@ -55,7 +55,7 @@ impl TestRepo {
     }
 
     pub fn snapshot(&self, name: &str, r: impl Read + Send) -> (Id, Manifest) {
-        let mut w = SnapshotWriter::new(&self.repo, &self.index, SnapshotOptions::named(name)).unwrap();
+        let w = SnapshotWriter::new(&self.repo, &self.index, SnapshotOptions::named(name)).unwrap();
         w.add_stream(name, r, &NoProgress).unwrap();
         w.finish(Source::Stdin).unwrap()
     }

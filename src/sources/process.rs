@@ -1,0 +1,181 @@
+//! Child processes of the database tools (pg_dump, pg_restore, psql, mariadb-dump, mysql):
+//! started without a shell, their stderr logged and its tail kept for error messages, stopped
+//! when the user interrupts dbbackup.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Lines of a tool's stderr kept for error messages.
+const STDERR_TAIL: usize = 20;
+
+/// A running tool.
+pub struct Process {
+    child: Child,
+    label: String,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_thread: Option<JoinHandle<()>>,
+    _interrupt: crate::interrupt::Registration,
+}
+
+/// How a tool ended when it did not succeed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// What ran (program and its role, never its environment).
+    pub label: String,
+    /// "exited with status N" or "was killed by a signal".
+    pub how: String,
+    /// The last lines of its stderr.
+    pub tail: Vec<String>,
+}
+
+impl Failure {
+    /// The stderr tail as one indented block, or an empty string.
+    pub fn tail_text(&self) -> String {
+        if self.tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its last error output:\n  {}", self.tail.join("\n  "))
+        }
+    }
+
+    /// An error of `kind`: what ran, how it ended, `advice`, and the stderr tail.
+    pub fn into_error(self, kind: ErrorKind, advice: &str) -> Error {
+        let mut m = format!("{} {}", self.label, self.how);
+        if !advice.is_empty() {
+            m.push_str("; ");
+            m.push_str(advice);
+        }
+        m.push_str(&self.tail_text());
+        Error::new(kind, m)
+    }
+}
+
+impl Process {
+    /// Start `cmd`, labelled `label` in messages. Its stdin is null unless `stdin_piped`;
+    /// its stdout is piped unless `stdout_null`.
+    pub fn spawn(mut cmd: Command, label: &str, stdin_piped: bool, stdout_null: bool) -> Result<Process> {
+        cmd.stdin(if stdin_piped { Stdio::piped() } else { Stdio::null() })
+            .stdout(if stdout_null { Stdio::null() } else { Stdio::piped() })
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::Config
+            } else {
+                ErrorKind::Io
+            };
+            Error::new(
+                kind,
+                format!("cannot start {label}: {e}; is it installed and on PATH (or set the tool directory option)?"),
+            )
+        })?;
+        let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let stderr_thread = child.stderr.take().map(|err| {
+            let tail = tail.clone();
+            let program = label.split_whitespace().next().unwrap_or("tool").to_string();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+                    tracing::info!(program = %program, "{line}");
+                    if let Ok(mut t) = tail.lock() {
+                        if t.len() == STDERR_TAIL {
+                            t.pop_front();
+                        }
+                        t.push_back(line);
+                    }
+                }
+            })
+        });
+        // On interruption the tool is stopped too (SIGTERM), not left writing to a dead pipe.
+        let pid = child.id() as libc::pid_t;
+        let interrupt = crate::interrupt::on_interrupt(move || unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        });
+        Ok(Process {
+            child,
+            label: label.to_string(),
+            tail,
+            stderr_thread,
+            _interrupt: interrupt,
+        })
+    }
+
+    /// The label given at spawn.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The tool's standard output (once).
+    pub fn take_stdout(&mut self) -> Result<ChildStdout> {
+        self.child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::general(format!("{} has no stdout pipe", self.label)))
+    }
+
+    /// The tool's standard input (once).
+    pub fn take_stdin(&mut self) -> Result<ChildStdin> {
+        self.child
+            .stdin
+            .take()
+            .ok_or_else(|| Error::general(format!("{} has no stdin pipe", self.label)))
+    }
+
+    /// Wait for the tool; `Err(Failure)` unless it exited 0.
+    pub fn wait(self) -> Result<std::result::Result<(), Failure>> {
+        let (ok, f) = self.finish()?;
+        Ok(if ok { Ok(()) } else { Err(f) })
+    }
+
+    /// Wait for the tool; whether it exited 0, and its stderr tail either way (for tools that
+    /// report errors without failing, like psql without ON_ERROR_STOP).
+    pub fn finish(mut self) -> Result<(bool, Failure)> {
+        drop(self.child.stdin.take());
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::io(format!("cannot wait for {}", self.label), e))?;
+        if let Some(h) = self.stderr_thread.take() {
+            let _ = h.join();
+        }
+        let how = match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "was killed by a signal".to_string(),
+        };
+        Ok((status.success(), self.failure(how)))
+    }
+
+    /// Wait and collect all of stdout (for short query output).
+    pub fn output(mut self) -> Result<std::result::Result<Vec<u8>, Failure>> {
+        let mut out = Vec::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            std::io::Read::read_to_end(&mut o, &mut out)
+                .map_err(|e| Error::io(format!("cannot read the output of {}", self.label), e))?;
+        }
+        Ok(self.wait()?.map(|()| out))
+    }
+
+    fn failure(&self, how: String) -> Failure {
+        Failure {
+            label: self.label.clone(),
+            how,
+            tail: self
+                .tail
+                .lock()
+                .map(|t| t.iter().cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Stop the tool (used when dbbackup fails first) and wait for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(h) = self.stderr_thread.take() {
+            let _ = h.join();
+        }
+    }
+}
