@@ -10,7 +10,7 @@ use dbbackup::format::index::{IndexSegment, PackBlobs};
 use dbbackup::format::keyfile::{wrap_aad, Kdf, KeyFile};
 use dbbackup::format::lock::Lock;
 use dbbackup::format::pack::{decode_header, encode_header, BlobEntry, PACK_MAGIC};
-use dbbackup::format::snapshot::{Entry, Manifest, Source, Summary};
+use dbbackup::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest, Source, Summary};
 use dbbackup::format::{blob_aad, open_object, BlobKind, Encoding, Id, ObjectKind};
 use dbbackup::index::BlobLocation;
 use serde_json::{json, Value};
@@ -144,9 +144,28 @@ fn build() -> Value {
         username: "postgres".into(),
         name: "shop".into(),
         tags: vec!["nightly".into()],
-        source: Source::Command {
-            command: "pg_dump -Fc -Z0 shop".into(),
-        },
+        source: Source::Database(Box::new(DatabaseSource {
+            engine: "postgresql".into(),
+            server_version: "15.18".into(),
+            host: Some("db1.internal".into()),
+            port: Some(5432),
+            user: Some("backup".into()),
+            dump_tool: "pg_dump (PostgreSQL) 15.18".into(),
+            format: "custom".into(),
+            all: false,
+            databases: vec![DatabaseInfo {
+                name: "shop".into(),
+                size: 8_601_123,
+                path: "shop".into(),
+                encoding: Some("UTF8".into()),
+                collate: Some("C.UTF-8".into()),
+                ctype: Some("C.UTF-8".into()),
+                settings: vec!["search_path=app, public".into()],
+            }],
+            globals: None,
+            failed: vec![],
+            warnings: vec![],
+        })),
         tool_version: "0.1.0".into(),
         entries: vec![Entry {
             path: "shop".into(),
