@@ -135,7 +135,7 @@ impl Pg {
             .to_string()
     }
 
-    /// Per-table checksums (md5 of the ordered rows) and row counts of every user table.
+    /// Per-table checksums (hash of the sorted row hashes) and row counts of every user table.
     pub fn table_checksums(&self, db: &str) -> Vec<String> {
         let tables = self.sql(
             db,
@@ -145,10 +145,56 @@ impl Pg {
         tables
             .lines()
             .map(|t| {
-                let r = self.sql(db, &format!("select count(*)||' '||coalesce(md5(string_agg(x::text, E'\\n' order by x::text)),'') from {t} x"));
+                let r = self.sql(
+                    db,
+                    &format!(
+                        "select count(*)||' '||coalesce(md5(string_agg(h, ',' order by h)),'') \
+                         from (select md5(x::text) h from {t} x) s"
+                    ),
+                );
                 format!("{t} {r}")
             })
             .collect()
+    }
+
+    /// Counts of user objects by kind: relations by relkind, functions, schemas, extensions,
+    /// large objects (with a hash of their contents), sequences' values.
+    pub fn object_counts(&self, db: &str) -> String {
+        self.sql(
+            db,
+            "select (select string_agg(relkind || '=' || n, ' ' order by relkind) from \
+                      (select c.relkind::text, count(*) n from pg_class c join pg_namespace s on s.oid = c.relnamespace \
+                       where s.nspname not in ('pg_catalog','information_schema') and s.nspname !~ '^pg_toast' group by 1) r) \
+             || ' functions=' || (select count(*) from pg_proc p join pg_namespace s on s.oid = p.pronamespace \
+                       where s.nspname not in ('pg_catalog','information_schema')) \
+             || ' schemas=' || (select count(*) from pg_namespace where nspname !~ '^pg_' and nspname <> 'information_schema') \
+             || ' extensions=' || (select string_agg(extname, ',' order by extname) from pg_extension) \
+             || ' lobs=' || (select count(*) || ':' || coalesce(md5(string_agg(oid::text || md5(lo_get(oid)), ',' order by oid)), '') \
+                       from pg_largeobject_metadata) \
+             || ' seqs=' || coalesce((select string_agg(schemaname || '.' || sequencename || ':' || coalesce(last_value, 0), ',' \
+                       order by schemaname, sequencename) from pg_sequences), '')",
+        )
+    }
+
+    /// Run SQL as a superuser over the Unix socket (for set-up that must not need a password).
+    pub fn sql_local(&self, db: &str, sql: &str) -> String {
+        let o = Command::new(format!("{PG_BIN}/psql"))
+            .env("PGHOST", self.dir.path())
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", "postgres")
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ok(o, sql).stdout).trim().to_string()
+    }
+
+    /// Require a password for `role` over TCP (put first in pg_hba.conf) and reload.
+    pub fn require_password(&self, role: &str) {
+        let hba = self.data().join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(&hba, format!("host all {role} 127.0.0.1/32 scram-sha-256\n{old}")).unwrap();
+        self.sql("postgres", "select pg_reload_conf()");
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
