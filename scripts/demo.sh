@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job end to end on an embedded default: builds dbbackup, starts a throwaway
-# PostgreSQL 15 on a loopback port, fills a sample database, snapshots `pg_dump -Fc -Z0` into a
-# local encrypted repository, snapshots again (deduplicated), restores the dump, loads it
-# into a new database, compares per-table checksums, and runs `check --read-data`.
+# PostgreSQL 15 on a loopback port, fills a sample database, snapshots it (`dbbackup snapshot
+# shop`: pg_dump -Fc -Z0 plus the globals) into a local encrypted repository, snapshots again
+# (deduplicated), restores it into a new database with `restore --to-database`, compares
+# per-table checksums, and runs `check --read-data`.
 # Everything lives in a temp directory that is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,22 +31,20 @@ psql -d shop -c "
          jsonb_build_object('sku', 'SKU-'||(g % 5000), 'qty', 1 + g % 7, 'note', md5(g::text)) from generate_series(1,400000) g;"
 
 export DBBACKUP_REPOSITORY="$WORK/repo" DBBACKUP_CACHE_DIR="$WORK/cache" XDG_CONFIG_HOME="$WORK/config"
-export DBBACKUP_PASSWORD="demo-only-password"
-DUMP="$PGBIN/pg_dump -Fc -Z0 -d shop"
+export DBBACKUP_PASSWORD="demo-only-password" DBBACKUP_DB_BIN_DIR="$PGBIN"
 
 echo "== dbbackup init"
 "$BIN" init
 echo "== dbbackup snapshot (first: everything is new)"
-"$BIN" snapshot --name shop --tag demo --from-command "$DUMP"
+"$BIN" snapshot shop --tag demo
 echo "== 1% of the orders change; dbbackup snapshot again"
 psql -d shop -c "update orders set amount = amount + 1 where id % 100 = 0"
-"$BIN" snapshot --name shop --tag demo --from-command "$DUMP"
-echo "== dbbackup snapshots"
+"$BIN" snapshot shop --tag demo
+echo "== dbbackup snapshots; dbbackup ls latest"
 "$BIN" snapshots
-echo "== dbbackup restore latest, then pg_restore into shop_copy"
-"$BIN" restore latest --name shop --target "$WORK/shop.dump"
-psql -d postgres -c "create database shop_copy"
-"$PGBIN/pg_restore" -d shop_copy --exit-on-error "$WORK/shop.dump"
+"$BIN" ls latest --name shop
+echo "== dbbackup restore latest --to-database shop_copy --create"
+"$BIN" restore latest --name shop --to-database shop_copy --create
 sums() { for t in customers orders; do psql -d "$1" -c "select '$t', count(*), md5(string_agg(x::text, ',' order by x::text)) from $t x"; done; }
 if [ "$(sums shop)" = "$(sums shop_copy)" ]; then
     echo "per-table checksums match:"; sums shop_copy
