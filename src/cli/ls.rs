@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         }
         d.databases
             .iter()
-            .find(|db| db.path == path || path.starts_with(&format!("{}/", db.path)))
+            .find(|db| db.holds(path))
             .map(|db| db.name.clone())
             .unwrap_or_default()
     };

@@ -187,12 +187,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     );
     if let Source::Database(d) = &m.source {
         for db in &d.databases {
-            let dumped: u64 = m
-                .entries
-                .iter()
-                .filter(|e| e.path == db.path || e.path.starts_with(&format!("{}/", db.path)))
-                .map(|e| e.size)
-                .sum();
+            let dumped: u64 = m.entries.iter().filter(|e| db.holds(&e.path)).map(|e| e.size).sum();
             println!(
                 "  ok      {:<30} {} on the server, {} dump",
                 db.name,

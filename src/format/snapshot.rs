@@ -75,6 +75,14 @@ pub struct DatabaseInfo {
     pub settings: Vec<String>,
 }
 
+impl DatabaseInfo {
+    /// Whether entry `path` belongs to this database: its file, or a file under its directory.
+    pub fn holds(&self, path: &str) -> bool {
+        path.strip_prefix(self.path.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
 /// A database whose dump failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedDatabase {

@@ -16,23 +16,6 @@ use crate::snapshot::SnapshotWriter;
 /// Entry path of the server's global objects.
 pub const GLOBALS_ENTRY: &str = "globals.sql";
 
-/// A database as the server describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbMeta {
-    /// Name.
-    pub name: String,
-    /// Size on the server, bytes.
-    pub size: u64,
-    /// Character encoding.
-    pub encoding: Option<String>,
-    /// Collation.
-    pub collate: Option<String>,
-    /// Character type (PostgreSQL).
-    pub ctype: Option<String>,
-    /// Database-level settings as `name=value`.
-    pub settings: Vec<String>,
-}
-
 /// What a database engine must provide to be dumped.
 pub trait DumpEngine: Sync {
     /// `postgresql`, `mysql`, `mariadb`.
@@ -41,14 +24,15 @@ pub trait DumpEngine: Sync {
     fn server_version(&self, db: &str) -> Result<String>;
     /// The dump tool's name and version.
     fn dump_tool(&self) -> Result<String>;
-    /// One database's metadata; a `NotFound` error when it does not exist.
-    fn database(&self, name: &str) -> Result<DbMeta>;
-    /// Every database worth dumping (no templates or system schemas).
-    fn databases(&self) -> Result<Vec<DbMeta>>;
+    /// One database as the server describes it (its `path` left empty; the dump sets it); a
+    /// `NotFound` error when it does not exist.
+    fn database(&self, name: &str) -> Result<DatabaseInfo>;
+    /// Every database worth dumping (no templates or system schemas), paths left empty.
+    fn databases(&self) -> Result<Vec<DatabaseInfo>>;
     /// Start a dump of `db` to stdout.
-    fn dump(&self, db: &DbMeta) -> Result<Process>;
+    fn dump(&self, db: &DatabaseInfo) -> Result<Process>;
     /// Start a parallel dump of `db` into directory `dir` (not every engine has one).
-    fn dump_to_dir(&self, db: &DbMeta, dir: &Path, jobs: usize) -> Result<Process> {
+    fn dump_to_dir(&self, db: &DatabaseInfo, dir: &Path, jobs: usize) -> Result<Process> {
         let _ = (db, dir, jobs);
         Err(Error::usage(format!("{} has no directory dump format", self.engine())))
     }
@@ -240,26 +224,21 @@ fn dump_globals(
 fn dump_one(
     w: &SnapshotWriter,
     engine: &dyn DumpEngine,
-    db: &DbMeta,
+    db: &DatabaseInfo,
     opts: &DumpOptions,
     progress: &dyn Progress,
 ) -> Result<DatabaseInfo> {
-    let info = |path: String| DatabaseInfo {
-        name: db.name.clone(),
-        size: db.size,
-        path,
-        encoding: db.encoding.clone(),
-        collate: db.collate.clone(),
-        ctype: db.ctype.clone(),
-        settings: db.settings.clone(),
-    };
     if !opts.directory {
         let path = entry_path(&db.name, engine.format_ext());
         let p = engine.dump(db)?;
         stream_tool(w, engine, p, &path, &db.name, progress)?;
-        return Ok(info(path));
+        return Ok(DatabaseInfo { path, ..db.clone() });
     }
-    let prefix = entry_path(&db.name, "");
+    let info = DatabaseInfo {
+        path: entry_path(&db.name, ""),
+        ..db.clone()
+    };
+    let prefix = &info.path;
     let tmp = TempDumpDir::new(opts.temp_dir.as_deref(), db.size)?;
     let out = tmp.path().join("dump");
     let p = engine.dump_to_dir(db, &out, opts.jobs)?;
@@ -272,7 +251,6 @@ fn dump_one(
         .collect::<std::io::Result<_>>()
         .map_err(|e| Error::io(format!("cannot list {}", out.display()), e))?;
     files.sort();
-    let in_dir = |e: &str| e.starts_with(&format!("{prefix}/"));
     for f in &files {
         let name = f
             .file_name()
@@ -282,11 +260,11 @@ fn dump_one(
             .map_err(|e| Error::io(format!("cannot open {}", f.display()), e))
             .and_then(|file| w.add_stream(&format!("{prefix}/{name}"), file, progress));
         if let Err(e) = r {
-            w.discard_entries(in_dir);
+            w.discard_entries(|e| info.holds(e));
             return Err(e);
         }
     }
-    Ok(info(prefix))
+    Ok(info)
 }
 
 /// A private temporary directory for a directory-format dump: its free space and write

@@ -214,20 +214,23 @@ fn load_database(l: &Loader<'_>, db: &DatabaseInfo, target: &str, opts: &LoadOpt
     };
     if src.format == "directory" {
         let prefix = format!("{}/", db.path);
-        let files: Vec<&Entry> = m.entries.iter().filter(|e| e.path.starts_with(&prefix)).collect();
+        let files: Vec<Entry> = m
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let rest = e.path.strip_prefix(&prefix)?;
+                Some(Entry {
+                    path: rest.to_string(),
+                    ..e.clone()
+                })
+            })
+            .collect();
         let need = files.iter().map(|e| e.size).sum();
         let tmp = TempDumpDir::new(opts.temp_dir.as_deref(), need)?;
         let dir = tmp.path().join("dump");
         crate::util::create_dir_private(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         let sub = Manifest {
-            entries: files
-                .iter()
-                .map(|e| {
-                    let mut e = (*e).clone();
-                    e.path = e.path[prefix.len()..].to_string();
-                    e
-                })
-                .collect(),
+            entries: files,
             ..m.clone()
         };
         restore_snapshot(repo, index, &sub, &Target::Path(dir.clone()), false, progress)?;

@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::dump::{DbMeta, DumpEngine};
+use super::dump::DumpEngine;
 use super::names::{pg_conninfo_dbname, sql_literal};
 use super::process::{Failure, Process};
 use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::DatabaseInfo;
 
 /// Field and record separators for query output (never in names).
 const FS: char = '\u{1f}';
@@ -99,7 +100,7 @@ impl PgConn {
     }
 
     /// Metadata of database `name` (fails with 66 when it does not exist).
-    pub fn database(&self, name: &str) -> Result<DbMeta> {
+    pub fn database(&self, name: &str) -> Result<DatabaseInfo> {
         let rows = self.query(name, &format!("{DB_COLUMNS} where datname = current_database()"))?;
         rows.into_iter()
             .next()
@@ -147,11 +148,12 @@ pub enum TargetState {
     NonEmpty(u64),
 }
 
-fn meta_of_row(r: Vec<String>) -> Option<DbMeta> {
+fn meta_of_row(r: Vec<String>) -> Option<DatabaseInfo> {
     let mut it = r.into_iter();
-    Some(DbMeta {
+    Some(DatabaseInfo {
         name: it.next()?,
         size: it.next()?.parse().ok()?,
+        path: String::new(),
         encoding: it.next(),
         collate: it.next(),
         ctype: it.next(),
@@ -189,7 +191,7 @@ pub fn classify(f: Failure, db: &str) -> Error {
             "the user lacks a privilege; see the privileges section of docs/postgresql.md",
         );
     }
-    if has(&format!("database \"{db}\" does not exist")) || (has("database \"") && has("does not exist")) {
+    if has("database \"") && has("does not exist") {
         return f.into_error(
             ErrorKind::NotFound,
             &format!("database `{db}` does not exist on the server"),
@@ -236,11 +238,11 @@ impl DumpEngine for Postgres {
         self.conn.tool_version("pg_dump")
     }
 
-    fn database(&self, name: &str) -> Result<DbMeta> {
+    fn database(&self, name: &str) -> Result<DatabaseInfo> {
         self.conn.database(name)
     }
 
-    fn databases(&self) -> Result<Vec<DbMeta>> {
+    fn databases(&self) -> Result<Vec<DatabaseInfo>> {
         let rows = self.conn.query(
             "postgres",
             &format!("{DB_COLUMNS} where not datistemplate and datallowconn order by datname"),
@@ -250,13 +252,13 @@ impl DumpEngine for Postgres {
             .collect()
     }
 
-    fn dump(&self, db: &DbMeta) -> Result<Process> {
+    fn dump(&self, db: &DatabaseInfo) -> Result<Process> {
         let mut c = self.conn.tool("pg_dump");
         c.args(["-Fc", "-Z0", "-d"]).arg(pg_conninfo_dbname(&db.name));
         Process::spawn(c, &format!("pg_dump of `{}`", db.name), false, false)
     }
 
-    fn dump_to_dir(&self, db: &DbMeta, dir: &Path, jobs: usize) -> Result<Process> {
+    fn dump_to_dir(&self, db: &DatabaseInfo, dir: &Path, jobs: usize) -> Result<Process> {
         let mut c = self.conn.tool("pg_dump");
         c.args(["-Fd", "-Z0", "-j"])
             .arg(jobs.max(1).to_string())
