@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit, property, CLI and PostgreSQL tests.
+# The whole test suite: formatting, lints, unit, property, CLI, PostgreSQL, MariaDB and S3 tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

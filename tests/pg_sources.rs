@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::pg::{Pg, PG_BIN};
-use common::{cli, cli_repo};
+use common::{cli, cli_repo, db_names, entry_paths, json, report_small_change, stderr};
 
 /// The CLI pointed at `pg` and the repository.
 fn db_cli(home: &Path, repo: &Path, pg: &Pg) -> assert_cmd::Command {
@@ -41,15 +41,6 @@ fn full_stdout(home: &Path, repo: &Path, pg: &Pg, name: &str, out: std::fs::File
         .stderr(std::process::Stdio::piped())
         .output()
         .unwrap()
-}
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A database exercising what dumps get wrong.
@@ -146,12 +137,7 @@ fn database_with_globals_restores_into_a_new_cluster() {
     assert_eq!(m["source"]["databases"][0]["name"], "shop");
     assert!(m["source"]["databases"][0]["size"].as_u64().unwrap() > 1 << 20);
     assert_eq!(m["source"]["globals"], "globals.sql");
-    let entries: Vec<&str> = m["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let entries = entry_paths(m);
     assert_eq!(entries, ["globals.sql", "shop.dump"]);
     let dump_size = m["entries"][1]["size"].as_u64().unwrap();
     assert!(dump_size > 300 << 20, "{dump_size}");
@@ -340,13 +326,7 @@ fn whole_cluster_in_parallel_and_failures_reported() {
         .output()
         .unwrap();
     let v = json(&out);
-    let names: Vec<&str> = v["snapshot"]["source"]["databases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["db1", "db2", "db3", "db4", "db5", "postgres"]);
+    assert_eq!(db_names(&v), ["db1", "db2", "db3", "db4", "db5", "postgres"]);
     assert_eq!(v["snapshot"]["name"], "all");
     assert_eq!(v["snapshot"]["source"]["all"], true);
 
@@ -363,15 +343,7 @@ fn whole_cluster_in_parallel_and_failures_reported() {
         .args(["--json", "snapshot", "--all", "--jobs", "3"])
         .output()
         .unwrap();
-    let s2 = json(&out)["snapshot"]["summary"].clone();
-    let stored = s2["bytes_stored"].as_u64().unwrap();
-    println!(
-        "cluster of 5 databases, 1% of rows changed: second snapshot stored {stored} bytes = {:.1}% of the first snapshot's {first_stored} ({} of {} bytes read were new)",
-        100.0 * stored as f64 / first_stored as f64,
-        s2["bytes_new"],
-        s2["bytes_read"]
-    );
-    assert!(stored * 4 < first_stored, "{stored} vs {first_stored}");
+    report_small_change("PostgreSQL, cluster of 5 databases", first_stored, &json(&out));
 
     let dst = Pg::start();
     let out = db_cli(h, &repo, &dst)
@@ -420,12 +392,7 @@ fn whole_cluster_in_parallel_and_failures_reported() {
     let src_meta = &v["snapshot"]["source"];
     assert_eq!(src_meta["failed"][0]["name"], "db3");
     assert_eq!(src_meta["databases"].as_array().unwrap().len(), 5);
-    let paths: Vec<&str> = v["snapshot"]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths = entry_paths(&v["snapshot"]);
     assert!(!paths.iter().any(|p| p.starts_with("db3")), "{paths:?}");
 }
 
@@ -446,12 +413,7 @@ fn directory_format_round_trip_and_errors() {
         .unwrap();
     let v = json(&out);
     assert_eq!(v["snapshot"]["source"]["format"], "directory");
-    let paths: Vec<String> = v["snapshot"]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap().to_string())
-        .collect();
+    let paths = entry_paths(&v["snapshot"]);
     assert!(paths.contains(&"big/toc.dat".to_string()), "{paths:?}");
     assert!(paths.len() >= 4, "{paths:?}");
     assert_eq!(std::fs::read_dir(h.join("tmp")).unwrap().count(), 0, "temp dump left");
@@ -465,6 +427,66 @@ fn directory_format_round_trip_and_errors() {
         0,
         "temp restore left"
     );
+
+    // pg_dump failing inside the temp dir (a user that may not read table b): 77, and the
+    // temp dir is gone.
+    pg.sql("big", "create role reader_a login; grant select on a to reader_a");
+    let out = db_cli(h, &repo, &pg)
+        .args([
+            "snapshot",
+            "big",
+            "--format",
+            "directory",
+            "-U",
+            "reader_a",
+            "--no-globals",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("permission denied"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(h.join("tmp")).unwrap().count(), 0, "temp dump left");
+
+    // Ctrl-C while pg_dump writes the temp dir (pg_dump delayed by 2 s so the signal lands
+    // there): exit 130, the temp dir is removed, nothing is recorded.
+    let bin = h.join("slow-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["psql", "pg_dumpall"] {
+        std::os::unix::fs::symlink(format!("{PG_BIN}/{tool}"), bin.join(tool)).unwrap();
+    }
+    std::fs::write(
+        bin.join("pg_dump"),
+        format!("#!/bin/sh\nsleep 2\nexec {PG_BIN}/pg_dump \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("pg_dump"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let before = db_cli(h, &repo, &pg).args(["--json", "snapshots"]).output().unwrap();
+    let mut child = common::spawn_cli(h)
+        .envs(pg.env())
+        .env("DBBACKUP_DB_BIN_DIR", &bin)
+        .env("DBBACKUP_TEMP_DIR", h.join("tmp"))
+        .args(["-r", repo.to_str().unwrap(), "snapshot", "big", "--format", "directory"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(h.join("tmp")).unwrap().count() == 0 {
+        assert!(t0.elapsed().as_secs() < 30, "the temp dump dir never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(
+        std::fs::read_dir(h.join("tmp")).unwrap().count(),
+        0,
+        "temp dump left after Ctrl-C"
+    );
+    let after = db_cli(h, &repo, &pg).args(["--json", "snapshots"]).output().unwrap();
+    assert_eq!(json(&before), json(&after));
 
     // A temp dir that cannot be created: 73/77/74 family, named in the message.
     let out = db_cli(h, &repo, &pg)

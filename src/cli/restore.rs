@@ -50,7 +50,8 @@ pub struct Args {
     /// Load into a database that already holds objects
     #[arg(long)]
     force: bool,
-    /// With --to-database: also load the globals (roles, tablespaces) first
+    /// With --to-database: also load the globals first (PostgreSQL roles and tablespaces;
+    /// MySQL/MariaDB accounts, roles and grants)
     #[arg(long, conflicts_with = "no_globals")]
     with_globals: bool,
     /// With --all: do not load the globals
@@ -75,7 +76,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let bar = ctx.progress();
     let Some(t) = &a.target else {
         let src = database_source(&m)?;
-        let engine = a.conn.postgres();
+        let db = a.conn.for_restore(&src.engine)?;
         let opts = LoadOptions {
             jobs: a.jobs,
             create: a.create || a.all,
@@ -88,7 +89,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             repo: &repo,
             index: &index,
             m: &m,
-            engine: &engine,
+            engine: db.load(),
             progress: &bar,
         };
         let mut loaded = Vec::new();
@@ -116,7 +117,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             return output::json(&serde_json::json!({ "snapshot": id, "globals": globals, "databases": loaded }));
         }
         if globals {
-            println!("restored the globals (roles, tablespaces)");
+            let what = if src.engine == "postgresql" {
+                "roles, tablespaces"
+            } else {
+                "accounts, roles, grants"
+            };
+            println!("restored the globals ({what})");
         }
         return Ok(());
     };

@@ -9,7 +9,7 @@ use dbbackup::sources::dump::{dump_databases, DumpOptions, Selection};
 use dbbackup::util::human_bytes;
 use dbbackup::Error;
 
-use super::db::ConnArgs;
+use super::db::{ConnArgs, Db};
 use super::{output, Ctx};
 
 /// Arguments of `snapshot`.
@@ -33,8 +33,8 @@ pub struct Args {
     name: Option<String>,
     #[command(flatten)]
     conn: ConnArgs,
-    /// Dump format: one streamed custom-format dump, or pg_dump's parallel directory format
-    /// through a temporary directory
+    /// Dump format: one streamed dump (pg_dump's custom format; SQL for MySQL/MariaDB), or
+    /// pg_dump's parallel directory format through a temporary directory
     #[arg(long, value_enum, default_value_t = Format::Custom)]
     format: Format,
     /// Databases dumped at once with --all; pg_dump jobs with --format directory
@@ -46,7 +46,8 @@ pub struct Args {
     /// Keep the databases that dumped and record the failed ones instead of failing
     #[arg(long)]
     continue_on_error: bool,
-    /// Do not dump the server's global objects (roles, tablespaces)
+    /// Do not dump the server's global objects (roles and tablespaces; MySQL/MariaDB accounts
+    /// and grants)
     #[arg(long)]
     no_globals: bool,
     /// Tag the snapshot (repeatable)
@@ -66,7 +67,7 @@ pub struct Args {
 /// Dump formats.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// pg_dump -Fc -Z0 streamed into the repository.
+    /// pg_dump -Fc -Z0 (mariadb-dump's SQL for MySQL/MariaDB) streamed into the repository.
     Custom,
     /// pg_dump -Fd -Z0 -j N into a temporary directory, then into the repository.
     Directory,
@@ -123,7 +124,13 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let w = SnapshotWriter::new(&repo, &index, opts)?;
     let bar = ctx.progress();
     let source = if db_mode {
-        let engine = a.conn.postgres();
+        let db = a.conn.for_snapshot()?;
+        if a.format == Format::Directory && matches!(db, Db::My(_)) {
+            return Err(Error::usage(
+                "--format directory is pg_dump's; MySQL/MariaDB dumps are streamed SQL (use --all --jobs N to dump several databases at once)",
+            )
+            .into());
+        }
         let dopts = DumpOptions {
             selection: match &a.database {
                 Some(db) => Selection::One(db.clone()),
@@ -138,7 +145,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             port: a.conn.port,
             user: a.conn.user.clone(),
         };
-        Source::Database(Box::new(dump_databases(&w, &engine, &dopts, &bar)?))
+        Source::Database(Box::new(dump_databases(&w, db.dump(), &dopts, &bar)?))
     } else {
         bar.start("snapshot", None);
         let s = match &a.from_command {

@@ -29,6 +29,12 @@ pub trait DumpEngine: Sync {
     fn database(&self, name: &str) -> Result<DatabaseInfo>;
     /// Every database worth dumping (no templates or system schemas), paths left empty.
     fn databases(&self) -> Result<Vec<DatabaseInfo>>;
+    /// What the operator should know about dumping `dbs` (e.g. tables a consistent snapshot
+    /// does not cover).
+    fn warnings(&self, dbs: &[DatabaseInfo]) -> Result<Vec<String>> {
+        let _ = dbs;
+        Ok(Vec::new())
+    }
     /// Start a dump of `db` to stdout.
     fn dump(&self, db: &DatabaseInfo) -> Result<Process>;
     /// Start a parallel dump of `db` into directory `dir` (not every engine has one).
@@ -99,7 +105,7 @@ pub fn dump_databases(
     let server_version = engine.server_version(&via)?;
     let dump_tool = engine.dump_tool()?;
     progress.start("snapshot", Some(dbs.iter().map(|d| d.size).sum()));
-    let mut warnings = Vec::new();
+    let mut warnings = engine.warnings(&dbs)?;
     let mut failed = Vec::new();
     let mut globals = None;
     if opts.globals {

@@ -14,7 +14,16 @@ use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::restore::{restore_entry, restore_snapshot, Target};
 
-pub use super::postgres::TargetState;
+/// A restore target database's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    /// It does not exist.
+    Missing,
+    /// It exists with no user objects.
+    Empty,
+    /// It exists and holds this many user objects.
+    NonEmpty(u64),
+}
 
 /// What a loader reads.
 #[derive(Debug, Clone, Copy)]

@@ -5,6 +5,8 @@
 pub mod command;
 pub mod dump;
 pub mod load;
+pub mod mysql;
+pub mod mysql_load;
 pub mod names;
 pub mod postgres;
 pub mod postgres_load;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::dump::DumpEngine;
+use super::load::TargetState;
 use super::names::{pg_conninfo_dbname, sql_literal};
 use super::process::{Failure, Process};
 use crate::error::{Error, ErrorKind, Result};
@@ -135,17 +136,6 @@ impl PgConn {
             TargetState::NonEmpty(n)
         })
     }
-}
-
-/// A restore target database's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetState {
-    /// It does not exist.
-    Missing,
-    /// It exists with no user objects.
-    Empty,
-    /// It exists and holds this many user objects.
-    NonEmpty(u64),
 }
 
 fn meta_of_row(r: Vec<String>) -> Option<DatabaseInfo> {

@@ -1,6 +1,7 @@
 //! Shared test helpers: repositories with cheap keys, data generators, the CLI binary.
 #![allow(dead_code)]
 
+pub mod my;
 pub mod pg;
 
 use std::io::{Read, Write};
@@ -252,4 +253,60 @@ pub fn packs(repo: &Path) -> Vec<PathBuf> {
     }
     v.sort();
     v
+}
+
+/// Panic unless a helper command succeeded; its output.
+pub fn ok(o: std::process::Output, what: &str) -> std::process::Output {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// The JSON a successful `--json` command printed.
+pub fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "failed: {}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A command's stderr as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The database names recorded by a `--json snapshot` of a database source.
+pub fn db_names(v: &serde_json::Value) -> Vec<String> {
+    v["snapshot"]["source"]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Print what a second snapshot after a small change stored, against the first, and assert it
+/// is under a quarter of it.
+pub fn report_small_change(label: &str, first_stored: u64, second: &serde_json::Value) {
+    let s2 = &second["snapshot"]["summary"];
+    let stored = s2["bytes_stored"].as_u64().unwrap();
+    println!(
+        "{label}, 1% of rows changed: second snapshot stored {stored} bytes = {:.1}% of the first snapshot's {first_stored} ({} of {} bytes read were new)",
+        100.0 * stored as f64 / first_stored as f64,
+        s2["bytes_new"],
+        s2["bytes_read"]
+    );
+    assert!(stored * 4 < first_stored, "{stored} vs {first_stored}");
+}
+
+/// The entry paths of a manifest's JSON.
+pub fn entry_paths(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use super::ok;
+
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 pub struct Pg {
@@ -29,16 +31,6 @@ fn as_pg(bin: &str) -> Command {
     } else {
         Command::new(path)
     }
-}
-
-fn ok(o: Output, what: &str) -> Output {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
 }
 
 pub fn free_port() -> u16 {
