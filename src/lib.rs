@@ -19,6 +19,7 @@ pub mod packer;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
 pub mod sources;
 pub mod stats;

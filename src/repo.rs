@@ -193,6 +193,11 @@ impl Repository {
         Manifest::decode(&id.to_hex(), &b)
     }
 
+    /// Remove snapshot `id`'s manifest (its data stays until `prune`).
+    pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
+        self.store.delete(&format!("{}/{id}", ObjectKind::Snapshot.dir()))
+    }
+
     /// All manifests, oldest first.
     pub fn manifests(&self) -> Result<Vec<(Id, Manifest)>> {
         let mut v = Vec::new();

@@ -3,6 +3,7 @@
 
 mod check;
 mod db;
+mod forget;
 mod init;
 mod key;
 mod ls;
@@ -90,6 +91,8 @@ enum Cmd {
     Restore(restore::Args),
     /// List snapshots
     Snapshots(snapshots::Args),
+    /// Remove snapshots by id, or by retention policy (--keep-daily 7 ...)
+    Forget(forget::Args),
     /// List a snapshot's entries (dump files, globals) with sizes and SHA-256
     Ls(ls::Args),
     /// Show repository statistics: sizes, dedup and compression ratios
@@ -267,6 +270,7 @@ pub fn run() -> ExitCode {
             Cmd::Snapshot(a) => snapshot::run(&ctx, a),
             Cmd::Restore(a) => restore::run(&ctx, a),
             Cmd::Snapshots(a) => snapshots::run(&ctx, a),
+            Cmd::Forget(a) => forget::run(&ctx, a),
             Cmd::Ls(a) => ls::run(&ctx, a),
             Cmd::Stats(a) => stats::run(&ctx, a),
             Cmd::Check(a) => check::run(&ctx, a),

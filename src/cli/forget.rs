@@ -1,0 +1,225 @@
+//! `dbbackup forget [ID...] [--keep-* ...]`: remove snapshots by id, or those a retention
+//! policy does not keep, group by group; `--dry-run` shows every decision and its reason.
+//! Only snapshot manifests are removed; `prune` frees the space.
+
+use dbbackup::format::Id;
+use dbbackup::retention::{plan, Count, GroupBy, GroupPlan, Policy, Rule};
+use dbbackup::{lock, Error};
+use jiff::tz::TimeZone;
+
+use super::{output, Ctx};
+
+/// Retention rules, shared with `prune`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeepArgs {
+    /// Keep the N newest snapshots of each group (`all` for every one)
+    #[arg(long, value_name = "N")]
+    keep_last: Option<Count>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<Count>,
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<Count>,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<Count>,
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<Count>,
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long, value_name = "N")]
+    keep_yearly: Option<Count>,
+    /// Keep every snapshot taken within this span before the group's newest (e.g. 7d, 2w,
+    /// 1y6mo, 36h)
+    #[arg(long, value_name = "SPAN")]
+    keep_within: Option<jiff::Span>,
+    /// Keep snapshots carrying all of these comma-separated tags (repeatable: any list)
+    #[arg(long = "keep-tag", value_name = "TAG[,TAG]")]
+    keep_tags: Vec<String>,
+    /// Group snapshots by these fields before applying the rules: host, engine, name, tags
+    /// (comma-separated; empty for a single group)
+    #[arg(long, value_name = "FIELDS", default_value = "host,engine,name")]
+    group_by: GroupBy,
+    /// Time zone of the calendar buckets (IANA name, e.g. Europe/Berlin) [default: the
+    /// system's]
+    #[arg(long, env = "DBBACKUP_TIME_ZONE", value_name = "TZ")]
+    time_zone: Option<String>,
+    /// Only consider snapshots of this source name
+    #[arg(long)]
+    name: Option<String>,
+    /// Only consider snapshots taken on this host
+    #[arg(long)]
+    host: Option<String>,
+    /// Remove snapshots even when that empties a group (by default a policy that keeps
+    /// nothing of a group is refused)
+    #[arg(long)]
+    allow_remove_all: bool,
+}
+
+impl KeepArgs {
+    /// The policy these flags describe.
+    pub fn policy(&self) -> Policy {
+        let mut p = Policy::default();
+        p.set(Rule::Last, self.keep_last);
+        p.set(Rule::Hourly, self.keep_hourly);
+        p.set(Rule::Daily, self.keep_daily);
+        p.set(Rule::Weekly, self.keep_weekly);
+        p.set(Rule::Monthly, self.keep_monthly);
+        p.set(Rule::Yearly, self.keep_yearly);
+        p.within = self.keep_within;
+        p.tags = self
+            .keep_tags
+            .iter()
+            .map(|l| {
+                l.split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
+            .collect();
+        p
+    }
+
+    /// The bucket time zone.
+    pub fn zone(&self) -> dbbackup::Result<TimeZone> {
+        match &self.time_zone {
+            Some(name) => TimeZone::get(name).map_err(|e| Error::usage(format!("--time-zone {name}: {e}"))),
+            None => Ok(TimeZone::system()),
+        }
+    }
+
+    /// Plan the removals on `repo`; an error when the policy is empty, or empties a group
+    /// without `--allow-remove-all`, unless `dry_run`.
+    pub fn plan(
+        &self,
+        repo: &dbbackup::repo::Repository,
+        dry_run: bool,
+    ) -> dbbackup::Result<(Vec<GroupPlan>, TimeZone)> {
+        let policy = self.policy();
+        if policy.is_empty() {
+            return Err(Error::usage(
+                "no retention rule given (--keep-last, --keep-daily, ..., --keep-within, --keep-tag); nothing would be kept",
+            ));
+        }
+        let tz = self.zone()?;
+        let manifests: Vec<_> = repo
+            .manifests()?
+            .into_iter()
+            .filter(|(_, m)| self.name.as_ref().is_none_or(|n| &m.name == n))
+            .filter(|(_, m)| self.host.as_ref().is_none_or(|h| &m.hostname == h))
+            .collect();
+        let plans = plan(&policy, &manifests, self.group_by, &tz)?;
+        let emptied: Vec<String> = plans
+            .iter()
+            .filter(|g| g.removes_all())
+            .map(|g| g.group.to_string())
+            .collect();
+        if !emptied.is_empty() && !self.allow_remove_all && !dry_run {
+            return Err(Error::usage(format!(
+                "the policy keeps no snapshot of {}; refusing to remove them all (add --allow-remove-all if that is intended)",
+                emptied.join("; ")
+            )));
+        }
+        Ok((plans, tz))
+    }
+}
+
+/// Arguments of `forget`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Snapshots to remove (ids or unique prefixes); without, the --keep-* rules decide
+    #[arg(value_name = "ID")]
+    ids: Vec<String>,
+    #[command(flatten)]
+    keep: KeepArgs,
+    /// Show what would be kept and removed, and why, without removing anything
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+}
+
+/// Print the plan as tables, one per group.
+pub fn print_plan(plans: &[GroupPlan], tz: &TimeZone) {
+    for g in plans {
+        let keep = g.decisions.iter().filter(|d| d.keep).count();
+        println!("{}: keep {keep}, remove {}", g.group, g.decisions.len() - keep);
+        let rows: Vec<Vec<String>> = g
+            .decisions
+            .iter()
+            .map(|d| {
+                vec![
+                    d.id.short(),
+                    d.time.to_zoned(tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+                    if d.keep { "keep" } else { "remove" }.to_string(),
+                    d.reasons.join(", "),
+                ]
+            })
+            .collect();
+        output::table(&["ID", "Time", "Action", "Reasons"], &rows);
+        if g.removes_all() {
+            println!("warning: this removes every snapshot of the group");
+        }
+        println!();
+    }
+}
+
+/// Remove the manifests of `ids`; how many were removed.
+fn remove(repo: &dbbackup::repo::Repository, ids: &[Id]) -> dbbackup::Result<usize> {
+    for id in ids {
+        repo.remove_snapshot(id)?;
+        tracing::info!(snapshot = %id, "removed");
+    }
+    Ok(ids.len())
+}
+
+/// Run `forget`.
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
+    let repo = ctx.open()?;
+    let _lock = lock::acquire(&repo, "forget", false)?;
+    if !a.ids.is_empty() {
+        if !a.keep.policy().is_empty() {
+            return Err(Error::usage("give snapshot ids or --keep-* rules, not both").into());
+        }
+        let mut ids = Vec::new();
+        for spec in &a.ids {
+            if spec == "latest" {
+                return Err(Error::usage("name snapshots by id to forget them, not `latest`").into());
+            }
+            ids.push(repo.find_snapshot(spec, None)?.0);
+        }
+        ids.sort();
+        ids.dedup();
+        let n = if a.dry_run { 0 } else { remove(&repo, &ids)? };
+        if ctx.g.json {
+            return output::json(&serde_json::json!({ "dry_run": a.dry_run, "removed": ids }));
+        }
+        for id in &ids {
+            println!("{} {}", if a.dry_run { "would remove" } else { "removed" }, id.short());
+        }
+        if n > 0 {
+            println!("removed {n} snapshots; run `dbbackup prune` to free their space");
+        }
+        return Ok(());
+    }
+    let (plans, tz) = a.keep.plan(&repo, a.dry_run)?;
+    let doomed: Vec<Id> = plans
+        .iter()
+        .flat_map(|g| g.decisions.iter().filter(|d| !d.keep).map(|d| d.id))
+        .collect();
+    let n = if a.dry_run { 0 } else { remove(&repo, &doomed)? };
+    if ctx.g.json {
+        return output::json(&serde_json::json!({
+            "dry_run": a.dry_run,
+            "time_zone": tz.iana_name(),
+            "groups": plans,
+            "removed": if a.dry_run { Vec::new() } else { doomed.clone() },
+        }));
+    }
+    print_plan(&plans, &tz);
+    if a.dry_run {
+        println!("dry run: {} snapshots would be removed", doomed.len());
+    } else {
+        println!("removed {n} snapshots; run `dbbackup prune` to free their space");
+    }
+    Ok(())
+}
