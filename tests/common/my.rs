@@ -34,6 +34,10 @@ impl My {
         let dir = tempfile::Builder::new().prefix("dbbackup-my-").tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let data = dir.path().join("data");
+        // A private tmpdir: servers starting side by side must not share temporary tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o777)).unwrap();
         let mut install = Command::new("mariadb-install-db");
         install.args([
             "--no-defaults",
@@ -44,7 +48,11 @@ impl My {
             install.arg("--user=mysql");
         }
         ok(
-            install.arg(format!("--datadir={}", data.display())).output().unwrap(),
+            install
+                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display()))
+                .output()
+                .unwrap(),
             "mariadb-install-db",
         );
         let port = free_port();
@@ -57,6 +65,7 @@ impl My {
             .args([
                 format!("--datadir={}", data.display()),
                 format!("--port={port}"),
+                format!("--tmpdir={}", tmp.display()),
                 "--bind-address=127.0.0.1".into(),
                 format!("--socket={}", dir.path().join("sock").display()),
                 format!("--pid-file={}", dir.path().join("pid").display()),
