@@ -39,7 +39,7 @@ impl FromStr for Count {
 }
 
 /// The calendar and count rules, in the order they are reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rule {
     /// The N newest snapshots.
     Last,
@@ -99,7 +99,7 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     /// Counts per rule.
-    pub counts: BTreeMap<&'static str, Count>,
+    pub counts: BTreeMap<Rule, Count>,
     /// Keep snapshots newer than the group's newest minus this span.
     pub within: Option<Span>,
     /// Keep snapshots carrying every tag of any of these lists.
@@ -110,7 +110,7 @@ impl Policy {
     /// Set the count of `rule`.
     pub fn set(&mut self, rule: Rule, n: Option<Count>) {
         if let Some(n) = n {
-            self.counts.insert(rule.name(), n);
+            self.counts.insert(rule, n);
         }
     }
 
@@ -163,10 +163,7 @@ pub fn apply(policy: &Policy, snaps: &[Candidate], tz: &TimeZone) -> Result<Vec<
         ),
         None => None,
     };
-    let mut buckets: Vec<(Rule, Count, Option<i64>)> = Rule::ALL
-        .iter()
-        .filter_map(|r| policy.counts.get(r.name()).map(|c| (*r, *c, None)))
-        .collect();
+    let mut buckets: Vec<(Rule, Count, Option<i64>)> = policy.counts.iter().map(|(r, c)| (*r, *c, None)).collect();
     let mut out = Vec::with_capacity(list.len());
     for (nr, s) in list.iter().enumerate() {
         let mut reasons = Vec::new();

@@ -222,13 +222,13 @@ proptest! {
         prop_assert!(d.iter().all(|x| x.keep != x.reasons.is_empty()));
         // No rule keeps more than its count.
         for rule in Rule::ALL {
-            if let Some(Count::N(n)) = p.counts.get(rule.name()) {
+            if let Some(Count::N(n)) = p.counts.get(&rule) {
                 let used = d.iter().filter(|x| x.reasons.iter().any(|r| r == rule.name())).count();
                 prop_assert!(used <= *n as usize, "{} kept {} > {}", rule.name(), used, n);
             }
         }
         // keep-last N keeps the N newest.
-        if let Some(Count::N(n)) = p.counts.get("last") {
+        if let Some(Count::N(n)) = p.counts.get(&Rule::Last) {
             prop_assert!(d.iter().take(*n as usize).all(|x| x.keep));
         }
         // The outcome does not depend on the listing order.
@@ -242,7 +242,7 @@ proptest! {
         // Raising any count never removes a snapshot that was kept.
         for rule in Rule::ALL {
             let mut more = p.clone();
-            let n = match p.counts.get(rule.name()) { Some(Count::N(n)) => n + 1, _ => 1 };
+            let n = match p.counts.get(&rule) { Some(Count::N(n)) => n + 1, _ => 1 };
             more.set(rule, Some(Count::N(n)));
             let d2 = apply(&more, &hist, &tz).unwrap();
             for (a, b) in d.iter().zip(&d2) {

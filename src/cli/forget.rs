@@ -163,13 +163,13 @@ pub fn print_plan(plans: &[GroupPlan], tz: &TimeZone) {
     }
 }
 
-/// Remove the manifests of `ids`; how many were removed.
-fn remove(repo: &dbbackup::repo::Repository, ids: &[Id]) -> dbbackup::Result<usize> {
+/// Remove the manifests of `ids`.
+fn remove(repo: &dbbackup::repo::Repository, ids: &[Id]) -> dbbackup::Result<()> {
     for id in ids {
         repo.remove_snapshot(id)?;
         tracing::info!(snapshot = %id, "removed");
     }
-    Ok(ids.len())
+    Ok(())
 }
 
 /// Run `forget`.
@@ -189,15 +189,20 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         }
         ids.sort();
         ids.dedup();
-        let n = if a.dry_run { 0 } else { remove(&repo, &ids)? };
+        if !a.dry_run {
+            remove(&repo, &ids)?;
+        }
         if ctx.g.json {
             return output::json(&serde_json::json!({ "dry_run": a.dry_run, "removed": ids }));
         }
         for id in &ids {
             println!("{} {}", if a.dry_run { "would remove" } else { "removed" }, id.short());
         }
-        if n > 0 {
-            println!("removed {n} snapshots; run `dbbackup prune` to free their space");
+        if !a.dry_run {
+            println!(
+                "removed {} snapshots; run `dbbackup prune` to free their space",
+                ids.len()
+            );
         }
         return Ok(());
     }
@@ -206,7 +211,9 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         .iter()
         .flat_map(|g| g.decisions.iter().filter(|d| !d.keep).map(|d| d.id))
         .collect();
-    let n = if a.dry_run { 0 } else { remove(&repo, &doomed)? };
+    if !a.dry_run {
+        remove(&repo, &doomed)?;
+    }
     if ctx.g.json {
         return output::json(&serde_json::json!({
             "dry_run": a.dry_run,
@@ -219,7 +226,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     if a.dry_run {
         println!("dry run: {} snapshots would be removed", doomed.len());
     } else {
-        println!("removed {n} snapshots; run `dbbackup prune` to free their space");
+        println!(
+            "removed {} snapshots; run `dbbackup prune` to free their space",
+            doomed.len()
+        );
     }
     Ok(())
 }

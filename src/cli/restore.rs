@@ -8,7 +8,7 @@ use dbbackup::sources::load::{database_source, pick, LoadOptions, Loader};
 use dbbackup::util::human_bytes;
 use dbbackup::Error;
 
-use super::db::{ConnArgs, Db};
+use super::db::ConnArgs;
 use super::{output, Ctx};
 
 /// Arguments of `restore`.
@@ -77,12 +77,6 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let Some(t) = &a.target else {
         let src = database_source(&m)?;
         let db = a.conn.for_restore(&src.engine)?;
-        if a.no_owner && matches!(db, Db::My(_)) {
-            return Err(Error::usage(
-                "--no-owner applies to PostgreSQL; MySQL/MariaDB dumps keep their DEFINER clauses",
-            )
-            .into());
-        }
         let opts = LoadOptions {
             jobs: a.jobs,
             create: a.create || a.all,
@@ -98,6 +92,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             engine: db.load(),
             progress: &bar,
         };
+        loader.check(&opts)?;
         let mut loaded = Vec::new();
         let globals = if (a.all && !a.no_globals) || a.with_globals {
             loader.globals()?

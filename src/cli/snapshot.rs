@@ -9,7 +9,7 @@ use dbbackup::sources::dump::{dump_databases, DumpOptions, Selection};
 use dbbackup::util::human_bytes;
 use dbbackup::Error;
 
-use super::db::{ConnArgs, Db};
+use super::db::ConnArgs;
 use super::{output, Ctx};
 
 /// Arguments of `snapshot`.
@@ -125,12 +125,6 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let bar = ctx.progress();
     let source = if db_mode {
         let db = a.conn.for_snapshot()?;
-        if a.format == Format::Directory && matches!(db, Db::My(_)) {
-            return Err(Error::usage(
-                "--format directory is pg_dump's; MySQL/MariaDB dumps are streamed SQL (use --all --jobs N to dump several databases at once)",
-            )
-            .into());
-        }
         let dopts = DumpOptions {
             selection: match &a.database {
                 Some(db) => Selection::One(db.clone()),

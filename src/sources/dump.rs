@@ -37,6 +37,10 @@ pub trait DumpEngine: Sync {
     }
     /// Start a dump of `db` to stdout.
     fn dump(&self, db: &DatabaseInfo) -> Result<Process>;
+    /// Whether the engine has a parallel directory dump format.
+    fn directory_format(&self) -> bool {
+        false
+    }
     /// Start a parallel dump of `db` into directory `dir` (not every engine has one).
     fn dump_to_dir(&self, db: &DatabaseInfo, dir: &Path, jobs: usize) -> Result<Process> {
         let _ = (db, dir, jobs);
@@ -95,6 +99,12 @@ pub fn dump_databases(
     opts: &DumpOptions,
     progress: &dyn Progress,
 ) -> Result<DatabaseSource> {
+    if opts.directory && !engine.directory_format() {
+        return Err(Error::usage(format!(
+            "--format directory is pg_dump's; {} dumps are streamed (use --all --jobs N to dump several databases at once)",
+            engine.engine()
+        )));
+    }
     let (dbs, via) = match &opts.selection {
         Selection::One(name) => (vec![engine.database(name)?], name.clone()),
         Selection::All => (engine.databases()?, engine.maintenance_db().to_string()),

@@ -59,6 +59,11 @@ pub trait LoadEngine {
     fn state(&self, db: &str) -> Result<TargetState>;
     /// Create `db` like the dumped database `like` (encoding, collation, settings).
     fn create(&self, db: &str, like: &DatabaseInfo) -> Result<()>;
+    /// Refuse options that have no meaning for this engine, before anything is changed.
+    fn check_options(&self, opts: &LoadOptions) -> Result<()> {
+        let _ = opts;
+        Ok(())
+    }
     /// Whether the loader can run parallel jobs from a file.
     fn parallel(&self) -> bool;
     /// Start the loader for `db`.
@@ -124,6 +129,11 @@ pub struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// Refuse `opts` when the engine cannot honour them (call before loading anything).
+    pub fn check(&self, opts: &LoadOptions) -> Result<()> {
+        self.engine.check_options(opts)
+    }
+
     /// Load the snapshot's globals entry; false when it has none.
     pub fn globals(&self) -> Result<bool> {
         load_globals(self.repo, self.index, self.m, self.engine, self.progress)
@@ -188,6 +198,7 @@ fn load_database(l: &Loader<'_>, db: &DatabaseInfo, target: &str, opts: &LoadOpt
         progress,
     } = *l;
     let src = database_source(m)?;
+    engine.check_options(opts)?;
     match engine.state(target)? {
         TargetState::Missing if opts.create => engine.create(target, db)?,
         TargetState::Missing => {

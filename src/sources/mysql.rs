@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use super::dump::DumpEngine;
 use super::names::my_literal;
-use super::process::{Failure, Process};
+use super::process::{program_name, version_line, Failure, Process};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::DatabaseInfo;
 
@@ -110,7 +110,8 @@ impl MyConn {
             c.arg(format!("--database={db}"));
         }
         c.arg(format!("--execute={sql}"));
-        let out = Process::spawn(c, "mariadb", false, false)?
+        let label = program_name(&c);
+        let out = Process::spawn(c, &label, false, false)?
             .output()?
             .map_err(|f| classify(f, db.unwrap_or("")))?;
         Ok(parse_batch(&String::from_utf8_lossy(&out)))
@@ -123,15 +124,6 @@ impl MyConn {
             .next()
             .and_then(|r| r.into_iter().next())
             .ok_or_else(|| Error::general(format!("the server returned no row for `{sql}`")))
-    }
-
-    /// What `tool --version` prints.
-    fn version_of(&self, mut c: Command, tool: &str) -> Result<String> {
-        c.arg("--version");
-        let out = Process::spawn(c, tool, false, false)?
-            .output()?
-            .map_err(|f| f.into_error(ErrorKind::Config, "check the MySQL/MariaDB client installation"))?;
-        Ok(String::from_utf8_lossy(&out).trim().to_string())
     }
 }
 
@@ -261,7 +253,7 @@ impl Mysql {
         if let Some(v) = self.tool.get() {
             return Ok(v);
         }
-        let v = self.conn.version_of(self.conn.dumper(), "mariadb-dump")?;
+        let v = version_line(self.conn.dumper(), "check the MySQL/MariaDB client installation")?;
         Ok(self.tool.get_or_init(|| v))
     }
 
@@ -361,7 +353,8 @@ impl DumpEngine for Mysql {
             c.arg("--set-gtid-purged=OFF");
         }
         c.arg("--").arg(&db.name);
-        Process::spawn(c, &format!("mariadb-dump of `{}`", db.name), false, false)
+        let label = format!("{} of `{}`", program_name(&c), db.name);
+        Process::spawn(c, &label, false, false)
     }
 
     fn globals(&self, _db: &str, warnings: &mut Vec<String>) -> Result<Option<Process>> {
@@ -376,7 +369,8 @@ impl DumpEngine for Mysql {
         let mut c = self.conn.dumper();
         // CREATE USER IF NOT EXISTS: accounts the target already has (root) are kept as they are.
         c.args(["--system=users", "--insert-ignore", "--skip-dump-date"]);
-        Process::spawn(c, "mariadb-dump --system=users", false, false).map(Some)
+        let label = format!("{} --system=users", program_name(&c));
+        Process::spawn(c, &label, false, false).map(Some)
     }
 
     fn classify(&self, f: Failure, db: &str) -> Error {

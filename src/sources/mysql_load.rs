@@ -6,7 +6,7 @@
 use super::load::{LoadEngine, LoadInput, LoadOptions, TargetState};
 use super::mysql::{classify, Mysql};
 use super::names::{my_ident, my_literal};
-use super::process::{Failure, Process};
+use super::process::{program_name, Failure, Process};
 use crate::error::{Error, Result};
 use crate::format::snapshot::DatabaseInfo;
 
@@ -58,17 +58,21 @@ impl LoadEngine for Mysql {
         Ok(())
     }
 
-    fn parallel(&self) -> bool {
-        false
-    }
-
-    fn loader(&self, db: &str, input: LoadInput<'_>, opts: &LoadOptions) -> Result<Process> {
+    fn check_options(&self, opts: &LoadOptions) -> Result<()> {
         if opts.no_owner {
             return Err(Error::usage(
                 "--no-owner applies to PostgreSQL; MySQL/MariaDB dumps keep their DEFINER clauses \
                  (the restoring user needs SET USER or SUPER for definers other than itself)",
             ));
         }
+        Ok(())
+    }
+
+    fn parallel(&self) -> bool {
+        false
+    }
+
+    fn loader(&self, db: &str, input: LoadInput<'_>, opts: &LoadOptions) -> Result<Process> {
         if !matches!(input, LoadInput::Stdin) {
             return Err(Error::usage("the MySQL/MariaDB client loads dumps from a stream only"));
         }
@@ -79,13 +83,15 @@ impl LoadEngine for Mysql {
         let mut c = self.conn.client();
         c.args(["--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4"])
             .arg(format!("--database={db}"));
-        Process::spawn(c, &format!("mariadb into `{db}`"), true, true)
+        let label = format!("{} into `{db}`", program_name(&c));
+        Process::spawn(c, &label, true, true)
     }
 
     fn globals_loader(&self) -> Result<Process> {
         let mut c = self.conn.client();
         c.args(["--batch", "--default-character-set=utf8mb4"]);
-        Process::spawn(c, "mariadb (accounts and grants)", true, true)
+        let label = format!("{} (accounts and grants)", program_name(&c));
+        Process::spawn(c, &label, true, true)
     }
 
     fn globals_result(&self, ok: bool, f: Failure) -> Result<()> {

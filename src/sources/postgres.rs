@@ -9,7 +9,7 @@ use std::process::Command;
 use super::dump::DumpEngine;
 use super::load::TargetState;
 use super::names::{pg_conninfo_dbname, sql_literal};
-use super::process::{Failure, Process};
+use super::process::{version_line, Failure, Process};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::DatabaseInfo;
 
@@ -92,12 +92,7 @@ impl PgConn {
 
     /// What `tool --version` prints.
     pub fn tool_version(&self, tool: &str) -> Result<String> {
-        let mut c = self.tool(tool);
-        c.arg("--version");
-        let out = Process::spawn(c, tool, false, false)?
-            .output()?
-            .map_err(|f| f.into_error(ErrorKind::Config, "check the PostgreSQL client installation"))?;
-        Ok(String::from_utf8_lossy(&out).trim().to_string())
+        version_line(self.tool(tool), "check the PostgreSQL client installation")
     }
 
     /// Metadata of database `name` (fails with 66 when it does not exist).
@@ -246,6 +241,10 @@ impl DumpEngine for Postgres {
         let mut c = self.conn.tool("pg_dump");
         c.args(["-Fc", "-Z0", "-d"]).arg(pg_conninfo_dbname(&db.name));
         Process::spawn(c, &format!("pg_dump of `{}`", db.name), false, false)
+    }
+
+    fn directory_format(&self) -> bool {
+        true
     }
 
     fn dump_to_dir(&self, db: &DatabaseInfo, dir: &Path, jobs: usize) -> Result<Process> {

@@ -55,6 +55,25 @@ impl Failure {
     }
 }
 
+/// The file name of `cmd`'s program, for messages (`mariadb-dump` or `mysqldump`).
+pub fn program_name(cmd: &Command) -> String {
+    std::path::Path::new(cmd.get_program())
+        .file_name()
+        .unwrap_or(cmd.get_program())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// What `cmd --version` prints, trimmed; a configuration error with `advice` when it fails.
+pub fn version_line(mut cmd: Command, advice: &str) -> Result<String> {
+    let label = program_name(&cmd);
+    cmd.arg("--version");
+    let out = Process::spawn(cmd, &label, false, false)?
+        .output()?
+        .map_err(|f| f.into_error(ErrorKind::Config, advice))?;
+    Ok(String::from_utf8_lossy(&out).trim().to_string())
+}
+
 impl Process {
     /// Start `cmd`, labelled `label` in messages. Its stdin is null unless `stdin_piped`;
     /// its stdout is piped unless `stdout_null`.

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -197,10 +197,6 @@ impl My {
         }
         s += &q("SELECT 'db', default_character_set_name, default_collation_name FROM information_schema.schemata WHERE schema_name = DB");
         s
-    }
-
-    pub fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
     }
 }
 
