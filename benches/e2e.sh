@@ -63,6 +63,10 @@ run() { # label, then command; prints wall seconds and peak RSS KiB
 mbps() { python3 -c "print(f'{$1/$2/1e6:.0f}')"; }
 
 read -r T1 R1 < <(run sh -c "'$BIN' snapshot --stdin --name bench < '$DUMP'")
+# The same first snapshot into a second fresh repository without the read-back verification.
+DBBACKUP_REPOSITORY="$WORK/repo-nv" "$BIN" init >/dev/null
+read -r T1N _ < <(run sh -c "DBBACKUP_REPOSITORY='$WORK/repo-nv' '$BIN' snapshot --no-verify --stdin --name bench < '$DUMP'")
+rm -rf "$WORK/repo-nv"
 read -r T2 R2 < <(run sh -c "'$BIN' snapshot --stdin --name bench < '$DUMP'")
 # Fixed per-command cost: process start, repository open, argon2id (64 MiB, 3 passes), cache sync.
 read -r T0 _ < <(run "$BIN" key list)
@@ -77,6 +81,7 @@ read -r T4 R4 < <(run sh -c "(tr '0-8' '1-9' < '$DUMP'; tr 'a-m' 'n-z' < '$DUMP'
 
 printf '\n%-26s %10s %12s %14s\n' "operation" "MB/s" "limit MB/s" "peak RSS MiB"
 printf '%-26s %10s %12s %14s\n' "first snapshot (zstd-3)" "$(mbps "$SIZE" "$T1")" "$(lim zstd_bound) (all stages $(lim first_snapshot_all_stages))" "$((R1 / 1024))"
+printf '%-26s %10s   (verification costs %s%% of the wall time)\n' "  same, --no-verify" "$(mbps "$SIZE" "$T1N")" "$(python3 -c "print(f'{($T1-$T1N)/$T1*100:.0f}')")"
 printf '%-26s %10s %12s %14s\n' "unchanged re-snapshot" "$(mbps "$SIZE" "$T2")" "$(lim resnapshot)" "$((R2 / 1024))"
 printf '%-26s %10s   (first snapshot %s MB/s)\n' "  pipeline only (manifest)" "$(mbps "$SIZE" "$P2")" "$(mbps "$SIZE" "$P1")"
 printf '%-26s %10s s\n' "  fixed cost per command" "$T0"

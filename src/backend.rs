@@ -263,6 +263,7 @@ impl Store {
     /// Write a whole object (atomic and durable on local disks). `exclusive` refuses to
     /// replace an existing object.
     pub async fn write_async(&self, path: &str, bytes: Vec<u8>, exclusive: bool) -> Result<()> {
+        fault_point("write", path);
         if let Some(root) = &self.local {
             let full = root.join(path);
             return tokio::task::spawn_blocking(move || crate::util::write_atomic(&full, &bytes, exclusive))
@@ -350,10 +351,42 @@ impl Store {
 
     /// Delete an object (missing is fine).
     pub async fn delete_async(&self, path: &str) -> Result<()> {
+        fault_point("delete", path);
         self.op
             .delete(path)
             .await
             .map_err(|e| self.map_err("cannot delete", path, e))
+    }
+
+    /// Local repositories: remove temp files (names starting with `.`) that interrupted writes
+    /// left, once they are older than `older_than` (no write takes that long). Returns how
+    /// many were removed; object stores have none.
+    pub fn remove_stale_temp_files(&self, older_than: Duration) -> Result<u64> {
+        let Some(root) = &self.local else { return Ok(0) };
+        let mut n = 0;
+        let mut dirs = vec![root.clone()];
+        while let Some(d) = dirs.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    dirs.push(e.path());
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > older_than);
+                if e.file_name().to_string_lossy().starts_with('.') && old {
+                    std::fs::remove_file(e.path())
+                        .map_err(|x| Error::io(format!("cannot remove {}", e.path().display()), x))?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Blocking [`Store::read_async`]; never call from inside the runtime.
@@ -383,6 +416,33 @@ impl Store {
     /// Blocking [`Store::size_async`].
     pub fn size(&self, path: &str) -> Result<u64> {
         self.rt.block_on(self.size_async(path))
+    }
+}
+
+/// Crash testing: with `DBBACKUP_TEST_KILL_AT_MUTATION=N`, the process kills itself with
+/// SIGKILL just before its N-th storage write or delete (counting from 1), so tests can stop
+/// an operation between any two of its storage mutations; with `0` it only prints each
+/// mutation to stderr (`test-mutation N write|delete PATH`). Never set in normal use.
+fn fault_point(op: &str, path: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        std::env::var("DBBACKUP_TEST_KILL_AT_MUTATION")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(at) = at {
+        let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+        if *at == 0 {
+            eprintln!("test-mutation {n} {op} {path}");
+        } else if n == *at {
+            // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
     }
 }
 

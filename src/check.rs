@@ -1,6 +1,7 @@
-//! Repository verification: structure (config, keys, index segments, packs present, every
-//! snapshot's chunks indexed) and, with `read_data`, every pack downloaded, its name checked
-//! against its SHA-256, and every blob authenticated, decompressed and re-hashed.
+//! Repository verification: structure (config, keys, index segments, deletion plans, packs
+//! present, every snapshot's chunks indexed) and, with `read_data`, every pack (or a sample)
+//! downloaded, its name checked against its SHA-256, and every blob authenticated,
+//! decompressed and re-hashed.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -12,7 +13,8 @@ use crate::blob::open_blob;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexSegment;
 use crate::format::keyfile::KeyFile;
-use crate::format::pack::{header_len_from_trailer, open_header, TRAILER_LEN};
+use crate::format::pack::{header_len_from_trailer, open_header, BlobEntry, TRAILER_LEN};
+use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind};
 use crate::index::{BlobLocation, IndexCache};
 use crate::progress::Progress;
@@ -34,8 +36,13 @@ pub struct Problem {
 pub struct Report {
     /// Damage: the check fails when this is not empty.
     pub errors: Vec<Problem>,
-    /// Unreferenced packs (left by interrupted snapshots; prune removes them).
+    /// Packs no index segment or deletion plan names (left by interrupted snapshots, or being
+    /// written by running ones; prune removes them).
     pub orphan_packs: Vec<Id>,
+    /// Packs a deletion plan condemns, waiting for a prune to delete them.
+    pub pending_packs: u64,
+    /// Packs whose bytes were read.
+    pub packs_read: u64,
     /// Snapshots checked.
     pub snapshots: u64,
     /// Packs in storage.
@@ -48,8 +55,101 @@ pub struct Report {
     pub bytes_read: u64,
 }
 
+/// Which packs `check` reads in full.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadData {
+    /// None: structure only.
+    None,
+    /// Every pack.
+    All,
+    /// Subset `n` of `of` (1-based), by pack id: `of` runs with n = 1..of read everything once.
+    Part {
+        /// Which part.
+        n: u64,
+        /// Of how many.
+        of: u64,
+    },
+    /// A random sample of this percentage of the packs.
+    Percent(f64),
+    /// Random packs until this many bytes were read.
+    Bytes(u64),
+}
+
+impl std::str::FromStr for ReadData {
+    type Err = Error;
+    /// Parse `10%`, `1/5` or a size (`500M`, `2G`).
+    fn from_str(s: &str) -> Result<ReadData> {
+        let bad = || {
+            Error::usage(format!(
+                "--read-data-subset `{s}`: give n/t (1/5), a percentage (10%) or a size (500M)"
+            ))
+        };
+        let t = s.trim();
+        if let Some((n, of)) = t.split_once('/') {
+            let (n, of): (u64, u64) = (
+                n.trim().parse().map_err(|_| bad())?,
+                of.trim().parse().map_err(|_| bad())?,
+            );
+            if n == 0 || n > of {
+                return Err(bad());
+            }
+            return Ok(ReadData::Part { n, of });
+        }
+        if t.ends_with('%') {
+            return match crate::util::parse_percent(t) {
+                Some(v) if v > 0.0 => Ok(ReadData::Percent(v)),
+                _ => Err(bad()),
+            };
+        }
+        let n = crate::util::parse_size(t).ok_or_else(bad)?;
+        if n == 0 {
+            return Err(bad());
+        }
+        Ok(ReadData::Bytes(n))
+    }
+}
+
+impl ReadData {
+    /// The packs to read among `stored` (id, size).
+    fn select(self, stored: &BTreeMap<Id, u64>) -> Vec<(Id, u64)> {
+        use rand::seq::SliceRandom;
+        let all: Vec<(Id, u64)> = stored.iter().map(|(i, s)| (*i, *s)).collect();
+        match self {
+            ReadData::None => vec![],
+            ReadData::All => all,
+            ReadData::Part { n, of } => all
+                .into_iter()
+                .filter(|(id, _)| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&id.0[..8]);
+                    u64::from_be_bytes(b) % of == n - 1
+                })
+                .collect(),
+            ReadData::Percent(p) => {
+                let mut v = all;
+                v.shuffle(&mut rand::rng());
+                let k = ((v.len() as f64) * p / 100.0).ceil() as usize;
+                v.truncate(k.min(v.len()));
+                v
+            }
+            ReadData::Bytes(limit) => {
+                let mut v = all;
+                v.shuffle(&mut rand::rng());
+                let mut sum = 0u64;
+                v.into_iter()
+                    .take_while(|(_, s)| {
+                        let take = sum < limit;
+                        sum += s;
+                        take
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
 /// Verify the repository.
-pub fn check(repo: &Repository, index: &IndexCache, read_data: bool, progress: &dyn Progress) -> Result<Report> {
+pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progress: &dyn Progress) -> Result<Report> {
     let mut rep = Report::default();
     let mut damaged_packs: BTreeMap<Id, String> = BTreeMap::new();
     let bad = |rep: &mut Report, object: String, e: &Error| {
@@ -83,20 +183,39 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: bool, progress: &
         }
     }
 
+    // Deletion plans: their packs are condemned, not orphans; chunks may still live in them.
+    let mut planned_packs: HashSet<Id> = HashSet::new();
+    for id in repo.list_ids(ObjectKind::Pending)? {
+        match repo
+            .load_object(ObjectKind::Pending, &id)
+            .and_then(|b| DeletionPlan::decode(&b).map_err(|e| Error::corrupt(format!("pending/{id}"), e)))
+        {
+            Ok(plan) => planned_packs.extend(plan.packs.iter().map(|p| p.pack)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {} // swept meanwhile
+            Err(e) => bad(&mut rep, format!("pending/{id}"), &e),
+        }
+    }
+
     // Packs in storage against the index.
-    let stored: BTreeMap<Id, u64> = repo
-        .store()
-        .list("data")?
-        .into_iter()
-        .filter_map(|(n, s)| n.rsplit('/').next().and_then(|x| x.parse().ok()).map(|id| (id, s)))
-        .collect();
+    let stored = repo.pack_sizes()?;
     rep.packs = stored.len() as u64;
     for p in &indexed_packs {
         if !stored.contains_key(p) {
             damaged_packs.insert(*p, "pack is missing".into());
         }
     }
-    rep.orphan_packs = stored.keys().filter(|p| !indexed_packs.contains(p)).copied().collect();
+    rep.orphan_packs = stored
+        .keys()
+        .filter(|p| !indexed_packs.contains(p) && !planned_packs.contains(p))
+        .copied()
+        .collect();
+    rep.pending_packs = planned_packs.iter().filter(|p| !indexed_packs.contains(p)).count() as u64;
+    // Condemned packs already deleted: fine unless a snapshot still needs one.
+    let gone: HashSet<Id> = planned_packs
+        .iter()
+        .filter(|p| !indexed_packs.contains(p) && !stored.contains_key(p))
+        .copied()
+        .collect();
 
     // Every snapshot's chunks must be indexed.
     let snaps = repo.list_ids(ObjectKind::Snapshot)?;
@@ -111,10 +230,15 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: bool, progress: &
             }
         };
         for_each_chunk(repo, index, &m, |id, loc| {
-            if loc.is_none() && missing_chunks.insert(*id) {
+            let message = match loc {
+                None => "referenced by a snapshot but in no index segment",
+                Some(l) if gone.contains(&l.pack) => "referenced by a snapshot but only held by a deleted pack",
+                Some(_) => return,
+            };
+            if missing_chunks.insert(*id) {
                 rep.errors.push(Problem {
                     object: format!("chunk {id}"),
-                    message: "referenced by a snapshot but in no index segment".into(),
+                    message: message.into(),
                     affects: vec![*sid],
                 });
             }
@@ -122,12 +246,13 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: bool, progress: &
         .unwrap_or_else(|e| bad(&mut rep, format!("snapshots/{sid}"), &e));
     }
 
-    if read_data {
-        let total: u64 = stored.values().sum();
+    let to_read = read_data.select(&stored);
+    if !to_read.is_empty() {
+        let total: u64 = to_read.iter().map(|p| p.1).sum();
         progress.start("check", Some(total));
         let rt = repo.store().runtime().clone();
         let results: Vec<(Id, Result<(u64, u64)>)> = rt.block_on(async {
-            futures::stream::iter(stored.iter().map(|(id, size)| {
+            futures::stream::iter(to_read.iter().map(|(id, size)| {
                 let (id, size) = (*id, *size);
                 async move {
                     let r = async {
@@ -150,6 +275,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: bool, progress: &
         for (id, r) in results {
             match r {
                 Ok((blobs, bytes)) => {
+                    rep.packs_read += 1;
                     rep.blobs_read += blobs;
                     rep.bytes_read += bytes;
                 }
@@ -199,13 +325,14 @@ fn for_each_chunk(
 ) -> Result<()> {
     for e in &m.entries {
         for lid in &e.content {
+            // The list itself first, so a caller learns where it lives even when it is damaged.
+            f(lid, index.lookup(lid)?);
             let list = repo.store().runtime().block_on(crate::restore::fetch_blob(
                 repo,
                 index,
                 *lid,
                 BlobKind::ContentList,
             ))?;
-            f(lid, index.lookup(lid)?);
             for rec in list.chunks_exact(36) {
                 let id = Id::from_slice(&rec[..32]).unwrap_or_default();
                 f(&id, index.lookup(&id)?);
@@ -217,6 +344,13 @@ fn for_each_chunk(
 
 /// Verify a whole pack: name, trailer, header, and every blob. Returns (blobs, bytes).
 pub fn verify_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<(u64, u64)> {
+    let entries = open_pack(keys, id, bytes)?;
+    Ok((entries.len() as u64, bytes.len() as u64))
+}
+
+/// [`verify_pack`], returning the pack's entries: nothing is returned unless every blob
+/// authenticated, decoded and matched its id.
+pub fn open_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Vec<BlobEntry>> {
     let object = pack_path(id);
     if Id::of_stored(bytes) != *id {
         return Err(Error::corrupt(&object, "SHA-256 of its bytes does not match its name"));
@@ -241,5 +375,18 @@ pub fn verify_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<
         let s = e.offset as usize;
         open_blob(keys, &e.id, &loc, &bytes[s..s + e.length as usize])?;
     }
-    Ok((entries.len() as u64, size))
+    Ok(entries)
+}
+
+/// Read and authenticate only a pack's header (two range reads), given its size.
+pub fn read_pack_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<BlobEntry>> {
+    let object = pack_path(id);
+    let t = size
+        .checked_sub(TRAILER_LEN as u64)
+        .ok_or_else(|| Error::corrupt(&object, "too short"))?;
+    let trailer = repo.store().read_range(&object, t, TRAILER_LEN as u64)?;
+    let hl = header_len_from_trailer(&trailer, size).map_err(|e| Error::corrupt(&object, e))?;
+    let h = t - hl;
+    let header = repo.store().read_range(&object, h, hl)?;
+    open_header(repo.keys(), id, &header, h)
 }

@@ -1,7 +1,8 @@
 //! The local index cache: a redb file under the user's cache directory, keyed by repository
 //! id, mapping chunk id -> (pack, offset, length). Synced incrementally from `index/`, rebuilt
 //! from the repository whenever it is missing, damaged, or the repository dropped a segment.
-//! It is never the only copy of anything.
+//! Deletion plans (`pending/`) are mirrored too: their blobs are found by readers but never
+//! deduplicated against. It is never the only copy of anything.
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
@@ -15,6 +16,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pack::BlobEntry;
+use crate::format::pending::DeletionPlan;
 use crate::format::{open_object, BlobKind, Encoding, Id, ObjectKind};
 use crate::repo::Repository;
 
@@ -23,9 +25,15 @@ const SEGMENTS: TableDefinition<[u8; 32], ()> = TableDefinition::new("segments")
 const PACK_NO: TableDefinition<[u8; 32], u64> = TableDefinition::new("pack_no");
 const PACK_ID: TableDefinition<u64, [u8; 32]> = TableDefinition::new("pack_id");
 const BLOBS: TableDefinition<[u8; 32], [u8; 22]> = TableDefinition::new("blobs");
+/// Pack numbers named by an index segment.
+const SEG_PACKS: TableDefinition<u64, ()> = TableDefinition::new("seg_packs");
+/// Deletion plans mirrored, their blobs, and the pack numbers they condemn.
+const PLANS: TableDefinition<[u8; 32], ()> = TableDefinition::new("plans");
+const PLAN_BLOBS: TableDefinition<[u8; 32], [u8; 22]> = TableDefinition::new("plan_blobs");
+const CONDEMNED: TableDefinition<u64, ()> = TableDefinition::new("condemned");
 
 /// Schema of the cache file; bump to force a rebuild after layout changes.
-const SCHEMA: &[u8] = b"dbbackup-index-cache-1";
+const SCHEMA: &[u8] = b"dbbackup-index-cache-2";
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +81,12 @@ fn encode_value(pack_no: u64, b: &BlobEntry) -> [u8; 22] {
     v[14..18].copy_from_slice(&b.length.to_le_bytes());
     v[18..22].copy_from_slice(&b.raw_length.to_le_bytes());
     v
+}
+
+fn pack_no(v: &[u8; 22]) -> u64 {
+    let mut no = [0u8; 8];
+    no.copy_from_slice(&v[..8]);
+    u64::from_le_bytes(no)
 }
 
 fn u32_at(v: &[u8; 22], i: usize) -> u32 {
@@ -197,6 +211,10 @@ impl IndexCache {
                 tx.open_table(PACK_NO)?;
                 tx.open_table(PACK_ID)?;
                 tx.open_table(BLOBS)?;
+                tx.open_table(SEG_PACKS)?;
+                tx.open_table(PLANS)?;
+                tx.open_table(PLAN_BLOBS)?;
+                tx.open_table(CONDEMNED)?;
             }
             if fresh {
                 tx.commit()?;
@@ -220,64 +238,59 @@ impl IndexCache {
         &self.path
     }
 
-    /// Bring the cache up to date with `index/`: read only segments not seen before; rebuild
-    /// when a segment the cache knows has left the repository.
+    /// Bring the cache up to date with `index/` and `pending/`: read only segments not seen
+    /// before; rebuild when a segment the cache knows has left the repository (prune), or when
+    /// one vanishes while being read.
     pub fn sync(&self, repo: &Repository) -> Result<SyncStats> {
-        let names: Vec<Id> = repo
-            .store()
-            .list(ObjectKind::Index.dir())?
-            .into_iter()
-            .filter_map(|(n, _)| n.parse().ok())
-            .collect();
-        let present: HashSet<Id> = names.iter().copied().collect();
-        let known = self.known_segments()?;
-        let mut stats = SyncStats::default();
-        if known.iter().any(|k| !present.contains(k)) {
-            self.clear()?;
-            stats.rebuilt = true;
-            return self.read_segments(repo, names, stats);
+        match self.sync_once(repo, false) {
+            Err(e) if e.kind() == ErrorKind::NotFound => self.sync_once(repo, true),
+            r => r,
         }
-        let missing: Vec<Id> = names.into_iter().filter(|n| !known.contains(n)).collect();
-        self.read_segments(repo, missing, stats)
     }
 
-    fn read_segments(&self, repo: &Repository, ids: Vec<Id>, mut stats: SyncStats) -> Result<SyncStats> {
-        if ids.is_empty() {
-            return Ok(stats);
-        }
-        let store = repo.store().clone();
-        let keys = repo.keys().clone();
-        let rt = store.runtime().clone();
-        rt.block_on(async {
-            let mut s = futures::stream::iter(ids.into_iter().map(|id| {
-                let store = store.clone();
-                let keys = keys.clone();
-                async move {
-                    let name = id.to_hex();
-                    let raw = store.read_async(&format!("index/{name}")).await?;
-                    let seg = tokio::task::spawn_blocking(move || -> Result<IndexSegment> {
-                        let plain = open_object(&keys, ObjectKind::Index, &name, &raw)?;
-                        IndexSegment::decode(&plain).map_err(|e| Error::corrupt(format!("index/{name}"), e))
-                    })
-                    .await
-                    .map_err(|e| Error::general(format!("index task failed: {e}")))??;
-                    Ok::<_, Error>((id, seg))
+    fn sync_once(&self, repo: &Repository, rebuild: bool) -> Result<SyncStats> {
+        let names = repo.list_ids(ObjectKind::Index)?;
+        let present: HashSet<Id> = names.iter().copied().collect();
+        let known = self.known(SEGMENTS)?;
+        let mut stats = SyncStats::default();
+        let segments = if rebuild || known.iter().any(|k| !present.contains(k)) {
+            self.clear()?;
+            stats.rebuilt = true;
+            names
+        } else {
+            names.into_iter().filter(|n| !known.contains(n)).collect()
+        };
+        // A damaged segment is skipped (and not remembered, so it is retried): the rest of the
+        // repository stays usable, and `check` names the damage.
+        read_objects_skipping_damage(repo, ObjectKind::Index, segments, |id, plain| {
+            match IndexSegment::decode(&plain) {
+                Ok(seg) => {
+                    self.insert_segment(&id, &seg.packs)?;
+                    stats.segments_read += 1;
                 }
-            }))
-            .buffer_unordered(8);
-            while let Some(r) = s.next().await {
-                let (id, seg) = r?;
-                self.insert_segment(&id, &seg.packs)?;
-                stats.segments_read += 1;
+                Err(e) => tracing::warn!(segment = %id, error = %e, "skipping a damaged index segment"),
             }
-            Ok::<_, Error>(())
+            Ok(())
         })?;
+        // Deletion plans: few and short-lived; reload all of them whenever the set changes.
+        let plans = repo.list_ids(ObjectKind::Pending)?;
+        let known_plans = self.known(PLANS)?;
+        if stats.rebuilt || plans.len() != known_plans.len() || plans.iter().any(|p| !known_plans.contains(p)) {
+            self.clear_plans()?;
+            read_objects_skipping_damage(repo, ObjectKind::Pending, plans, |id, plain| {
+                match DeletionPlan::decode(&plain) {
+                    Ok(plan) => self.insert_plan(&id, &plan.packs)?,
+                    Err(e) => tracing::warn!(plan = %id, error = %e, "skipping a damaged deletion plan"),
+                }
+                Ok(())
+            })?;
+        }
         Ok(stats)
     }
 
-    fn known_segments(&self) -> Result<HashSet<Id>> {
+    fn known(&self, table: TableDefinition<[u8; 32], ()>) -> Result<HashSet<Id>> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
-        let t = tx.open_table(SEGMENTS).map_err(|e| db_err("read", e))?;
+        let t = tx.open_table(table).map_err(|e| db_err("read", e))?;
         let mut out = HashSet::new();
         for r in t.iter().map_err(|e| db_err("read", e))? {
             let (k, _) = r.map_err(|e| db_err("read", e))?;
@@ -287,27 +300,63 @@ impl IndexCache {
     }
 
     fn clear(&self) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| db_err("write", e))?;
-        tx.delete_table(SEGMENTS).map_err(|e| db_err("write", e))?;
-        tx.delete_table(PACK_NO).map_err(|e| db_err("write", e))?;
-        tx.delete_table(PACK_ID).map_err(|e| db_err("write", e))?;
-        tx.delete_table(BLOBS).map_err(|e| db_err("write", e))?;
-        tx.open_table(SEGMENTS).map_err(|e| db_err("write", e))?;
-        tx.open_table(PACK_NO).map_err(|e| db_err("write", e))?;
-        tx.open_table(PACK_ID).map_err(|e| db_err("write", e))?;
-        tx.open_table(BLOBS).map_err(|e| db_err("write", e))?;
-        tx.commit().map_err(|e| db_err("commit", e))
+        let e = |e: redb::Error| db_err("write", e);
+        let tx = self.db.begin_write().map_err(|x| e(x.into()))?;
+        for t in [SEGMENTS, PLANS] {
+            tx.delete_table(t).map_err(|x| e(x.into()))?;
+            tx.open_table(t).map_err(|x| e(x.into()))?;
+        }
+        for t in [BLOBS, PLAN_BLOBS] {
+            tx.delete_table(t).map_err(|x| e(x.into()))?;
+            tx.open_table(t).map_err(|x| e(x.into()))?;
+        }
+        for t in [SEG_PACKS, CONDEMNED] {
+            tx.delete_table(t).map_err(|x| e(x.into()))?;
+            tx.open_table(t).map_err(|x| e(x.into()))?;
+        }
+        tx.delete_table(PACK_NO).map_err(|x| e(x.into()))?;
+        tx.open_table(PACK_NO).map_err(|x| e(x.into()))?;
+        tx.delete_table(PACK_ID).map_err(|x| e(x.into()))?;
+        tx.open_table(PACK_ID).map_err(|x| e(x.into()))?;
+        tx.commit().map_err(|x| e(x.into()))
+    }
+
+    fn clear_plans(&self) -> Result<()> {
+        let e = |e: redb::Error| db_err("write", e);
+        let tx = self.db.begin_write().map_err(|x| e(x.into()))?;
+        tx.delete_table(PLANS).map_err(|x| e(x.into()))?;
+        tx.open_table(PLANS).map_err(|x| e(x.into()))?;
+        tx.delete_table(PLAN_BLOBS).map_err(|x| e(x.into()))?;
+        tx.open_table(PLAN_BLOBS).map_err(|x| e(x.into()))?;
+        tx.delete_table(CONDEMNED).map_err(|x| e(x.into()))?;
+        tx.open_table(CONDEMNED).map_err(|x| e(x.into()))?;
+        tx.commit().map_err(|x| e(x.into()))
     }
 
     /// Record a segment (written by this process or read from the repository).
     pub fn insert_segment(&self, segment: &Id, packs: &[PackBlobs]) -> Result<()> {
+        self.insert(segment, packs, false)
+    }
+
+    fn insert_plan(&self, plan: &Id, packs: &[PackBlobs]) -> Result<()> {
+        self.insert(plan, packs, true)
+    }
+
+    fn insert(&self, object: &Id, packs: &[PackBlobs], plan: bool) -> Result<()> {
         let e = |e: redb::Error| db_err("write", e);
         let tx = self.db.begin_write().map_err(|x| e(x.into()))?;
         {
-            let mut seg = tx.open_table(SEGMENTS).map_err(|x| e(x.into()))?;
+            let mut objects = tx
+                .open_table(if plan { PLANS } else { SEGMENTS })
+                .map_err(|x| e(x.into()))?;
             let mut pno = tx.open_table(PACK_NO).map_err(|x| e(x.into()))?;
             let mut pid = tx.open_table(PACK_ID).map_err(|x| e(x.into()))?;
-            let mut blobs = tx.open_table(BLOBS).map_err(|x| e(x.into()))?;
+            let mut blobs = tx
+                .open_table(if plan { PLAN_BLOBS } else { BLOBS })
+                .map_err(|x| e(x.into()))?;
+            let mut marks = tx
+                .open_table(if plan { CONDEMNED } else { SEG_PACKS })
+                .map_err(|x| e(x.into()))?;
             let mut next = pid
                 .last()
                 .map_err(|x| e(x.into()))?
@@ -325,56 +374,86 @@ impl IndexCache {
                         n
                     }
                 };
+                marks.insert(no, ()).map_err(|x| e(x.into()))?;
                 for b in &p.blobs {
                     if blobs.get(b.id.0).map_err(|x| e(x.into()))?.is_none() {
                         blobs.insert(b.id.0, encode_value(no, b)).map_err(|x| e(x.into()))?;
                     }
                 }
             }
-            seg.insert(segment.0, ()).map_err(|x| e(x.into()))?;
+            objects.insert(object.0, ()).map_err(|x| e(x.into()))?;
         }
         tx.commit().map_err(|x| e(x.into()))
     }
 
-    /// Where is chunk `id`? `None` when the repository does not hold it.
+    /// Where is chunk `id`? Index segments first, then deletion plans (their packs still
+    /// exist while a plan names them). `None` when the repository does not hold it.
     pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
+        for table in [BLOBS, PLAN_BLOBS] {
+            let blobs = tx.open_table(table).map_err(|e| db_err("read", e))?;
+            if let Some(v) = blobs.get(id.0).map_err(|e| db_err("read", e))? {
+                return Self::location(&tx, &v.value()).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where an index segment (not a plan) puts chunk `id`.
+    pub fn lookup_indexed(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
         let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
-        let Some(v) = blobs.get(id.0).map_err(|e| db_err("read", e))? else {
-            return Ok(None);
-        };
-        let v = v.value();
-        let mut no = [0u8; 8];
-        no.copy_from_slice(&v[..8]);
+        match blobs.get(id.0).map_err(|e| db_err("read", e))? {
+            Some(v) => Self::location(&tx, &v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn location(tx: &redb::ReadTransaction, v: &[u8; 22]) -> Result<BlobLocation> {
+        let inconsistent = || Error::new(ErrorKind::Io, "local index cache is inconsistent; delete it to rebuild");
         let packs = tx.open_table(PACK_ID).map_err(|e| db_err("read", e))?;
         let pack = packs
-            .get(u64::from_le_bytes(no))
+            .get(pack_no(v))
             .map_err(|e| db_err("read", e))?
             .map(|p| Id(p.value()))
-            .ok_or_else(|| Error::new(ErrorKind::Io, "local index cache is inconsistent; delete it to rebuild"))?;
-        let kind = BlobKind::from_u8(v[8]);
-        let encoding = Encoding::from_u8(v[9]);
-        let (Some(kind), Some(encoding)) = (kind, encoding) else {
-            return Err(Error::new(
-                ErrorKind::Io,
-                "local index cache is inconsistent; delete it to rebuild",
-            ));
+            .ok_or_else(inconsistent)?;
+        let (Some(kind), Some(encoding)) = (BlobKind::from_u8(v[8]), Encoding::from_u8(v[9])) else {
+            return Err(inconsistent());
         };
-        Ok(Some(BlobLocation {
+        Ok(BlobLocation {
             pack,
             kind,
             encoding,
-            offset: u32_at(&v, 10),
-            length: u32_at(&v, 14),
-            raw_length: u32_at(&v, 18),
-        }))
+            offset: u32_at(v, 10),
+            length: u32_at(v, 14),
+            raw_length: u32_at(v, 18),
+        })
     }
 
-    /// Does the repository hold chunk `id`?
+    /// May a writer deduplicate against chunk `id`? Only when an index segment names it in a
+    /// pack that no deletion plan condemns (repo-format §10.1).
     pub fn contains(&self, id: &Id) -> Result<bool> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
         let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
-        Ok(blobs.get(id.0).map_err(|e| db_err("read", e))?.is_some())
+        let Some(v) = blobs.get(id.0).map_err(|e| db_err("read", e))? else {
+            return Ok(false);
+        };
+        let condemned = tx.open_table(CONDEMNED).map_err(|e| db_err("read", e))?;
+        Ok(condemned
+            .get(pack_no(&v.value()))
+            .map_err(|e| db_err("read", e))?
+            .is_none())
+    }
+
+    /// Is pack `id` named by an index segment?
+    pub fn pack_indexed(&self, id: &Id) -> Result<bool> {
+        let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
+        let pno = tx.open_table(PACK_NO).map_err(|e| db_err("read", e))?;
+        let Some(no) = pno.get(id.0).map_err(|e| db_err("read", e))? else {
+            return Ok(false);
+        };
+        let seg = tx.open_table(SEG_PACKS).map_err(|e| db_err("read", e))?;
+        Ok(seg.get(no.value()).map_err(|e| db_err("read", e))?.is_some())
     }
 
     /// Visit every blob (for stats): `(raw_length, sealed length)`.
@@ -390,10 +469,71 @@ impl IndexCache {
         Ok(())
     }
 
-    /// Number of packs the cache knows.
+    /// Number of packs index segments name.
     pub fn pack_count(&self) -> Result<u64> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
-        let t = tx.open_table(PACK_NO).map_err(|e| db_err("read", e))?;
+        let t = tx.open_table(SEG_PACKS).map_err(|e| db_err("read", e))?;
         redb::ReadableTableMetadata::len(&t).map_err(|e| db_err("read", e))
     }
+}
+
+/// Download, verify and open objects in parallel; `f` gets each plaintext in turn. The first
+/// damaged or missing object is an error.
+pub fn read_objects(
+    repo: &Repository,
+    kind: ObjectKind,
+    ids: Vec<Id>,
+    f: impl FnMut(Id, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    read_objects_inner(repo, kind, ids, false, f)
+}
+
+/// [`read_objects`], skipping (with a warning) objects that fail authentication.
+fn read_objects_skipping_damage(
+    repo: &Repository,
+    kind: ObjectKind,
+    ids: Vec<Id>,
+    f: impl FnMut(Id, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    read_objects_inner(repo, kind, ids, true, f)
+}
+
+fn read_objects_inner(
+    repo: &Repository,
+    kind: ObjectKind,
+    ids: Vec<Id>,
+    skip_damaged: bool,
+    mut f: impl FnMut(Id, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let store = repo.store().clone();
+    let keys = repo.keys().clone();
+    let rt = store.runtime().clone();
+    rt.block_on(async {
+        let mut s = futures::stream::iter(ids.into_iter().map(|id| {
+            let store = store.clone();
+            let keys = keys.clone();
+            async move {
+                let name = id.to_hex();
+                let raw = store.read_async(&format!("{}/{name}", kind.dir())).await?;
+                let plain = tokio::task::spawn_blocking(move || open_object(&keys, kind, &name, &raw))
+                    .await
+                    .map_err(|e| Error::general(format!("index task failed: {e}")))??;
+                Ok::<_, Error>((id, plain))
+            }
+        }))
+        .buffer_unordered(8);
+        while let Some(r) = s.next().await {
+            match r {
+                Ok((id, plain)) => f(id, plain)?,
+                Err(e) if skip_damaged && e.kind() == ErrorKind::Corrupt => {
+                    tracing::warn!(error = %e, "skipping a damaged object; run `dbbackup check`");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok::<_, Error>(())
+    })
 }

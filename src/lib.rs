@@ -17,6 +17,7 @@ pub mod keys;
 pub mod lock;
 pub mod packer;
 pub mod progress;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod retention;

@@ -1,5 +1,7 @@
 //! Pack writer: gathers sealed blobs into packs of the repository's target size and uploads
-//! finished packs in parallel through a bounded queue, so memory stays flat.
+//! finished packs in parallel through a bounded queue, so memory stays flat. With `verify`,
+//! each pack is read back from storage and fully checked (name, header, every blob
+//! authenticated, decoded and re-hashed) before it counts as written.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,8 +34,8 @@ pub struct Packer {
 }
 
 impl Packer {
-    /// A packer writing to `store`.
-    pub fn new(store: &Store, keys: &Keys, target: usize) -> Packer {
+    /// A packer writing to `store`; `verify` reads every pack back and checks it.
+    pub fn new(store: &Store, keys: &Keys, target: usize, verify: bool) -> Packer {
         let (tx, rx) = bounded::<Vec<u8>>(1);
         let done: Arc<Mutex<Vec<PackBlobs>>> = Arc::default();
         let uploaders = (0..UPLOADERS)
@@ -46,7 +48,19 @@ impl Packer {
                     for pack in rx {
                         let id = Id::of_stored(&pack);
                         let blobs = read_own_header(&keys, &id, &pack)?;
-                        store.write(&pack_path(&id), pack, false)?;
+                        let path = pack_path(&id);
+                        store.write(&path, pack, false)?;
+                        if verify {
+                            let back = store.read(&path)?;
+                            crate::check::verify_pack(&keys, &id, &back).map_err(|e| {
+                                Error::new(
+                                    e.kind(),
+                                    format!(
+                                        "{e} (read back right after writing it: the storage returned different bytes)"
+                                    ),
+                                )
+                            })?;
+                        }
                         done.lock()
                             .map_err(|_| Error::general("uploader poisoned"))?
                             .push(PackBlobs { pack: id, blobs });

@@ -24,6 +24,8 @@ pub struct InitOptions {
     pub chunker: ChunkerParams,
     /// Default zstd level.
     pub compression_level: i32,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
     /// Argon2id cost of the first key.
     pub kdf: KdfParams,
 }
@@ -33,6 +35,7 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerParams::default(),
             compression_level: 3,
+            pack_size: 16 << 20,
             kdf: KdfParams::default(),
         }
     }
@@ -46,7 +49,8 @@ impl Repository {
             return Err(Error::usage("an empty password is not allowed"));
         }
         Self::refuse_existing(&store)?;
-        let config = Config::new(opts.chunker, opts.compression_level);
+        let mut config = Config::new(opts.chunker, opts.compression_level);
+        config.pack_size = opts.pack_size;
         config.validate()?;
         let master = MasterKey::generate();
         let kf = KeyFile::wrap(&master, password, &config.id, opts.kdf)?;
@@ -184,6 +188,16 @@ impl Repository {
             .list(kind.dir())?
             .into_iter()
             .filter_map(|(n, _)| n.parse().ok())
+            .collect())
+    }
+
+    /// Every pack in storage with its size.
+    pub fn pack_sizes(&self) -> Result<std::collections::BTreeMap<Id, u64>> {
+        Ok(self
+            .store
+            .list("data")?
+            .into_iter()
+            .filter_map(|(n, s)| n.rsplit('/').next().and_then(|x| x.parse().ok()).map(|id| (id, s)))
             .collect())
     }
 

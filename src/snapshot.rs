@@ -42,6 +42,8 @@ pub struct SnapshotOptions {
     pub time: Option<jiff::Timestamp>,
     /// Host name to record; this host when `None`.
     pub hostname: Option<String>,
+    /// Read every new pack back and verify it before the snapshot is committed.
+    pub verify: bool,
 }
 
 impl SnapshotOptions {
@@ -53,6 +55,7 @@ impl SnapshotOptions {
             compression_level: None,
             time: None,
             hostname: None,
+            verify: true,
         }
     }
 }
@@ -76,6 +79,7 @@ pub struct SnapshotWriter<'a> {
     entries: Mutex<Vec<Entry>>,
     started: Instant,
     opts: SnapshotOptions,
+    lock: Option<&'a crate::lock::LockGuard>,
 }
 
 /// State every stream's collector updates.
@@ -118,7 +122,7 @@ impl<'a> SnapshotWriter<'a> {
         if !(1..=22).contains(&level) {
             return Err(Error::usage("--compression-level must be between 1 and 22"));
         }
-        let packer = Packer::new(repo.store(), repo.keys(), repo.config().pack_size as usize);
+        let packer = Packer::new(repo.store(), repo.keys(), repo.config().pack_size as usize, opts.verify);
         Ok(SnapshotWriter {
             repo,
             index,
@@ -132,7 +136,15 @@ impl<'a> SnapshotWriter<'a> {
             entries: Mutex::default(),
             started: Instant::now(),
             opts,
+            lock: None,
         })
+    }
+
+    /// Commit only while `lock` is provably fresh (repo-format §9): the manifest is not
+    /// written when a concurrent prune could have taken this writer for dead.
+    pub fn with_lock(mut self, lock: &'a crate::lock::LockGuard) -> Self {
+        self.lock = Some(lock);
+        self
     }
 
     /// Is `id` already stored or being stored? Marks it pending when not.
@@ -417,6 +429,9 @@ impl<'a> SnapshotWriter<'a> {
             entries,
             summary,
         };
+        if let Some(l) = self.lock {
+            l.ensure_fresh()?;
+        }
         let id = self.repo.save_object(ObjectKind::Snapshot, &m.encode())?;
         Ok((id, m))
     }

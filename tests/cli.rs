@@ -333,6 +333,7 @@ fn sigkill_mid_snapshot_leaves_earlier_snapshots_restorable() {
     let r = repo.to_str().unwrap();
     let input = write_input(home.path(), "in", Gen::dump(5, 20_000_000));
     let first = snapshot_file(home.path(), &repo, "db", &input);
+    let first_packs = packs(&repo).len();
     for round in 0..3 {
         // A slow source: random data arriving in pieces, so packs are written while it runs.
         let before = packs(&repo).len();
@@ -361,7 +362,20 @@ fn sigkill_mid_snapshot_leaves_earlier_snapshots_restorable() {
         .args(["-r", r, "check", "--read-data"])
         .assert()
         .success();
-    assert!(String::from_utf8_lossy(&a.get_output().stdout).contains("unreferenced packs"));
+    assert!(String::from_utf8_lossy(&a.get_output().stdout).contains("unindexed packs"));
+    // Prune deletes what the killed snapshots left (their processes are gone, so their locks
+    // do not hold the sweep back), and the first snapshot still restores.
+    let orphans = packs(&repo).len() - first_packs;
+    let v = common::json(&cli(home.path()).args(["-r", r, "--json", "prune"]).output().unwrap());
+    assert_eq!(v["prune"]["unindexed_packs"], orphans as u64);
+    assert_eq!(v["prune"]["packs_deleted"], orphans as u64);
+    assert_eq!(packs(&repo).len(), first_packs);
+    let a = cli(home.path())
+        .args(["-r", r, "check", "--read-data"])
+        .assert()
+        .success();
+    assert!(!String::from_utf8_lossy(&a.get_output().stdout).contains("unindexed"));
+    restore_equals(home.path(), &repo, &first[..8], &input, "out2");
     // And the repository takes new snapshots.
     snapshot_file(home.path(), &repo, "db", &input);
 }

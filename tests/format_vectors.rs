@@ -10,6 +10,7 @@ use dbbackup::format::index::{IndexSegment, PackBlobs};
 use dbbackup::format::keyfile::{wrap_aad, Kdf, KeyFile};
 use dbbackup::format::lock::Lock;
 use dbbackup::format::pack::{decode_header, encode_header, BlobEntry, PACK_MAGIC};
+use dbbackup::format::pending::DeletionPlan;
 use dbbackup::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest, Source, Summary};
 use dbbackup::format::{blob_aad, open_object, BlobKind, Encoding, Id, ObjectKind};
 use dbbackup::index::BlobLocation;
@@ -196,12 +197,23 @@ fn build() -> Value {
         username: "postgres".into(),
         operation: "snapshot".into(),
         exclusive: false,
-        time: "2026-01-01T03:00:00Z".parse().unwrap(),
+        time: "2026-01-01T03:05:00Z".parse().unwrap(),
+        started: Some("2026-01-01T03:00:00Z".parse().unwrap()),
     };
     let l_payload = serde_json::to_vec(&lock).unwrap();
     let l_z = zstd::bulk::compress(&l_payload, 3).unwrap();
     let l_nonce = [0x88u8; NONCE_LEN];
     let l_stored = seal(&keys, &l_nonce, ObjectKind::Lock.aad(), &l_z);
+
+    // Deletion plan condemning the pack.
+    let plan = DeletionPlan {
+        created: "2026-01-02T04:00:00.250Z".parse().unwrap(),
+        packs: seg.packs.clone(),
+    };
+    let d_payload = plan.encode();
+    let d_z = zstd::bulk::compress(&d_payload, 3).unwrap();
+    let d_nonce = [0x99u8; NONCE_LEN];
+    let d_stored = seal(&keys, &d_nonce, ObjectKind::Pending.aad(), &d_z);
 
     let kf_bytes = kf.encode();
     json!({
@@ -228,6 +240,7 @@ fn build() -> Value {
         "index_segment": { "name": Id::of_stored(&seg_stored), "payload": hex::encode(&seg_payload), "zstd": hex::encode(&seg_z), "nonce": hex::encode(seg_nonce), "stored": hex::encode(&seg_stored) },
         "snapshot": { "name": Id::of_stored(&m_stored), "payload_text": String::from_utf8(m_payload).unwrap(), "zstd": hex::encode(&m_z), "nonce": hex::encode(m_nonce), "stored": hex::encode(&m_stored) },
         "lock": { "name": Id::of_stored(&l_stored), "payload_text": String::from_utf8(l_payload).unwrap(), "zstd": hex::encode(&l_z), "nonce": hex::encode(l_nonce), "stored": hex::encode(&l_stored) },
+        "deletion_plan": { "name": Id::of_stored(&d_stored), "payload": hex::encode(&d_payload), "zstd": hex::encode(&d_z), "nonce": hex::encode(d_nonce), "stored": hex::encode(&d_stored) },
     })
 }
 
@@ -338,6 +351,7 @@ fn vectors_decode_and_reencode_byte_for_byte() {
         ("index_segment", ObjectKind::Index),
         ("snapshot", ObjectKind::Snapshot),
         ("lock", ObjectKind::Lock),
+        ("deletion_plan", ObjectKind::Pending),
     ] {
         let ov = &v[name];
         let stored = h(&ov["stored"]);
@@ -351,6 +365,7 @@ fn vectors_decode_and_reencode_byte_for_byte() {
         let reencoded = match kind {
             ObjectKind::Index => IndexSegment::decode(&payload).unwrap().encode(),
             ObjectKind::Snapshot => Manifest::decode(oname, &payload).unwrap().encode(),
+            ObjectKind::Pending => DeletionPlan::decode(&payload).unwrap().encode(),
             _ => serde_json::to_vec(&serde_json::from_slice::<Lock>(&payload).unwrap()).unwrap(),
         };
         assert_eq!(reencoded, payload, "{name} re-encodes byte for byte");

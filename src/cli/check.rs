@@ -1,5 +1,6 @@
 //! `dbbackup check [--read-data]`: verify the repository; exit 65 when damage is found.
 
+use dbbackup::check::ReadData;
 use dbbackup::util::human_bytes;
 use dbbackup::{Error, ErrorKind};
 
@@ -9,16 +10,27 @@ use super::{output, Ctx};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Download every pack and verify every chunk's bytes
-    #[arg(long)]
+    #[arg(long, conflicts_with = "read_data_subset")]
     read_data: bool,
+    /// Read only some packs: part n of t by pack id (1/5; run 1/5 ... 5/5 to cover all), a
+    /// random percentage (10%), or random packs up to a size (500M)
+    #[arg(long, value_name = "SUBSET")]
+    read_data_subset: Option<String>,
 }
 
 /// Run `check`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
+    // A shared lock keeps prune from sweeping packs out from under this check.
+    let _lock = dbbackup::lock::acquire(&repo, "check", false)?;
     let index = ctx.index(&repo)?;
     let bar = ctx.progress();
-    let rep = dbbackup::check::check(&repo, &index, a.read_data, &bar)?;
+    let read = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => s.parse()?,
+        (None, true) => ReadData::All,
+        (None, false) => ReadData::None,
+    };
+    let rep = dbbackup::check::check(&repo, &index, read, &bar)?;
     if ctx.g.json {
         output::json(&rep)?;
     } else {
@@ -27,17 +39,25 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             rep.snapshots,
             rep.index_segments,
             rep.packs,
-            if a.read_data {
-                format!("; read {} blobs ({})", rep.blobs_read, human_bytes(rep.bytes_read))
+            if read != ReadData::None {
+                format!(
+                    "; read {} packs, {} blobs ({})",
+                    rep.packs_read,
+                    rep.blobs_read,
+                    human_bytes(rep.bytes_read)
+                )
             } else {
                 String::new()
             }
         );
         if !rep.orphan_packs.is_empty() {
             println!(
-                "{} unreferenced packs (left by interrupted snapshots; prune removes them)",
+                "{} unindexed packs (left by interrupted snapshots, or being written by running ones; prune removes them)",
                 rep.orphan_packs.len()
             );
+        }
+        if rep.pending_packs > 0 {
+            println!("{} packs condemned by prune, waiting to be deleted", rep.pending_packs);
         }
         for p in &rep.errors {
             let affects: Vec<String> = p.affects.iter().map(|i| i.short()).collect();

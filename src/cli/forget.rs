@@ -164,7 +164,7 @@ pub fn print_plan(plans: &[GroupPlan], tz: &TimeZone) {
 }
 
 /// Remove the manifests of `ids`.
-fn remove(repo: &dbbackup::repo::Repository, ids: &[Id]) -> dbbackup::Result<()> {
+pub fn remove(repo: &dbbackup::repo::Repository, ids: &[Id]) -> dbbackup::Result<()> {
     for id in ids {
         repo.remove_snapshot(id)?;
         tracing::info!(snapshot = %id, "removed");

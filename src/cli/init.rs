@@ -17,6 +17,10 @@ pub struct Args {
     /// Average chunk size in bytes (fixed for the repository's life)
     #[arg(long, default_value_t = 1 << 20)]
     chunk_avg: u32,
+    /// Target pack size (1M-1G): larger packs mean fewer objects on object stores, smaller
+    /// ones finer-grained pruning
+    #[arg(long, default_value = "16M", value_name = "SIZE")]
+    pack_size: String,
     /// Argon2id memory in KiB for this key
     #[arg(long, default_value_t = KdfParams::default().memory_kib)]
     kdf_memory_kib: u32,
@@ -34,8 +38,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         max_size: a.chunk_avg.saturating_mul(4).min(16 << 20),
         ..ChunkerParams::default()
     };
+    let pack_size = dbbackup::util::parse_size(&a.pack_size)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| dbbackup::Error::usage(format!("--pack-size `{}` is not a size (e.g. 16M)", a.pack_size)))?;
     let opts = InitOptions {
         chunker,
+        pack_size,
         compression_level: a.compression_level,
         kdf: KdfParams {
             memory_kib: a.kdf_memory_kib,

@@ -9,6 +9,7 @@ mod key;
 mod ls;
 mod output;
 mod password;
+mod prune;
 mod restore;
 mod snapshot;
 mod snapshots;
@@ -93,6 +94,8 @@ enum Cmd {
     Snapshots(snapshots::Args),
     /// Remove snapshots by id, or by retention policy (--keep-daily 7 ...)
     Forget(forget::Args),
+    /// Free space: forget by retention policy (optional), then delete and repack unused data
+    Prune(prune::Args),
     /// List a snapshot's entries (dump files, globals) with sizes and SHA-256
     Ls(ls::Args),
     /// Show repository statistics: sizes, dedup and compression ratios
@@ -148,19 +151,23 @@ impl Ctx {
 
     /// Open the local index cache, synced with the repository.
     pub fn index(&self, repo: &Repository) -> dbbackup::Result<IndexCache> {
-        let dir = match &self.g.cache_dir {
-            Some(d) => d.clone(),
-            None => dirs::cache_dir()
-                .map(|d| d.join("dbbackup"))
-                .ok_or_else(|| Error::config("no cache directory: set --cache-dir or DBBACKUP_CACHE_DIR"))?,
-        };
-        let (idx, st) = IndexCache::open(repo, &dir)?;
+        let (idx, st) = IndexCache::open(repo, &self.cache_dir()?)?;
         if st.rebuilt {
             tracing::info!(segments = st.segments_read, "rebuilt the local index cache");
         } else if st.segments_read > 0 {
             tracing::debug!(segments = st.segments_read, "synced new index segments");
         }
         Ok(idx)
+    }
+
+    /// The local cache directory.
+    pub fn cache_dir(&self) -> dbbackup::Result<PathBuf> {
+        match &self.g.cache_dir {
+            Some(d) => Ok(d.clone()),
+            None => dirs::cache_dir()
+                .map(|d| d.join("dbbackup"))
+                .ok_or_else(|| Error::config("no cache directory: set --cache-dir or DBBACKUP_CACHE_DIR")),
+        }
     }
 
     /// A progress reporter: a bar on a TTY, nothing otherwise.
@@ -271,6 +278,7 @@ pub fn run() -> ExitCode {
             Cmd::Restore(a) => restore::run(&ctx, a),
             Cmd::Snapshots(a) => snapshots::run(&ctx, a),
             Cmd::Forget(a) => forget::run(&ctx, a),
+            Cmd::Prune(a) => prune::run(&ctx, a),
             Cmd::Ls(a) => ls::run(&ctx, a),
             Cmd::Stats(a) => stats::run(&ctx, a),
             Cmd::Check(a) => check::run(&ctx, a),

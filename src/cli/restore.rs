@@ -71,6 +71,8 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         return Err(Error::usage("--jobs must be at least 1").into());
     }
     let repo = ctx.open()?;
+    // A shared lock keeps prune from sweeping packs out from under this restore.
+    let _lock = dbbackup::lock::acquire(&repo, "restore", false)?;
     let index = ctx.index(&repo)?;
     let (id, m) = repo.find_snapshot(&a.snapshot, a.name.as_deref())?;
     let bar = ctx.progress();

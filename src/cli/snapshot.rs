@@ -56,6 +56,10 @@ pub struct Args {
     /// zstd level for new chunks (default: the repository's)
     #[arg(long)]
     compression_level: Option<i32>,
+    /// Do not read the new packs back to verify them before the snapshot is committed
+    /// (verification is on by default; see docs/benchmarks.md for its cost)
+    #[arg(long)]
+    no_verify: bool,
     /// Record this time instead of now (RFC 3339 or `YYYY-MM-DD HH:MM:SS` UTC), e.g. importing old dumps
     #[arg(long)]
     time: Option<String>,
@@ -112,16 +116,18 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         (None, None) => return Err(Error::usage("--name is required with --stdin and --from-command").into()),
     };
     let repo = ctx.open()?;
+    // Lock first, then the index and deletion plans (repo-format §10.1).
+    let lock = lock::acquire(&repo, "snapshot", false)?;
     let index = ctx.index(&repo)?;
-    let _lock = lock::acquire(&repo, "snapshot", false)?;
     let opts = SnapshotOptions {
         name: name.clone(),
         tags: a.tags.clone(),
         compression_level: a.compression_level,
         time,
         hostname: a.hostname.clone(),
+        verify: !a.no_verify,
     };
-    let w = SnapshotWriter::new(&repo, &index, opts)?;
+    let w = SnapshotWriter::new(&repo, &index, opts)?.with_lock(&lock);
     let bar = ctx.progress();
     let source = if db_mode {
         let db = a.conn.for_snapshot()?;

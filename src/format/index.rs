@@ -39,14 +39,7 @@ impl IndexSegment {
         for s in &self.supersedes {
             out.extend_from_slice(&s.0);
         }
-        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
-        for p in &self.packs {
-            out.extend_from_slice(&p.pack.0);
-            out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
-            for b in &p.blobs {
-                b.encode(&mut out);
-            }
-        }
+        encode_packs(&mut out, &self.packs);
         out
     }
 
@@ -65,20 +58,36 @@ impl IndexSegment {
             return Err("index segment truncated".into());
         }
         let supersedes = (0..n).map(|_| r.id()).collect::<Result<Vec<_>, _>>()?;
-        let np = r.u32()? as usize;
-        let mut packs = Vec::with_capacity(np.min(r.remaining() / 36));
-        for _ in 0..np {
-            let pack = r.id()?;
-            let nb = r.u32()? as usize;
-            if nb.saturating_mul(ENTRY_LEN) > r.remaining() {
-                return Err("index segment truncated".into());
-            }
-            let blobs = (0..nb)
-                .map(|_| BlobEntry::decode(&mut r))
-                .collect::<Result<Vec<_>, _>>()?;
-            packs.push(PackBlobs { pack, blobs });
-        }
+        let packs = decode_packs(&mut r)?;
         r.done()?;
         Ok(IndexSegment { supersedes, packs })
     }
+}
+
+/// Append `u32 p || p × (pack id || u32 b || entry × b)` (shared with deletion plans).
+pub(crate) fn encode_packs(out: &mut Vec<u8>, packs: &[PackBlobs]) {
+    out.extend_from_slice(&(packs.len() as u32).to_le_bytes());
+    for p in packs {
+        out.extend_from_slice(&p.pack.0);
+        out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
+        for b in &p.blobs {
+            b.encode(out);
+        }
+    }
+}
+
+/// Read what [`encode_packs`] wrote, checking every count against the bytes present.
+pub(crate) fn decode_packs(r: &mut Reader<'_>) -> Result<Vec<PackBlobs>, String> {
+    let np = r.u32()? as usize;
+    let mut packs = Vec::with_capacity(np.min(r.remaining() / 36));
+    for _ in 0..np {
+        let pack = r.id()?;
+        let nb = r.u32()? as usize;
+        if nb.saturating_mul(ENTRY_LEN) > r.remaining() {
+            return Err(format!("{} truncated", r.what()));
+        }
+        let blobs = (0..nb).map(|_| BlobEntry::decode(r)).collect::<Result<Vec<_>, _>>()?;
+        packs.push(PackBlobs { pack, blobs });
+    }
+    Ok(packs)
 }

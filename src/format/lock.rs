@@ -17,6 +17,10 @@ pub struct Lock {
     pub operation: String,
     /// Exclusive locks (prune) exclude every other lock; shared ones only exclusive ones.
     pub exclusive: bool,
-    /// When it was taken or last refreshed (RFC 3339, UTC).
+    /// When this lock object was written (RFC 3339, UTC).
     pub time: jiff::Timestamp,
+    /// When the operation took its first lock (unchanged by refreshes). `None` in locks of
+    /// older writers, which count as started at the beginning of time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<jiff::Timestamp>,
 }

@@ -7,6 +7,7 @@ pub mod index;
 pub mod keyfile;
 pub mod lock;
 pub mod pack;
+pub mod pending;
 pub mod snapshot;
 
 pub use id::Id;
@@ -31,6 +32,8 @@ pub enum ObjectKind {
     Lock,
     /// The header at the end of a pack.
     PackHeader,
+    /// `pending/` deletion plans.
+    Pending,
 }
 
 impl ObjectKind {
@@ -41,6 +44,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => b"dbbackup/v1/snapshot",
             ObjectKind::Lock => b"dbbackup/v1/lock",
             ObjectKind::PackHeader => b"dbbackup/v1/pack-header",
+            ObjectKind::Pending => b"dbbackup/v1/pending",
         }
     }
 
@@ -51,6 +55,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshots",
             ObjectKind::Lock => "locks",
             ObjectKind::PackHeader => "data",
+            ObjectKind::Pending => "pending",
         }
     }
 }
@@ -172,6 +177,15 @@ impl<'a> Reader<'a> {
     pub(crate) fn id(&mut self) -> std::result::Result<Id, String> {
         let b = self.take(32)?;
         Id::from_slice(b).ok_or_else(|| format!("{} truncated", self.what))
+    }
+    pub(crate) fn what(&self) -> &str {
+        self.what
+    }
+    pub(crate) fn u64(&mut self) -> std::result::Result<u64, String> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
     }
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len()

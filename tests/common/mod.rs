@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod my;
+pub mod ops;
 pub mod pg;
 
 use std::io::{Read, Write};
@@ -229,7 +230,13 @@ pub fn spawn_cli(home: &Path) -> std::process::Command {
 pub fn cli_repo() -> (tempfile::TempDir, PathBuf) {
     let home = tempfile::tempdir().unwrap();
     let repo = home.path().join("repo");
-    cli(home.path())
+    init_repo(home.path(), &repo, &[]);
+    (home, repo)
+}
+
+/// `dbbackup init` with cheap keys and `extra` options.
+pub fn init_repo(home: &Path, repo: &Path, extra: &[&str]) {
+    let o = cli(home)
         .args([
             "init",
             repo.to_str().unwrap(),
@@ -238,9 +245,10 @@ pub fn cli_repo() -> (tempfile::TempDir, PathBuf) {
             "--kdf-iterations",
             "1",
         ])
-        .assert()
-        .success();
-    (home, repo)
+        .args(extra)
+        .output()
+        .unwrap();
+    ok(o, "init");
 }
 
 /// Every pack file of a local repository.
@@ -248,7 +256,11 @@ pub fn packs(repo: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     for d in std::fs::read_dir(repo.join("data")).unwrap() {
         for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
-            v.push(f.unwrap().path());
+            let f = f.unwrap();
+            // Names starting with `.` are temp files of interrupted writes, not packs.
+            if !f.file_name().to_string_lossy().starts_with('.') {
+                v.push(f.path());
+            }
         }
     }
     v.sort();

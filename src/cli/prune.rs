@@ -1,0 +1,130 @@
+//! `dbbackup prune [--keep-* ...] [--max-unused 5%] [--dry-run]`: apply a retention policy
+//! (as `forget` does), then delete the packs no snapshot needs and repack mostly-unused ones.
+//! Never waits for and never breaks a running snapshot (repo-format §10).
+
+use dbbackup::format::Id;
+use dbbackup::lock;
+use dbbackup::prune::{prune, MaxUnused, PruneOptions, PruneReport};
+use dbbackup::util::human_bytes;
+
+use super::forget::{print_plan, remove, KeepArgs};
+use super::{output, Ctx};
+
+/// Arguments of `prune`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    keep: KeepArgs,
+    /// Unused space tolerated in partly used packs before they are repacked: a percentage of
+    /// the used space (5%), a size (500M), or `unlimited` (never repack)
+    #[arg(long, value_name = "LIMIT", default_value = "5%")]
+    max_unused: String,
+    /// Show what would be removed, repacked and freed without changing anything
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+}
+
+/// Run `prune`.
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
+    let max_unused: MaxUnused = a.max_unused.parse()?;
+    let repo = ctx.open()?;
+    let lock = lock::acquire(&repo, lock::PRUNE, false)?;
+    let index = ctx.index(&repo)?;
+    let mut forgotten: Vec<Id> = Vec::new();
+    let mut plans = None;
+    if !a.keep.policy().is_empty() {
+        let (p, tz) = a.keep.plan(&repo, a.dry_run)?;
+        forgotten = p
+            .iter()
+            .flat_map(|g| g.decisions.iter().filter(|d| !d.keep).map(|d| d.id))
+            .collect();
+        if !a.dry_run {
+            remove(&repo, &forgotten)?;
+        }
+        plans = Some((p, tz));
+    }
+    let bar = ctx.progress();
+    let opts = PruneOptions {
+        max_unused,
+        dry_run: a.dry_run,
+        // The repository's own cache directory: one prune per repository at a time.
+        work_dir: ctx.cache_dir()?.join(repo.config().id.to_hex()),
+        // A dry run counts as removed what the policy would remove.
+        ignore: if a.dry_run { forgotten.clone() } else { vec![] },
+    };
+    let rep = prune(&repo, &index, &lock, &opts, &bar)?;
+    if ctx.g.json {
+        return output::json(&serde_json::json!({
+            "dry_run": a.dry_run,
+            "forgotten": forgotten,
+            "groups": plans.as_ref().map(|(p, _)| p),
+            "prune": rep,
+        }));
+    }
+    if let Some((p, tz)) = &plans {
+        print_plan(p, tz);
+        println!(
+            "{} {} snapshots",
+            if a.dry_run { "would remove" } else { "removed" },
+            forgotten.len()
+        );
+    }
+    print_report(&rep);
+    Ok(())
+}
+
+fn print_report(r: &PruneReport) {
+    println!(
+        "{} snapshots reference {} chunks; {} packs, {} ({} used, {} unused)",
+        r.snapshots,
+        r.chunks_referenced,
+        r.packs,
+        human_bytes(r.bytes),
+        human_bytes(r.used_bytes),
+        human_bytes(r.unused_bytes)
+    );
+    let verb = if r.dry_run { "would condemn" } else { "condemned" };
+    println!(
+        "{verb}: {} unused packs ({}), {} unindexed packs ({}); {} {} partly used packs ({}), copying {}",
+        r.unused_packs,
+        human_bytes(r.unused_packs_bytes),
+        r.unindexed_packs,
+        human_bytes(r.unindexed_bytes),
+        if r.dry_run { "would repack" } else { "repacked" },
+        r.repacked_packs,
+        human_bytes(r.repacked_bytes),
+        human_bytes(r.repack_copied_bytes)
+    );
+    if r.dry_run {
+        if r.pending_packs > 0 {
+            println!(
+                "{} packs ({}) are already condemned, waiting to be deleted",
+                r.pending_packs,
+                human_bytes(r.pending_bytes)
+            );
+        }
+        println!("dry run: nothing changed");
+        return;
+    }
+    println!(
+        "deleted {} packs, freed {}{}",
+        r.packs_deleted,
+        human_bytes(r.bytes_freed),
+        if r.packs_revived > 0 {
+            format!(
+                "; {} condemned packs were needed by a new snapshot and kept",
+                r.packs_revived
+            )
+        } else {
+            String::new()
+        }
+    );
+    if r.pending_packs > 0 {
+        println!(
+            "{} packs ({}) wait to be deleted by a later prune, once these have finished: {}",
+            r.pending_packs,
+            human_bytes(r.pending_bytes),
+            r.waiting_for.join("; ")
+        );
+    }
+}

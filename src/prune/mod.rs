@@ -1,0 +1,582 @@
+//! Garbage collection (repo-format §10.3): find the chunks snapshots reference, condemn packs
+//! nobody needs and repack mostly-unused ones into a deletion plan and a new index, then sweep
+//! plans that no running writer can still depend on. Every step writes new objects before it
+//! deletes old ones, so a kill at any instant leaves every snapshot restorable.
+
+pub mod liveset;
+mod sweep;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backend::pack_path;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::index::{IndexSegment, PackBlobs};
+use crate::format::pack::BlobEntry;
+use crate::format::pending::DeletionPlan;
+use crate::format::{BlobKind, Id, ObjectKind};
+use crate::index::{read_objects, IndexCache};
+use crate::lock::LockGuard;
+use crate::packer::Packer;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use liveset::LiveSet;
+
+/// Blob entries per index segment or deletion plan written by prune.
+const OBJECT_BLOBS: usize = 50_000;
+/// A deletion plan whose write took longer than this is written again (repo-format §10.3).
+const PUBLISH_BOUND: Duration = Duration::from_secs(60);
+
+/// How much unused space prune tolerates in packs that are still partly used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxUnused {
+    /// Unused bytes at most this percentage of the repository after prune.
+    Percent(f64),
+    /// At most this many unused bytes.
+    Bytes(u64),
+    /// Never repack partly used packs.
+    Unlimited,
+}
+
+impl FromStr for MaxUnused {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::usage(format!(
+                "--max-unused `{s}`: give a percentage (5%), a size (500M, 2G) or `unlimited`"
+            ))
+        };
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("unlimited") {
+            return Ok(MaxUnused::Unlimited);
+        }
+        if t.ends_with('%') {
+            return match crate::util::parse_percent(t) {
+                Some(v) if v < 100.0 => Ok(MaxUnused::Percent(v)),
+                _ => Err(bad()),
+            };
+        }
+        crate::util::parse_size(t).map(MaxUnused::Bytes).ok_or_else(bad)
+    }
+}
+
+impl MaxUnused {
+    /// Unused bytes tolerated when `used` bytes are in use.
+    fn limit(self, used: u64) -> u64 {
+        match self {
+            MaxUnused::Percent(p) => (p / (100.0 - p) * used as f64) as u64,
+            MaxUnused::Bytes(b) => b,
+            MaxUnused::Unlimited => u64::MAX,
+        }
+    }
+}
+
+/// Options of a prune run.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Repack threshold.
+    pub max_unused: MaxUnused,
+    /// Report what would happen; change nothing.
+    pub dry_run: bool,
+    /// Directory for temporary files (the reference set); leftovers of killed runs in it
+    /// are removed.
+    pub work_dir: PathBuf,
+    /// Snapshots to treat as already removed (a dry run of a retention policy).
+    pub ignore: Vec<Id>,
+}
+
+/// What a prune run found and did. Sizes are bytes in storage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// Snapshots whose chunks were kept.
+    pub snapshots: u64,
+    /// Distinct chunks (data and content lists) they reference.
+    pub chunks_referenced: u64,
+    /// Packs in storage before the run, and their bytes.
+    pub packs: u64,
+    /// Bytes of all packs before the run.
+    pub bytes: u64,
+    /// Bytes of indexed packs that referenced chunks use.
+    pub used_bytes: u64,
+    /// Bytes of indexed packs that nothing references.
+    pub unused_bytes: u64,
+    /// Indexed packs nothing references, condemned whole.
+    pub unused_packs: u64,
+    /// Their bytes.
+    pub unused_packs_bytes: u64,
+    /// Partly used packs repacked.
+    pub repacked_packs: u64,
+    /// Their bytes.
+    pub repacked_bytes: u64,
+    /// Bytes of used chunks copied into new packs.
+    pub repack_copied_bytes: u64,
+    /// New packs written by repacking.
+    pub new_packs: u64,
+    /// Their bytes.
+    pub new_packs_bytes: u64,
+    /// Packs no index segment or plan names (left by interrupted or running writers).
+    pub unindexed_packs: u64,
+    /// Their bytes.
+    pub unindexed_bytes: u64,
+    /// Index segments replaced by new ones.
+    pub segments_replaced: u64,
+    /// Deletion plans swept by this run.
+    pub plans_swept: u64,
+    /// Packs deleted by this run.
+    pub packs_deleted: u64,
+    /// Bytes freed by this run.
+    pub bytes_freed: u64,
+    /// Condemned packs a snapshot turned out to need; indexed again instead of deleted.
+    pub packs_revived: u64,
+    /// Temp files of interrupted local writes removed (older than 30 minutes).
+    pub temp_files_removed: u64,
+    /// Condemned packs left for a later prune (a running operation may still need them).
+    pub pending_packs: u64,
+    /// Their bytes.
+    pub pending_bytes: u64,
+    /// The running operations that kept plans from being swept.
+    pub waiting_for: Vec<String>,
+}
+
+/// Per-pack tally from the index.
+#[derive(Debug, Clone, Copy, Default)]
+struct PackStat {
+    live_blobs: u32,
+    live_bytes: u64,
+}
+
+/// What happens to an indexed pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Keep,
+    Condemn,
+    Repack,
+}
+
+/// The index as prune read it.
+struct Indexed {
+    segments: Vec<Id>,
+    /// Ids the segments list as superseded.
+    superseded: HashSet<Id>,
+    packs: Vec<Id>,
+    ord: HashMap<Id, u32>,
+    stats: Vec<PackStat>,
+}
+
+/// Run prune. The caller holds `lock` (a `prune` lock) and synced `index` after taking it.
+pub fn prune(
+    repo: &Repository,
+    index: &IndexCache,
+    lock: &LockGuard,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneReport> {
+    let mut rep = PruneReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    // 1. Roots: manifests first (listed before the index, whose segments precede them).
+    let live = LiveSet::create(&opts.work_dir)?;
+    let mut snaps = repo.list_ids(ObjectKind::Snapshot)?;
+    snaps.retain(|s| !opts.ignore.contains(s));
+    index.sync(repo)?;
+    progress.start("references", Some(snaps.len() as u64));
+    for sid in &snaps {
+        rep.chunks_referenced += add_roots(repo, index, &live, sid)?;
+        progress.advance(1);
+    }
+    progress.finish();
+    rep.snapshots = snaps.len() as u64;
+    let seen: HashSet<Id> = snaps.into_iter().collect();
+
+    // 2. The index, claiming each referenced chunk for the first pack holding it.
+    let ix = read_index(repo, &live)?;
+    let plans = repo.list_ids(ObjectKind::Pending)?;
+    let mut planned: HashSet<Id> = HashSet::new();
+    read_objects(repo, ObjectKind::Pending, plans, |id, plain| {
+        let plan = DeletionPlan::decode(&plain).map_err(|e| Error::corrupt(format!("pending/{id}"), e))?;
+        planned.extend(plan.packs.iter().map(|p| p.pack));
+        Ok(())
+    })?;
+    let sizes = repo.pack_sizes()?;
+    rep.packs = sizes.len() as u64;
+    rep.bytes = sizes.values().sum();
+    refuse_missing(index, &live)?;
+
+    // 3. Decide every pack's fate.
+    let mut fates = vec![Fate::Keep; ix.packs.len()];
+    let mut partly: Vec<(usize, u64, u64)> = Vec::new(); // (ordinal, unused, size)
+    for (o, (pack, st)) in ix.packs.iter().zip(&ix.stats).enumerate() {
+        let Some(&size) = sizes.get(pack) else {
+            if st.live_blobs > 0 {
+                return Err(Error::corrupt(
+                    pack_path(pack),
+                    "missing, yet snapshots need chunks only it holds; prune refuses to run: see `dbbackup check`",
+                ));
+            }
+            fates[o] = Fate::Condemn;
+            continue;
+        };
+        let used = st.live_bytes + 46 * u64::from(st.live_blobs);
+        let unused = size.saturating_sub(used + 52);
+        rep.used_bytes += used;
+        if st.live_blobs == 0 {
+            fates[o] = Fate::Condemn;
+            rep.unused_packs += 1;
+            rep.unused_packs_bytes += size;
+            rep.unused_bytes += size;
+        } else if unused > 0 {
+            rep.unused_bytes += unused;
+            partly.push((o, unused, size));
+        }
+    }
+    let mut left = partly.iter().map(|p| p.1).sum::<u64>();
+    let limit = opts.max_unused.limit(rep.used_bytes);
+    // Most wasteful packs first (by unused fraction), until the rest is within the limit.
+    partly.sort_by(|a, b| (b.1 as f64 / b.2 as f64).total_cmp(&(a.1 as f64 / a.2 as f64)));
+    for &(o, unused, size) in &partly {
+        if left <= limit {
+            break;
+        }
+        fates[o] = Fate::Repack;
+        left -= unused;
+        rep.repacked_packs += 1;
+        rep.repacked_bytes += size;
+    }
+    let unindexed: Vec<Id> = sizes
+        .keys()
+        .filter(|p| !ix.ord.contains_key(*p) && !planned.contains(*p))
+        .copied()
+        .collect();
+    rep.unindexed_packs = unindexed.len() as u64;
+    rep.unindexed_bytes = unindexed.iter().filter_map(|p| sizes.get(p)).sum();
+    let rewrite = fates.iter().any(|f| *f != Fate::Keep);
+
+    if opts.dry_run {
+        rep.repack_copied_bytes = fates
+            .iter()
+            .zip(&ix.stats)
+            .filter(|(f, _)| **f == Fate::Repack)
+            .map(|(_, s)| s.live_bytes)
+            .sum();
+        sweep::report_pending(repo, &sizes, &mut rep)?;
+        return Ok(rep);
+    }
+
+    // 4. Act: new packs, the plan, the new index, then drop the old segments. Plans and
+    // segments are written in batches as the index is streamed again: memory stays flat.
+    let new_packs = repack(repo, &ix, &fates, &live, &mut rep, progress)?;
+    if rewrite || !unindexed.is_empty() {
+        let mut plan = Batcher::new(repo, ObjectKind::Pending);
+        collect_packs(repo, &ix, |o| fates[o] != Fate::Keep, |p| plan.push(p))?;
+        for p in &unindexed {
+            let size = sizes.get(p).copied().unwrap_or(0);
+            let blobs = match crate::check::read_pack_header(repo, p, size) {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
+                    // An unreadable pack nobody indexed holds nothing a snapshot can use.
+                    tracing::warn!(pack = %p, error = %e, "unindexed pack has no readable header");
+                    vec![]
+                }
+                Err(e) => return Err(e),
+            };
+            plan.push(PackBlobs { pack: *p, blobs })?;
+        }
+        plan.finish(vec![])?;
+    }
+    if rewrite {
+        let mut segs = Batcher::new(repo, ObjectKind::Index);
+        for p in new_packs {
+            segs.push(p)?;
+        }
+        collect_packs(repo, &ix, |o| fates[o] == Fate::Keep, |p| segs.push(p))?;
+        segs.finish(ix.segments.clone())?;
+        delete_all(repo, ix.segments.iter().map(|s| format!("index/{s}")).collect())?;
+        rep.segments_replaced = ix.segments.len() as u64;
+    } else {
+        // Finish an interrupted prune: segments a present segment supersedes are obsolete.
+        let stale: Vec<Id> = ix
+            .segments
+            .iter()
+            .filter(|s| ix.superseded.contains(*s))
+            .copied()
+            .collect();
+        rep.segments_replaced = stale.len() as u64;
+        delete_all(repo, stale.iter().map(|s| format!("index/{s}")).collect())?;
+    }
+
+    // 5. Sweep the plans no running operation can depend on.
+    sweep::sweep(repo, index, lock, &live, &seen, &sizes, &mut rep)?;
+    rep.temp_files_removed = repo.store().remove_stale_temp_files(crate::lock::STALE_AFTER)?;
+    Ok(rep)
+}
+
+/// Add the chunks of snapshot `sid` (its content lists and their records) to `live`.
+fn add_roots(repo: &Repository, index: &IndexCache, live: &LiveSet, sid: &Id) -> Result<u64> {
+    let m = repo.load_manifest(sid).map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            e
+        } else {
+            Error::new(
+                e.kind(),
+                format!("{e}; prune cannot know which chunks this snapshot needs, so it stops without deleting anything (see `dbbackup check`)"),
+            )
+        }
+    });
+    let m = match m {
+        Ok(m) => m,
+        // Removed by `forget` meanwhile: its chunks need not be kept.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut n = 0;
+    for e in &m.entries {
+        for lid in &e.content {
+            n += live.add([*lid])?;
+            let list = repo.store().runtime().block_on(crate::restore::fetch_blob(
+                repo,
+                index,
+                *lid,
+                BlobKind::ContentList,
+            ))?;
+            n += live.add(
+                list.chunks_exact(36)
+                    .filter_map(|rec| rec.get(..32).and_then(Id::from_slice)),
+            )?;
+        }
+    }
+    Ok(n)
+}
+
+/// Read every index segment once, claiming referenced chunks pack by pack.
+fn read_index(repo: &Repository, live: &LiveSet) -> Result<Indexed> {
+    let segments = repo.list_ids(ObjectKind::Index)?;
+    let mut ix = Indexed {
+        segments: vec![],
+        superseded: HashSet::new(),
+        packs: vec![],
+        ord: HashMap::new(),
+        stats: vec![],
+    };
+    read_objects(repo, ObjectKind::Index, segments, |sid, plain| {
+        let seg = IndexSegment::decode(&plain).map_err(|e| Error::corrupt(format!("index/{sid}"), e))?;
+        ix.segments.push(sid);
+        ix.superseded.extend(seg.supersedes.iter().filter(|s| **s != sid));
+        for p in seg.packs {
+            if ix.ord.contains_key(&p.pack) {
+                continue; // named by two segments (an interrupted prune): same pack, same blobs
+            }
+            let o = u32::try_from(ix.packs.len()).map_err(|_| Error::general("too many packs"))?;
+            let ids: Vec<Id> = p.blobs.iter().map(|b| b.id).collect();
+            let mine = live.claim(o, &ids)?;
+            let mut st = PackStat::default();
+            for (b, m) in p.blobs.iter().zip(mine) {
+                if m {
+                    st.live_blobs += 1;
+                    st.live_bytes += u64::from(b.length);
+                }
+            }
+            ix.ord.insert(p.pack, o);
+            ix.packs.push(p.pack);
+            ix.stats.push(st);
+        }
+        Ok(())
+    })?;
+    Ok(ix)
+}
+
+/// Stop when a referenced chunk is in no segment and no plan: the repository is damaged and
+/// prune must not guess.
+fn refuse_missing(index: &IndexCache, live: &LiveSet) -> Result<()> {
+    let mut missing = 0u64;
+    let mut first = None;
+    live.for_each_unclaimed(|id| {
+        if index.lookup(&id)?.is_none() {
+            missing += 1;
+            first.get_or_insert(id);
+        }
+        Ok(())
+    })?;
+    match first {
+        None => Ok(()),
+        Some(id) => Err(Error::corrupt(
+            format!("chunk {id}"),
+            format!(
+                "{missing} chunks that snapshots reference are in no index segment; prune refuses to run on a damaged repository: run `dbbackup check`"
+            ),
+        )),
+    }
+}
+
+/// Copy the claimed blobs of every pack marked for repacking into new packs; returns them.
+fn repack(
+    repo: &Repository,
+    ix: &Indexed,
+    fates: &[Fate],
+    live: &LiveSet,
+    rep: &mut PruneReport,
+    progress: &dyn Progress,
+) -> Result<Vec<PackBlobs>> {
+    let todo: Vec<usize> = (0..fates.len()).filter(|&o| fates[o] == Fate::Repack).collect();
+    if todo.is_empty() {
+        return Ok(vec![]);
+    }
+    progress.start("repack", Some(rep.repacked_bytes));
+    let mut packer = Packer::new(repo.store(), repo.keys(), repo.config().pack_size as usize, true);
+    for o in todo {
+        let pack = ix.packs[o];
+        let bytes = repo.store().read(&pack_path(&pack))?;
+        progress.advance(bytes.len() as u64);
+        // Nothing is copied from a pack that does not fully verify.
+        let entries = crate::check::open_pack(repo.keys(), &pack, &bytes).map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!("{e}; prune stops before deleting anything: run `dbbackup check --read-data`"),
+            )
+        })?;
+        let ids: Vec<Id> = entries.iter().map(|e| e.id).collect();
+        let mine = live.claimed_by(o as u32, &ids)?;
+        for (e, m) in entries.iter().zip(mine) {
+            if m {
+                let s = e.offset as usize;
+                let sealed = bytes
+                    .get(s..s + e.length as usize)
+                    .ok_or_else(|| Error::corrupt(pack_path(&pack), "blob outside the pack"))?;
+                packer.add(e.id, e.kind, e.encoding, e.raw_length, sealed)?;
+                rep.repack_copied_bytes += u64::from(e.length);
+            }
+        }
+    }
+    let mut out = packer.finish()?;
+    rep.new_packs = packer.packs_written;
+    rep.new_packs_bytes = packer.bytes_written;
+    out.sort_by_key(|p| p.pack);
+    progress.finish();
+    Ok(out)
+}
+
+/// Re-read the index segments and pass each pack (with its entries) whose ordinal `pick`
+/// selects to `sink`, once.
+fn collect_packs(
+    repo: &Repository,
+    ix: &Indexed,
+    pick: impl Fn(usize) -> bool,
+    mut sink: impl FnMut(PackBlobs) -> Result<()>,
+) -> Result<()> {
+    let mut done: HashSet<Id> = HashSet::new();
+    read_objects(repo, ObjectKind::Index, ix.segments.clone(), |sid, plain| {
+        let seg = IndexSegment::decode(&plain).map_err(|e| Error::corrupt(format!("index/{sid}"), e))?;
+        for p in seg.packs {
+            let Some(&o) = ix.ord.get(&p.pack) else { continue };
+            if pick(o as usize) && done.insert(p.pack) {
+                sink(p)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Writes packs as index segments or deletion plans of about [`OBJECT_BLOBS`] entries each.
+struct Batcher<'r> {
+    repo: &'r Repository,
+    kind: ObjectKind,
+    buf: Vec<PackBlobs>,
+    blobs: usize,
+}
+
+impl<'r> Batcher<'r> {
+    fn new(repo: &'r Repository, kind: ObjectKind) -> Self {
+        Batcher {
+            repo,
+            kind,
+            buf: vec![],
+            blobs: 0,
+        }
+    }
+
+    fn push(&mut self, p: PackBlobs) -> Result<()> {
+        self.blobs += p.blobs.len();
+        self.buf.push(p);
+        if self.blobs >= OBJECT_BLOBS {
+            self.write(vec![])?;
+        }
+        Ok(())
+    }
+
+    /// Write what is left; a segment batch's last object lists `supersedes` (and is written
+    /// even when empty, to carry that list).
+    fn finish(mut self, supersedes: Vec<Id>) -> Result<()> {
+        if !self.buf.is_empty() || (self.kind == ObjectKind::Index && !supersedes.is_empty()) {
+            self.write(supersedes)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, supersedes: Vec<Id>) -> Result<()> {
+        let packs = std::mem::take(&mut self.buf);
+        self.blobs = 0;
+        if self.kind == ObjectKind::Pending {
+            return publish_plan(self.repo, packs);
+        }
+        let seg = IndexSegment { supersedes, packs };
+        self.repo.save_object(ObjectKind::Index, &seg.encode())?;
+        Ok(())
+    }
+}
+
+/// Write `packs` as one deletion plan. A plan whose write took longer than [`PUBLISH_BOUND`]
+/// is written again with a new time (and the slow copy deleted), to keep the timing argument
+/// of repo-format §10.4; after three slow writes prune gives up, deleting the last copy (its
+/// packs are still indexed, so nothing is lost).
+fn publish_plan(repo: &Repository, packs: Vec<PackBlobs>) -> Result<()> {
+    let mut slow: Option<Id> = None;
+    for _ in 0..3 {
+        let plan = DeletionPlan {
+            created: jiff::Timestamp::now(),
+            packs: packs.clone(),
+        };
+        let t = Instant::now();
+        let id = repo.save_object(ObjectKind::Pending, &plan.encode())?;
+        let took = t.elapsed();
+        if let Some(old) = slow.take() {
+            repo.store().delete(&format!("pending/{old}"))?;
+        }
+        if took <= PUBLISH_BOUND {
+            return Ok(());
+        }
+        tracing::warn!(plan = %id, secs = took.as_secs(), "writing the deletion plan was slow; writing it again");
+        slow = Some(id);
+    }
+    if let Some(old) = slow {
+        repo.store().delete(&format!("pending/{old}"))?;
+    }
+    Err(Error::new(
+        ErrorKind::Temporary,
+        "the storage is too slow to publish a deletion plan safely (over 60 s per write); nothing was deleted, run prune again later",
+    ))
+}
+
+/// Delete objects, many at a time; objects already gone are fine.
+fn delete_all(repo: &Repository, paths: Vec<String>) -> Result<()> {
+    use futures::StreamExt;
+    let store = repo.store();
+    store.runtime().block_on(async {
+        let mut s = futures::stream::iter(paths.into_iter().map(|p| async move { store.delete_async(&p).await }))
+            .buffer_unordered(16);
+        while let Some(r) = s.next().await {
+            r?;
+        }
+        Ok(())
+    })
+}
+
+/// Bytes a pack's entries account for (for reports when the pack's size is unknown).
+fn entries_bytes(blobs: &[BlobEntry]) -> u64 {
+    blobs.iter().map(|b| u64::from(b.length) + 46).sum::<u64>() + 52
+}

@@ -1,0 +1,158 @@
+//! `dbbackup check` against damage: a pack, an index segment and a snapshot manifest are each
+//! flipped, truncated and deleted; check names the damaged object (or what its loss broke) and
+//! the snapshots affected, and exits 65. `--read-data-subset` reads what it says.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::ops::{check_clean, copy_dir, input, run, small_repo, snapshot};
+use common::packs;
+
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    Flip,
+    Truncate,
+    Delete,
+}
+
+fn damage(path: &Path, how: Damage) {
+    match how {
+        Damage::Flip => {
+            let mut b = std::fs::read(path).unwrap();
+            let mid = b.len() / 2;
+            b[mid] ^= 0x40;
+            std::fs::write(path, b).unwrap();
+        }
+        Damage::Truncate => {
+            let b = std::fs::read(path).unwrap();
+            std::fs::write(path, &b[..b.len() - 7]).unwrap();
+        }
+        Damage::Delete => std::fs::remove_file(path).unwrap(),
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+fn name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn check_names_every_kind_of_damage_and_exits_65() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let base = small_repo(h);
+    let ids: Vec<String> = (0..3).map(|i| snapshot(h, &base, &input(h, i))).collect();
+    let c = check_clean(h, &base, true);
+    assert_eq!(c["errors"].as_array().unwrap().len(), 0);
+
+    // Which object to damage in a copy of the repository.
+    type Pick = fn(&Path) -> PathBuf;
+    let objects: [(&str, Pick); 3] = [
+        ("pack", |r| packs(r)[0].clone()),
+        ("index segment", |r| files_in(&r.join("index"))[0].clone()),
+        ("snapshot manifest", |r| files_in(&r.join("snapshots"))[0].clone()),
+    ];
+    for (what, pick) in objects {
+        for how in [Damage::Flip, Damage::Truncate, Damage::Delete] {
+            let dir = h.join(format!("case-{}-{how:?}", what.replace(' ', "-")));
+            let repo = dir.join("repo");
+            copy_dir(&base, &repo);
+            let victim = pick(&repo);
+            let victim_name = name(&victim);
+            damage(&victim, how);
+            let o = run(&dir, &repo, &["--json", "check", "--read-data"]);
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            let case = format!("{what} {how:?} ({victim_name})");
+            if what == "snapshot manifest" && matches!(how, Damage::Delete) {
+                // A deleted manifest is indistinguishable from `forget`: nothing is damaged,
+                // its data is merely unreferenced now.
+                assert_eq!(o.status.code(), Some(0), "{case}: {out}");
+                continue;
+            }
+            assert_eq!(o.status.code(), Some(65), "{case}: {out}");
+            let rep: serde_json::Value =
+                serde_json::from_str(&out).unwrap_or_else(|e| panic!("{case}: {e}: {}", common::stderr(&o)));
+            let errors = rep["errors"].as_array().unwrap();
+            let objects: Vec<&str> = errors.iter().map(|e| e["object"].as_str().unwrap()).collect();
+            match (what, how) {
+                // A lost segment is gone without a trace; check reports what its loss broke:
+                // chunks no segment names (with the snapshots needing them), and the packs it
+                // indexed, now unindexed.
+                ("index segment", Damage::Delete) => {
+                    assert!(objects.iter().any(|o| o.starts_with("chunk ")), "{case}: {out}");
+                    assert!(
+                        objects
+                            .iter()
+                            .all(|o| o.starts_with("chunk ") || o.starts_with("snapshots/")),
+                        "{case}: {out}"
+                    );
+                    assert!(!rep["orphan_packs"].as_array().unwrap().is_empty(), "{case}: {out}");
+                }
+                _ => assert!(
+                    objects.iter().any(|o| o.ends_with(&victim_name)),
+                    "{case}: check names the object: {objects:?}"
+                ),
+            }
+            if what != "snapshot manifest" {
+                // The snapshots that need the object are named.
+                let affected: Vec<&str> = errors
+                    .iter()
+                    .flat_map(|e| e["affects"].as_array().unwrap())
+                    .map(|a| a.as_str().unwrap())
+                    .collect();
+                assert!(
+                    affected.iter().all(|a| ids.iter().any(|i| i == a)) && !affected.is_empty(),
+                    "{case}: affected snapshots {affected:?}"
+                );
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+}
+
+#[test]
+fn read_data_subsets_read_what_they_say() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let repo = small_repo(h);
+    for i in 0..4 {
+        snapshot(h, &repo, &input(h, i));
+    }
+    let all = packs(&repo).len() as u64;
+    assert!(all >= 8, "{all} packs");
+    let read = |subset: &str| -> u64 {
+        let o = run(h, &repo, &["--json", "check", "--read-data-subset", subset]);
+        assert!(o.status.success(), "{subset}: {}", common::stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["packs_read"].as_u64().unwrap()
+    };
+    // n/t parts partition the packs: together they read each exactly once.
+    let parts: u64 = (1..=3).map(|n| read(&format!("{n}/3"))).sum();
+    assert_eq!(parts, all);
+    assert_eq!(read("100%"), all);
+    assert_eq!(read("50%"), all.div_ceil(2));
+    assert_eq!(read("1"), 1, "a size reads packs until it is reached");
+    for bad in ["0/3", "4/3", "0%", "101%", "lots"] {
+        let o = run(h, &repo, &["check", "--read-data-subset", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+    }
+    // A damaged pack is found by the part that holds it.
+    let victim = packs(&repo)[0].clone();
+    damage(&victim, Damage::Flip);
+    let codes: Vec<i32> = (1..=3)
+        .map(|n| {
+            run(h, &repo, &["check", "--read-data-subset", &format!("{n}/3")])
+                .status
+                .code()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == 65).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 2, "{codes:?}");
+}
