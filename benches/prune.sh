@@ -15,9 +15,10 @@ export DBBACKUP_PASSWORD=bench
 PART=${PART_MB:-32}
 "$BIN" init --chunk-avg 8192 >/dev/null
 
-run() { # command; prints wall seconds and peak RSS KiB
-    local out; out=$( { /usr/bin/time -f "TIME %e %M" "$@" >/dev/null; } 2>&1 | grep '^TIME')
-    echo "$out" | awk '{print $2, $3}'
+run() { # command; prints wall seconds and peak RSS KiB (its other stderr lines pass through)
+    local out; out=$( { /usr/bin/time -f "TIME %e %M" "$@" >/dev/null; } 2>&1 )
+    echo "$out" | grep -v '^TIME' >&2 || true
+    echo "$out" | grep '^TIME' | awk '{print $2, $3}'
 }
 
 echo "== building: 50 snapshots of 2 x ${PART} MB parts, snapshot i = part i + part i+1"

@@ -511,29 +511,28 @@ fn read_objects_inner(
     let store = repo.store().clone();
     let keys = repo.keys().clone();
     let rt = store.runtime().clone();
-    rt.block_on(async {
-        let mut s = futures::stream::iter(ids.into_iter().map(|id| {
-            let store = store.clone();
-            let keys = keys.clone();
-            async move {
-                let name = id.to_hex();
-                let raw = store.read_async(&format!("{}/{name}", kind.dir())).await?;
-                let plain = tokio::task::spawn_blocking(move || open_object(&keys, kind, &name, &raw))
-                    .await
-                    .map_err(|e| Error::general(format!("index task failed: {e}")))??;
-                Ok::<_, Error>((id, plain))
-            }
-        }))
-        .buffer_unordered(8);
-        while let Some(r) = s.next().await {
-            match r {
-                Ok((id, plain)) => f(id, plain)?,
-                Err(e) if skip_damaged && e.kind() == ErrorKind::Corrupt => {
-                    tracing::warn!(error = %e, "skipping a damaged object; run `dbbackup check`");
-                }
-                Err(e) => return Err(e),
-            }
+    let mut s = futures::stream::iter(ids.into_iter().map(|id| {
+        let store = store.clone();
+        let keys = keys.clone();
+        async move {
+            let name = id.to_hex();
+            let raw = store.read_async(&format!("{}/{name}", kind.dir())).await?;
+            let plain = tokio::task::spawn_blocking(move || open_object(&keys, kind, &name, &raw))
+                .await
+                .map_err(|e| Error::general(format!("index task failed: {e}")))??;
+            Ok::<_, Error>((id, plain))
         }
-        Ok::<_, Error>(())
-    })
+    }))
+    .buffer_unordered(8);
+    // `f` runs outside the runtime, so it may do blocking storage I/O of its own.
+    while let Some(r) = rt.block_on(s.next()) {
+        match r {
+            Ok((id, plain)) => f(id, plain)?,
+            Err(e) if skip_damaged && e.kind() == ErrorKind::Corrupt => {
+                tracing::warn!(error = %e, "skipping a damaged object; run `dbbackup check`");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

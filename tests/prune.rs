@@ -334,3 +334,38 @@ fn snapshots_and_prunes_racing_in_loops() {
         ok[ok.len() - 3..].iter().map(|x| x.0.clone()).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn prune_writes_plans_and_segments_in_batches() {
+    // 256-byte chunks: two 20 MB snapshots hold over 50,000 chunks each, more than one plan or
+    // index segment takes, so prune writes them in batches (while still streaming the index).
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let repo = h.join("repo");
+    common::init_repo(h, &repo, &["--pack-size", "1M", "--chunk-avg", "256"]);
+    let a = h.join("a");
+    let b = h.join("b");
+    std::io::copy(
+        &mut Gen::random(1 << 50, 20_000_000),
+        &mut std::fs::File::create(&a).unwrap(),
+    )
+    .unwrap();
+    std::io::copy(
+        &mut Gen::random(2 << 50, 20_000_000),
+        &mut std::fs::File::create(&b).unwrap(),
+    )
+    .unwrap();
+    snapshot(h, &repo, &a);
+    let kb = snapshot(h, &repo, &b);
+    let v = json(&run(
+        h,
+        &repo,
+        &["--json", "prune", "--keep-last", "1", "--max-unused", "0%"],
+    ));
+    let p = &v["prune"];
+    assert!(p["chunks_referenced"].as_u64().unwrap() > 50_000, "{p:#}");
+    assert!(p["packs_deleted"].as_u64().unwrap() > 0, "{p:#}");
+    let c = check_clean(h, &repo, true);
+    assert!(c["index_segments"].as_u64().unwrap() >= 2, "{c:#}");
+    restores(h, &repo, &kb, &b);
+}
