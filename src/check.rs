@@ -351,18 +351,13 @@ pub fn verify_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<
 /// [`verify_pack`], returning the pack's entries: nothing is returned unless every blob
 /// authenticated, decoded and matched its id.
 pub fn open_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Vec<BlobEntry>> {
-    let object = pack_path(id);
     if Id::of_stored(bytes) != *id {
-        return Err(Error::corrupt(&object, "SHA-256 of its bytes does not match its name"));
+        return Err(Error::corrupt(
+            pack_path(id),
+            "SHA-256 of its bytes does not match its name",
+        ));
     }
-    let size = bytes.len() as u64;
-    let t = bytes
-        .len()
-        .checked_sub(TRAILER_LEN)
-        .ok_or_else(|| Error::corrupt(&object, "too short"))?;
-    let hl = header_len_from_trailer(&bytes[t..], size).map_err(|e| Error::corrupt(&object, e))? as usize;
-    let h = t - hl;
-    let entries = open_header(keys, id, &bytes[h..t], h as u64)?;
+    let entries = pack_header(keys, id, bytes)?;
     for e in &entries {
         let loc = BlobLocation {
             pack: *id,
@@ -376,6 +371,18 @@ pub fn open_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Ve
         open_blob(keys, &e.id, &loc, &bytes[s..s + e.length as usize])?;
     }
     Ok(entries)
+}
+
+/// Authenticate and decode the header of a whole pack in memory (its name is not checked).
+pub fn pack_header(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Vec<BlobEntry>> {
+    let object = pack_path(id);
+    let t = bytes
+        .len()
+        .checked_sub(TRAILER_LEN)
+        .ok_or_else(|| Error::corrupt(&object, "too short"))?;
+    let hl = header_len_from_trailer(&bytes[t..], bytes.len() as u64).map_err(|e| Error::corrupt(&object, e))? as usize;
+    let h = t - hl;
+    open_header(keys, id, &bytes[h..t], h as u64)
 }
 
 /// Read and authenticate only a pack's header (two range reads), given its size.

@@ -47,7 +47,8 @@ impl Packer {
                 std::thread::spawn(move || -> Result<()> {
                     for pack in rx {
                         let id = Id::of_stored(&pack);
-                        let blobs = read_own_header(&keys, &id, &pack)?;
+                        // Re-read the header of the pack just built (cheap; proves it decodes).
+                        let blobs = crate::check::pack_header(&keys, &id, &pack)?;
                         let path = pack_path(&id);
                         store.write(&path, pack, false)?;
                         if verify {
@@ -153,17 +154,4 @@ impl Packer {
         self.join_uploaders()?;
         Ok(self.take_done())
     }
-}
-
-/// Re-read the header of a pack we just built (cheap; proves the header decodes).
-fn read_own_header(keys: &Keys, id: &Id, pack: &[u8]) -> Result<Vec<BlobEntry>> {
-    use crate::format::pack::{header_len_from_trailer, open_header, TRAILER_LEN};
-    let size = pack.len() as u64;
-    let t = pack
-        .len()
-        .checked_sub(TRAILER_LEN)
-        .ok_or_else(|| Error::general("pack too short"))?;
-    let hl = header_len_from_trailer(&pack[t..], size).map_err(Error::general)? as usize;
-    let h = t - hl;
-    open_header(keys, id, &pack[h..t], h as u64)
 }

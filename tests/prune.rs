@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::ops::{check_clean, copy_dir, input, pack_bytes, restores, run, small_repo, snapshot, snapshot_ids};
+use common::ops::{
+    check_clean, copy_dir, input, pack_bytes, restores, run, small_repo, snapshot, snapshot_ids, snapshot_named,
+};
 use common::{cli, json, packs, spawn_cli, stderr, Gen};
 use rand::{Rng, SeedableRng};
 
@@ -70,15 +72,8 @@ fn prune_frees_space_repacks_and_keeps_snapshots_identical() {
     for k in ["unused_packs", "repacked_packs", "packs_deleted", "unindexed_packs"] {
         assert_eq!(v["prune"][k], 0, "{k}: {v:#}");
     }
-    let o = cli(h)
-        .arg("-r")
-        .arg(&repo)
-        .args(["--json", "snapshot", "--stdin", "--name", "db"])
-        .pipe_stdin(&files[5])
-        .unwrap()
-        .output()
-        .unwrap();
-    assert_eq!(json(&o)["snapshot"]["summary"]["chunks_new"], 0);
+    let again = snapshot_named(h, &repo, "db", &files[5]);
+    assert_eq!(again["snapshot"]["summary"]["chunks_new"], 0);
 }
 
 #[test]
@@ -233,15 +228,7 @@ fn a_snapshot_running_while_prune_condemns_its_chunks_stays_restorable() {
         &mut std::fs::File::create(&tail).unwrap(),
     )
     .unwrap();
-    let o = cli(h)
-        .arg("-r")
-        .arg(&repo)
-        .args(["--json", "snapshot", "--stdin", "--name", "t"])
-        .pipe_stdin(&tail)
-        .unwrap()
-        .output()
-        .unwrap();
-    let t = json(&o);
+    let t = snapshot_named(h, &repo, "t", &tail);
     let sum = &t["snapshot"]["summary"];
     assert!(sum["chunks_total"].as_u64().unwrap() >= 3, "{sum}");
     assert_eq!(

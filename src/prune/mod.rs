@@ -197,14 +197,17 @@ pub fn prune(
 
     // 2. The index, claiming each referenced chunk for the first pack holding it.
     let ix = read_index(repo, &live)?;
+    let sizes = repo.pack_sizes()?;
     let plans = repo.list_ids(ObjectKind::Pending)?;
     let mut planned: HashSet<Id> = HashSet::new();
+    let (mut planned_bytes, mut planned_packs) = (0u64, 0u64);
     read_objects(repo, ObjectKind::Pending, plans, |id, plain| {
         let plan = DeletionPlan::decode(&plain).map_err(|e| Error::corrupt(format!("pending/{id}"), e))?;
+        planned_packs += plan.packs.len() as u64;
+        planned_bytes += sweep::plan_bytes(&plan.packs, &sizes);
         planned.extend(plan.packs.iter().map(|p| p.pack));
         Ok(())
     })?;
-    let sizes = repo.pack_sizes()?;
     rep.packs = sizes.len() as u64;
     rep.bytes = sizes.values().sum();
     refuse_missing(index, &live)?;
@@ -265,7 +268,9 @@ pub fn prune(
             .filter(|(f, _)| **f == Fate::Repack)
             .map(|(_, s)| s.live_bytes)
             .sum();
-        sweep::report_pending(repo, &sizes, &mut rep)?;
+        // Plans already waiting: a dry run does not sweep them.
+        rep.pending_packs = planned_packs;
+        rep.pending_bytes = planned_bytes;
         return Ok(rep);
     }
 

@@ -127,20 +127,9 @@ pub(super) fn sweep(
 }
 
 /// Bytes of a plan's packs (their listed size, or what their entries account for).
-fn plan_bytes(packs: &[PackBlobs], sizes: &BTreeMap<Id, u64>) -> u64 {
+pub(super) fn plan_bytes(packs: &[PackBlobs], sizes: &BTreeMap<Id, u64>) -> u64 {
     packs
         .iter()
         .map(|p| sizes.get(&p.pack).copied().unwrap_or_else(|| entries_bytes(&p.blobs)))
         .sum()
-}
-
-/// For a dry run: count the packs existing plans condemn.
-pub(super) fn report_pending(repo: &Repository, sizes: &BTreeMap<Id, u64>, rep: &mut PruneReport) -> Result<()> {
-    let ids = repo.list_ids(ObjectKind::Pending)?;
-    read_objects(repo, ObjectKind::Pending, ids, |id, plain| {
-        let plan = DeletionPlan::decode(&plain).map_err(|e| Error::corrupt(format!("pending/{id}"), e))?;
-        rep.pending_packs += plan.packs.len() as u64;
-        rep.pending_bytes += plan_bytes(&plan.packs, sizes);
-        Ok(())
-    })
 }

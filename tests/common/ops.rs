@@ -35,16 +35,25 @@ pub fn run(home: &Path, repo: &Path, args: &[&str]) -> Output {
     cli(home).arg("-r").arg(repo).args(args).output().unwrap()
 }
 
+/// Snapshot `file` as source `db`; its id.
 pub fn snapshot(home: &Path, repo: &Path, file: &Path) -> String {
+    snapshot_named(home, repo, "db", file)["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Snapshot `file` as source `name`; the command's JSON result (`id`, `snapshot`).
+pub fn snapshot_named(home: &Path, repo: &Path, name: &str, file: &Path) -> serde_json::Value {
     let o = cli(home)
         .arg("-r")
         .arg(repo)
-        .args(["--json", "snapshot", "--stdin", "--name", "db"])
+        .args(["--json", "snapshot", "--stdin", "--name", name])
         .pipe_stdin(file)
         .unwrap()
         .output()
         .unwrap();
-    json(&o)["id"].as_str().unwrap().to_string()
+    json(&o)
 }
 
 /// Restore `id` and compare with `file`.
