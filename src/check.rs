@@ -15,10 +15,11 @@ use crate::format::index::IndexSegment;
 use crate::format::keyfile::KeyFile;
 use crate::format::pack::{header_len_from_trailer, open_header, BlobEntry, TRAILER_LEN};
 use crate::format::pending::DeletionPlan;
+use crate::format::snapshot::Manifest;
 use crate::format::{BlobKind, Id, ObjectKind};
 use crate::index::{BlobLocation, IndexCache};
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repo::{ManifestCopy, Repository};
 
 /// One problem found.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +37,9 @@ pub struct Problem {
 pub struct Report {
     /// Damage: the check fails when this is not empty.
     pub errors: Vec<Problem>,
+    /// Things that are not damage but that the operator should know (a manifest without its
+    /// registry copy: an interrupted snapshot or forget, or a lost copy; prune restores it).
+    pub warnings: Vec<Problem>,
     /// Packs no index segment or deletion plan names (left by interrupted snapshots, or being
     /// written by running ones; prune removes them).
     pub orphan_packs: Vec<Id>,
@@ -53,6 +57,52 @@ pub struct Report {
     pub blobs_read: u64,
     /// Bytes downloaded for `read_data`.
     pub bytes_read: u64,
+}
+
+/// Read both copies of snapshot `sid`'s manifest (those the listings hold), record what is
+/// wrong with them in `rep`, and return the manifest when either copy is intact.
+fn check_manifest(repo: &Repository, rep: &mut Report, sid: &Id, primary: bool, copy: bool) -> Option<Manifest> {
+    let mut found = None;
+    for (place, listed) in [(ManifestCopy::Primary, primary), (ManifestCopy::Registry, copy)] {
+        let r = if listed {
+            repo.load_manifest_from(sid, place)
+        } else {
+            Err(Error::not_found("not listed"))
+        };
+        match r {
+            Ok(m) => {
+                found.get_or_insert(m);
+            }
+            Err(e) if !listed || e.kind() == ErrorKind::NotFound => {
+                let (message, damage) = match place {
+                    ManifestCopy::Primary => (
+                        "snapshot manifest is missing; its registry copy is intact (restore uses it, the next prune writes the manifest again)",
+                        true,
+                    ),
+                    ManifestCopy::Registry => (
+                        "registry copy of the manifest is missing (a snapshot or forget was interrupted, or the copy was lost); the next prune writes it again",
+                        false,
+                    ),
+                };
+                let p = Problem {
+                    object: place.path(sid),
+                    message: message.into(),
+                    affects: if damage { vec![*sid] } else { vec![] },
+                };
+                if damage {
+                    rep.errors.push(p)
+                } else {
+                    rep.warnings.push(p)
+                }
+            }
+            Err(e) => rep.errors.push(Problem {
+                object: place.path(sid),
+                message: e.to_string(),
+                affects: vec![*sid],
+            }),
+        }
+    }
+    found
 }
 
 /// Which packs `check` reads in full.
@@ -217,17 +267,16 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         .copied()
         .collect();
 
-    // Every snapshot's chunks must be indexed.
-    let snaps = repo.list_ids(ObjectKind::Snapshot)?;
+    // Every snapshot's manifest and registry copy must be intact, its chunks indexed.
+    let primaries: HashSet<Id> = repo.list_ids(ObjectKind::Snapshot)?.into_iter().collect();
+    let copies: HashSet<Id> = repo.registry_ids()?.into_iter().collect();
+    let mut snaps: Vec<Id> = primaries.union(&copies).copied().collect();
+    snaps.sort();
     let mut missing_chunks: HashSet<Id> = HashSet::new();
     for sid in &snaps {
         rep.snapshots += 1;
-        let m = match repo.load_manifest(sid) {
-            Ok(m) => m,
-            Err(e) => {
-                bad(&mut rep, format!("snapshots/{sid}"), &e);
-                continue;
-            }
+        let Some(m) = check_manifest(repo, &mut rep, sid, primaries.contains(sid), copies.contains(sid)) else {
+            continue;
         };
         for_each_chunk(repo, index, &m, |id, loc| {
             let message = match loc {

@@ -1,5 +1,6 @@
 //! Repository locks (repo-format §9): every operation holds one while it runs. Shared locks
-//! never exclude each other; `prune` locks exclude other prunes; exclusive locks exclude all.
+//! never exclude each other; `prune` and `forget` locks exclude each other (and themselves);
+//! exclusive locks exclude all.
 //! Holders refresh their lock and keep the previous lock object until the next refresh, so a
 //! listing never misses a live holder; a writer refuses to commit when its lock could have
 //! looked stale to someone else.
@@ -22,6 +23,14 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 pub const MAX_GAP: Duration = Duration::from_secs(20 * 60);
 /// Operation name of prune's lock.
 pub const PRUNE: &str = "prune";
+/// Operation name of forget's lock.
+pub const FORGET: &str = "forget";
+
+/// Operations that remove snapshots or data: never two at once (prune restores missing
+/// manifest copies, which must not race a forget deleting them).
+fn removes(operation: &str) -> bool {
+    operation == PRUNE || operation == FORGET
+}
 
 /// A held lock; removed from the repository on drop.
 pub struct LockGuard {
@@ -93,7 +102,7 @@ fn dead_here(lock: &Lock) -> bool {
 }
 
 fn conflicts(operation: &str, exclusive: bool, other: &Lock) -> bool {
-    exclusive || other.exclusive || (operation == PRUNE && other.operation == PRUNE)
+    exclusive || other.exclusive || (removes(operation) && removes(&other.operation))
 }
 
 /// Take a lock for `operation`; fails at once (exit 75) on a conflicting live lock.

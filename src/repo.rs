@@ -6,7 +6,34 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{ChunkerParams, Config};
 use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Manifest;
-use crate::format::{open_object, seal_object, Id, ObjectKind};
+use crate::format::{open_object, open_object_in, seal_object, Id, ObjectKind};
+
+/// Folder of the manifests' registry copies (repo-format §8.3): one byte-identical copy of
+/// every snapshot manifest, so that a lost or damaged manifest is detected and repaired.
+pub const REGISTRY_DIR: &str = "registry";
+
+/// Where a manifest was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestCopy {
+    /// `snapshots/<id>`.
+    Primary,
+    /// `registry/<id>`.
+    Registry,
+}
+
+impl ManifestCopy {
+    /// The folder of this place.
+    pub fn dir(self) -> &'static str {
+        match self {
+            ManifestCopy::Primary => ObjectKind::Snapshot.dir(),
+            ManifestCopy::Registry => REGISTRY_DIR,
+        }
+    }
+    /// Repository path of snapshot `id`'s manifest in this place.
+    pub fn path(self, id: &Id) -> String {
+        format!("{}/{id}", self.dir())
+    }
+}
 
 /// An unlocked repository.
 pub struct Repository {
@@ -201,21 +228,99 @@ impl Repository {
             .collect())
     }
 
-    /// Load one manifest.
-    pub fn load_manifest(&self, id: &Id) -> Result<Manifest> {
-        let b = self.load_object(ObjectKind::Snapshot, id)?;
-        Manifest::decode(&id.to_hex(), &b)
+    /// Commit a snapshot: seal its manifest, store it under `snapshots/`, then its registry
+    /// copy (the same bytes) under `registry/`. Returns the snapshot id.
+    pub fn save_manifest(&self, m: &Manifest) -> Result<Id> {
+        let sealed = seal_object(&self.keys, ObjectKind::Snapshot, &m.encode())?;
+        let id = Id::of_stored(&sealed);
+        self.store
+            .write(&ManifestCopy::Primary.path(&id), sealed.clone(), false)?;
+        self.store.write(&ManifestCopy::Registry.path(&id), sealed, false)?;
+        Ok(id)
     }
 
-    /// Remove snapshot `id`'s manifest (its data stays until `prune`).
+    /// Load, verify and decode snapshot `id`'s manifest from one place.
+    pub fn load_manifest_from(&self, id: &Id, place: ManifestCopy) -> Result<Manifest> {
+        let raw = self.store.read(&place.path(id))?;
+        let b = open_object_in(&self.keys, ObjectKind::Snapshot, place.dir(), &id.to_hex(), &raw)?;
+        Manifest::decode(&place.path(id), &b)
+    }
+
+    /// Load one manifest: from `snapshots/`, or from its registry copy when that one is missing
+    /// or damaged (a warning is logged; `check` reports it and `prune` repairs it).
+    pub fn load_manifest(&self, id: &Id) -> Result<Manifest> {
+        match self.load_manifest_from(id, ManifestCopy::Primary) {
+            Ok(m) => Ok(m),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
+                match self.load_manifest_from(id, ManifestCopy::Registry) {
+                    Ok(m) => {
+                        tracing::warn!(snapshot = %id, error = %e, "manifest unusable; using its registry copy");
+                        Ok(m)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ids of the registry copies present.
+    pub fn registry_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .store
+            .list(REGISTRY_DIR)?
+            .into_iter()
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect())
+    }
+
+    /// Every snapshot: ids with a manifest or a registry copy (or both), sorted.
+    pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        let mut v = self.list_ids(ObjectKind::Snapshot)?;
+        v.extend(self.registry_ids()?);
+        v.sort();
+        v.dedup();
+        Ok(v)
+    }
+
+    /// Remove snapshot `id` (its data stays until `prune`): the registry copy first, then the
+    /// manifest, so an interrupted removal leaves a whole snapshot, never a lost-looking one.
     pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
-        self.store.delete(&format!("{}/{id}", ObjectKind::Snapshot.dir()))
+        self.store.delete(&ManifestCopy::Registry.path(id))?;
+        self.store.delete(&ManifestCopy::Primary.path(id))
+    }
+
+    /// Write whichever of a snapshot's two copies is missing from the other (after checking the
+    /// survivor's id and authenticity). `primaries` and `copies` are listings of `snapshots/`
+    /// and `registry/`; ids in `skip` are left alone. Returns the number of objects written.
+    pub fn repair_manifests(
+        &self,
+        primaries: &std::collections::HashSet<Id>,
+        copies: &std::collections::HashSet<Id>,
+        skip: &[Id],
+    ) -> Result<u64> {
+        let mut n = 0;
+        for (have, lacking, from, to) in [
+            (primaries, copies, ManifestCopy::Primary, ManifestCopy::Registry),
+            (copies, primaries, ManifestCopy::Registry, ManifestCopy::Primary),
+        ] {
+            for id in have.iter().filter(|i| !lacking.contains(*i) && !skip.contains(*i)) {
+                let raw = self.store.read(&from.path(id))?;
+                if open_object_in(&self.keys, ObjectKind::Snapshot, from.dir(), &id.to_hex(), &raw).is_err() {
+                    continue; // damaged as well: `check` reports it
+                }
+                self.store.write(&to.path(id), raw, false)?;
+                tracing::info!(snapshot = %id, to = %to.path(id), "manifest copy restored");
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// All manifests, oldest first.
     pub fn manifests(&self) -> Result<Vec<(Id, Manifest)>> {
         let mut v = Vec::new();
-        for id in self.list_ids(ObjectKind::Snapshot)? {
+        for id in self.snapshot_ids()? {
             v.push((id, self.load_manifest(&id)?));
         }
         v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));

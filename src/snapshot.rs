@@ -432,7 +432,7 @@ impl<'a> SnapshotWriter<'a> {
         if let Some(l) = self.lock {
             l.ensure_fresh()?;
         }
-        let id = self.repo.save_object(ObjectKind::Snapshot, &m.encode())?;
+        let id = self.repo.save_manifest(&m)?;
         Ok((id, m))
     }
 }

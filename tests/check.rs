@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::ops::{check_clean, copy_dir, input, run, small_repo, snapshot};
+use common::ops::{check_clean, copy_dir, input, restores, run, small_repo, snapshot};
 use common::packs;
 
 #[derive(Clone, Copy, Debug)]
@@ -53,10 +53,11 @@ fn check_names_every_kind_of_damage_and_exits_65() {
 
     // Which object to damage in a copy of the repository.
     type Pick = fn(&Path) -> PathBuf;
-    let objects: [(&str, Pick); 3] = [
+    let objects: [(&str, Pick); 4] = [
         ("pack", |r| packs(r)[0].clone()),
         ("index segment", |r| files_in(&r.join("index"))[0].clone()),
         ("snapshot manifest", |r| files_in(&r.join("snapshots"))[0].clone()),
+        ("registry copy", |r| files_in(&r.join("registry"))[0].clone()),
     ];
     for (what, pick) in objects {
         for how in [Damage::Flip, Damage::Truncate, Damage::Delete] {
@@ -69,51 +70,85 @@ fn check_names_every_kind_of_damage_and_exits_65() {
             let o = run(&dir, &repo, &["--json", "check", "--read-data"]);
             let out = String::from_utf8_lossy(&o.stdout).into_owned();
             let case = format!("{what} {how:?} ({victim_name})");
-            if what == "snapshot manifest" && matches!(how, Damage::Delete) {
-                // A deleted manifest is indistinguishable from `forget`: nothing is damaged,
-                // its data is merely unreferenced now.
+            let manifest = what == "snapshot manifest" || what == "registry copy";
+            if what == "registry copy" && matches!(how, Damage::Delete) {
+                // What an interrupted snapshot or forget also leaves: a warning, not damage.
                 assert_eq!(o.status.code(), Some(0), "{case}: {out}");
-                continue;
-            }
-            assert_eq!(o.status.code(), Some(65), "{case}: {out}");
-            let rep: serde_json::Value =
-                serde_json::from_str(&out).unwrap_or_else(|e| panic!("{case}: {e}: {}", common::stderr(&o)));
-            let errors = rep["errors"].as_array().unwrap();
-            let objects: Vec<&str> = errors.iter().map(|e| e["object"].as_str().unwrap()).collect();
-            match (what, how) {
-                // A lost segment is gone without a trace; check reports what its loss broke:
-                // chunks no segment names (with the snapshots needing them), and the packs it
-                // indexed, now unindexed.
-                ("index segment", Damage::Delete) => {
-                    assert!(objects.iter().any(|o| o.starts_with("chunk ")), "{case}: {out}");
-                    assert!(
-                        objects
-                            .iter()
-                            .all(|o| o.starts_with("chunk ") || o.starts_with("snapshots/")),
-                        "{case}: {out}"
-                    );
-                    assert!(!rep["orphan_packs"].as_array().unwrap().is_empty(), "{case}: {out}");
-                }
-                _ => assert!(
-                    objects.iter().any(|o| o.ends_with(&victim_name)),
-                    "{case}: check names the object: {objects:?}"
-                ),
-            }
-            if what != "snapshot manifest" {
-                // The snapshots that need the object are named.
-                let affected: Vec<&str> = errors
-                    .iter()
-                    .flat_map(|e| e["affects"].as_array().unwrap())
-                    .map(|a| a.as_str().unwrap())
-                    .collect();
-                assert!(
-                    affected.iter().all(|a| ids.iter().any(|i| i == a)) && !affected.is_empty(),
-                    "{case}: affected snapshots {affected:?}"
+                let rep: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(
+                    rep["warnings"][0]["object"],
+                    format!("registry/{victim_name}"),
+                    "{case}"
                 );
+            } else {
+                assert_eq!(o.status.code(), Some(65), "{case}: {out}");
+                let rep: serde_json::Value =
+                    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{case}: {e}: {}", common::stderr(&o)));
+                named_with_snapshots(&case, &rep, &victim_name, what, how, &ids);
+            }
+            if manifest {
+                // The twin keeps the snapshot restorable. A damaged copy is removed by hand
+                // (docs/usage.md); prune writes the missing one again from its twin.
+                let sid = victim_name.as_str();
+                let i = ids.iter().position(|i| i == sid).unwrap() as u64;
+                restores(&dir, &repo, sid, &input(h, i));
+                if !matches!(how, Damage::Delete) {
+                    std::fs::remove_file(&victim).unwrap();
+                }
+                let p = run(&dir, &repo, &["--json", "prune"]);
+                assert!(p.status.success(), "{case}: {}", common::stderr(&p));
+                let p: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
+                assert_eq!(p["prune"]["manifests_repaired"], 1, "{case}: {p}");
+                let c = check_clean(&dir, &repo, true);
+                assert_eq!(c["snapshots"], 3, "{case}");
             }
             std::fs::remove_dir_all(&dir).unwrap();
         }
     }
+}
+
+/// Check's JSON names the damaged object (or, for a lost segment, what its loss broke) and
+/// the snapshots it affects.
+fn named_with_snapshots(
+    case: &str,
+    rep: &serde_json::Value,
+    victim_name: &str,
+    what: &str,
+    how: Damage,
+    ids: &[String],
+) {
+    let out = rep.to_string();
+    let errors = rep["errors"].as_array().unwrap();
+    let objects: Vec<&str> = errors.iter().map(|e| e["object"].as_str().unwrap()).collect();
+    match (what, how) {
+        // A lost segment is gone without a trace; check reports what its loss broke:
+        // chunks no segment names (with the snapshots needing them), and the packs it
+        // indexed, now unindexed.
+        ("index segment", Damage::Delete) => {
+            assert!(objects.iter().any(|o| o.starts_with("chunk ")), "{case}: {out}");
+            assert!(
+                objects
+                    .iter()
+                    .all(|o| o.starts_with("chunk ") || o.starts_with("snapshots/")),
+                "{case}: {out}"
+            );
+            assert!(!rep["orphan_packs"].as_array().unwrap().is_empty(), "{case}: {out}");
+        }
+        _ => assert!(
+            objects.iter().any(|o| o.ends_with(victim_name)),
+            "{case}: check names the object: {objects:?}"
+        ),
+    }
+    // The snapshots that need the object are named.
+    let affected: Vec<&str> = errors
+        .iter()
+        .flat_map(|e| e["affects"].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        affected.iter().all(|a| ids.iter().any(|i| i == a)) && !affected.is_empty(),
+        "{case}: affected snapshots {affected:?}"
+    );
 }
 
 #[test]
@@ -155,4 +190,81 @@ fn read_data_subsets_read_what_they_say() {
         .collect();
     assert_eq!(codes.iter().filter(|c| **c == 65).count(), 1, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 0).count(), 2, "{codes:?}");
+}
+
+/// A snapshot killed between its manifest and its registry copy, and a forget killed between
+/// deleting a copy and its manifest, both leave whole snapshots: listed, restorable, reported
+/// as a warning (exit 0); prune restores the missing copy and a rerun forget finishes.
+#[test]
+fn interrupted_commit_and_forget_leave_whole_snapshots() {
+    use std::os::unix::process::ExitStatusExt;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let repo = small_repo(h);
+    let ids: Vec<String> = (0..2).map(|i| snapshot(h, &repo, &input(h, i))).collect();
+
+    // Count a snapshot's storage mutations on a copy; kill the real one before its copy.
+    let third = input(h, 2);
+    let trial = h.join("trial");
+    copy_dir(&repo, &trial);
+    let counting = common::ok(
+        common::cli(h)
+            .arg("-r")
+            .arg(&trial)
+            .args(["snapshot", "--stdin", "--name", "db"])
+            .env("DBBACKUP_TEST_KILL_AT_MUTATION", "0")
+            .pipe_stdin(&third)
+            .unwrap()
+            .output()
+            .unwrap(),
+        "snapshot",
+    );
+    let log = common::stderr(&counting);
+    let registry = log
+        .lines()
+        .filter(|l| l.starts_with("test-mutation "))
+        .position(|l| l.contains(" write registry/"))
+        .unwrap_or_else(|| panic!("no registry write: {log}"))
+        + 1;
+    let o = common::cli(h)
+        .arg("-r")
+        .arg(&repo)
+        .args(["snapshot", "--stdin", "--name", "db"])
+        .env("DBBACKUP_TEST_KILL_AT_MUTATION", registry.to_string())
+        .pipe_stdin(&third)
+        .unwrap()
+        .output()
+        .unwrap();
+    assert_eq!(o.status.signal(), Some(9), "killed before its registry copy");
+    let c = run(h, &repo, &["--json", "check"]);
+    assert_eq!(c.status.code(), Some(0), "{}", common::stderr(&c));
+    let c = common::json(&c);
+    assert_eq!(c["snapshots"], 3, "the committed snapshot counts: {c}");
+    assert_eq!(c["warnings"].as_array().unwrap().len(), 1, "{c}");
+    let sid = c["warnings"][0]["object"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("registry/")
+        .to_string();
+    restores(h, &repo, &sid, &third);
+    let p = common::json(&common::ok(run(h, &repo, &["--json", "prune"]), "prune"));
+    assert_eq!(p["prune"]["manifests_repaired"], 1, "{p}");
+    check_clean(h, &repo, false);
+
+    // forget killed after deleting the copy, before the manifest.
+    let o = common::cli(h)
+        .arg("-r")
+        .arg(&repo)
+        .args(["forget", &ids[0]])
+        .env("DBBACKUP_TEST_KILL_AT_MUTATION", "3") // 1: its lock, 2: the copy, 3: the manifest
+        .output()
+        .unwrap();
+    assert_eq!(o.status.signal(), Some(9), "forget killed: {}", common::stderr(&o));
+    let c = common::json(&run(h, &repo, &["--json", "check"]));
+    assert_eq!(c["errors"], serde_json::json!([]), "{c}");
+    assert_eq!(c["warnings"][0]["object"], format!("registry/{}", ids[0]), "{c}");
+    restores(h, &repo, &ids[0], &input(h, 0));
+    common::ok(run(h, &repo, &["forget", &ids[0]]), "forget again");
+    let c = check_clean(h, &repo, false);
+    assert_eq!(c["snapshots"], 2, "{c}");
 }

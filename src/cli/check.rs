@@ -59,6 +59,9 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         if rep.pending_packs > 0 {
             println!("{} packs condemned by prune, waiting to be deleted", rep.pending_packs);
         }
+        for p in &rep.warnings {
+            println!("warning {}: {}", p.object, p.message);
+        }
         for p in &rep.errors {
             let affects: Vec<String> = p.affects.iter().map(|i| i.short()).collect();
             println!(

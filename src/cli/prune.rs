@@ -119,6 +119,12 @@ fn print_report(r: &PruneReport) {
             String::new()
         }
     );
+    if r.manifests_repaired > 0 {
+        println!(
+            "restored {} lost snapshot manifest copies from their twins",
+            r.manifests_repaired
+        );
+    }
     if r.pending_packs > 0 {
         println!(
             "{} packs ({}) wait to be deleted by a later prune, once these have finished: {}",

@@ -124,7 +124,13 @@ pub fn seal_object(keys: &Keys, kind: ObjectKind, payload: &[u8]) -> Result<Vec<
 
 /// Open a whole object stored under `name`: check its storage id, authenticate, decompress.
 pub fn open_object(keys: &Keys, kind: ObjectKind, name: &str, stored: &[u8]) -> Result<Vec<u8>> {
-    let object = format!("{}/{}", kind.dir(), name);
+    open_object_in(keys, kind, kind.dir(), name, stored)
+}
+
+/// [`open_object`] for a copy of an object of `kind` kept in folder `dir` (§8.3 registry
+/// copies); errors name `dir/name`.
+pub fn open_object_in(keys: &Keys, kind: ObjectKind, dir: &str, name: &str, stored: &[u8]) -> Result<Vec<u8>> {
+    let object = format!("{dir}/{name}");
     if Id::of_stored(stored).to_hex() != name {
         return Err(Error::corrupt(&object, "SHA-256 of its bytes does not match its name"));
     }

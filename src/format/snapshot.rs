@@ -176,12 +176,12 @@ impl Manifest {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Decode the JSON payload of object `name`.
-    pub fn decode(name: &str, b: &[u8]) -> Result<Manifest> {
-        let m: Manifest = serde_json::from_slice(b).map_err(|e| Error::corrupt(format!("snapshots/{name}"), e))?;
+    /// Decode the JSON payload of `object` (its repository path, for errors).
+    pub fn decode(object: &str, b: &[u8]) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_slice(b).map_err(|e| Error::corrupt(object, e))?;
         if m.version != FORMAT_VERSION {
             return Err(Error::config(format!(
-                "snapshot {name} has format version {}; upgrade dbbackup",
+                "{object} has format version {}; upgrade dbbackup",
                 m.version
             )));
         }

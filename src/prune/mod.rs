@@ -134,6 +134,8 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     /// Condemned packs a snapshot turned out to need; indexed again instead of deleted.
     pub packs_revived: u64,
+    /// Manifests or registry copies written again from the surviving copy (repo-format §8.3).
+    pub manifests_repaired: u64,
     /// Temp files of interrupted local writes removed (older than 30 minutes).
     pub temp_files_removed: u64,
     /// Condemned packs left for a later prune (a running operation may still need them).
@@ -183,7 +185,10 @@ pub fn prune(
     };
     // 1. Roots: manifests first (listed before the index, whose segments precede them).
     let live = LiveSet::create(&opts.work_dir)?;
-    let mut snaps = repo.list_ids(ObjectKind::Snapshot)?;
+    let primaries: HashSet<Id> = repo.list_ids(ObjectKind::Snapshot)?.into_iter().collect();
+    let copies: HashSet<Id> = repo.registry_ids()?.into_iter().collect();
+    let mut snaps: Vec<Id> = primaries.union(&copies).copied().collect();
+    snaps.sort();
     snaps.retain(|s| !opts.ignore.contains(s));
     index.sync(repo)?;
     progress.start("references", Some(snaps.len() as u64));
@@ -274,8 +279,10 @@ pub fn prune(
         return Ok(rep);
     }
 
-    // 4. Act: new packs, the plan, the new index, then drop the old segments. Plans and
-    // segments are written in batches as the index is streamed again: memory stays flat.
+    // 4. Act: restore lost manifest copies; new packs, the plan, the new index, then drop
+    // the old segments. Plans and segments are written in batches as the index is streamed
+    // again: memory stays flat.
+    rep.manifests_repaired = repo.repair_manifests(&primaries, &copies, &opts.ignore)?;
     let new_packs = repack(repo, &ix, &fates, &live, &mut rep, progress)?;
     if rewrite || !unindexed.is_empty() {
         let mut plan = Batcher::new(repo, ObjectKind::Pending);

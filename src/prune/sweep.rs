@@ -82,7 +82,7 @@ pub(super) fn sweep(
         return Ok(());
     }
     // Snapshots finished since the first listing add their roots; the index adds their segments.
-    for sid in repo.list_ids(ObjectKind::Snapshot)? {
+    for sid in repo.snapshot_ids()? {
         if !seen.contains(&sid) {
             add_roots(repo, index, live, &sid)?;
         }

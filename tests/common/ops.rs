@@ -97,7 +97,9 @@ pub fn check_clean(home: &Path, repo: &Path, read_data: bool) -> serde_json::Val
         String::from_utf8_lossy(&o.stdout),
         stderr(&o)
     );
-    serde_json::from_slice(&o.stdout).unwrap()
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["warnings"], serde_json::json!([]), "check warns: {v}");
+    v
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
