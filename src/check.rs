@@ -49,6 +49,8 @@ pub struct Report {
     pub packs_read: u64,
     /// Snapshots checked.
     pub snapshots: u64,
+    /// WAL files checked.
+    pub wal_files: u64,
     /// Packs in storage.
     pub packs: u64,
     /// Index segments.
@@ -103,6 +105,50 @@ fn check_manifest(repo: &Repository, rep: &mut Report, sid: &Id, primary: bool, 
         }
     }
     found
+}
+
+/// Report WAL missing between each physical snapshot's start and the newest archived segment
+/// of its timeline: point-in-time recovery from that snapshot would stop there. Only once WAL
+/// of the snapshot's timeline is archived at all (an archive that is not set up is no damage).
+fn wal_gaps(rep: &mut Report, bases: &[(Id, crate::format::snapshot::PhysicalSource)], files: &[String]) {
+    use crate::wal::names::{segment_name, segno_of, WalFile};
+    for (sid, b) in bases {
+        let seg_size = b.wal_segment_size;
+        let mut have: Vec<u64> = files
+            .iter()
+            .filter_map(|f| match WalFile::parse(f) {
+                Ok(w @ WalFile::Segment { tli, .. }) if tli == b.timeline => w.segno(seg_size),
+                _ => None,
+            })
+            .collect();
+        have.sort_unstable();
+        have.dedup();
+        let start = segno_of(b.start_lsn, seg_size);
+        let Some(&newest) = have.last() else { continue };
+        let mut next = start;
+        for &n in have.iter().filter(|&&n| n >= start) {
+            if n > next {
+                rep.errors.push(Problem {
+                    object: format!(
+                        "WAL {} .. {}",
+                        segment_name(b.timeline, next, seg_size),
+                        segment_name(b.timeline, n - 1, seg_size)
+                    ),
+                    message: "missing from the WAL archive: point-in-time recovery from this snapshot stops before it"
+                        .into(),
+                    affects: vec![*sid],
+                });
+            }
+            next = n + 1;
+        }
+        if newest < start {
+            rep.warnings.push(Problem {
+                object: format!("WAL {}", segment_name(b.timeline, start, seg_size)),
+                message: "no WAL archived since this physical snapshot started: is archive_command set?".into(),
+                affects: vec![*sid],
+            });
+        }
+    }
 }
 
 /// Which packs `check` reads in full.
@@ -273,12 +319,16 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
     let mut snaps: Vec<Id> = primaries.union(&copies).copied().collect();
     snaps.sort();
     let mut missing_chunks: HashSet<Id> = HashSet::new();
+    let mut bases = Vec::new();
     for sid in &snaps {
         rep.snapshots += 1;
         let Some(m) = check_manifest(repo, &mut rep, sid, primaries.contains(sid), copies.contains(sid)) else {
             continue;
         };
-        for_each_chunk(repo, index, &m, |id, loc| {
+        if let crate::format::snapshot::Source::Physical(p) = &m.source {
+            bases.push((*sid, (**p).clone()));
+        }
+        for_each_chunk(repo, index, &m.entries, |id, loc| {
             let message = match loc {
                 None => "referenced by a snapshot but in no index segment",
                 Some(l) if gone.contains(&l.pack) => "referenced by a snapshot but only held by a deleted pack",
@@ -294,6 +344,43 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         })
         .unwrap_or_else(|e| bad(&mut rep, format!("snapshots/{sid}"), &e));
     }
+
+    // Every WAL catalog entry must be intact, its chunks indexed.
+    let wal = crate::wal::catalog::list(repo)?;
+    rep.wal_files = wal.len() as u64;
+    let mut wal_files: Vec<String> = Vec::new();
+    crate::wal::catalog::read_each(repo, wal, |dir, id, r| {
+        let e = match r {
+            Ok(e) => e,
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                bad(&mut rep, format!("{dir}/{id}"), &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let file = e.file.clone();
+        wal_files.push(file.clone());
+        for_each_chunk(repo, index, std::slice::from_ref(&e.data), |cid, loc| {
+            let message = match loc {
+                None => format!("needed by WAL file {file} but in no index segment"),
+                Some(l) if gone.contains(&l.pack) => {
+                    format!("needed by WAL file {file} but only held by a deleted pack")
+                }
+                Some(_) => return,
+            };
+            if missing_chunks.insert(*cid) {
+                rep.errors.push(Problem {
+                    object: format!("chunk {cid}"),
+                    message,
+                    affects: vec![],
+                });
+            }
+        })
+        .unwrap_or_else(|er| bad(&mut rep, format!("{dir}/{id} ({file})"), &er));
+        Ok(())
+    })?;
+
+    wal_gaps(&mut rep, &bases, &wal_files);
 
     let to_read = read_data.select(&stored);
     if !to_read.is_empty() {
@@ -342,7 +429,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         for sid in &snaps {
             if let Ok(m) = repo.load_manifest(sid) {
                 let mut hit = HashSet::new();
-                let _ = for_each_chunk(repo, index, &m, |_, loc| {
+                let _ = for_each_chunk(repo, index, &m.entries, |_, loc| {
                     if let Some(l) = loc {
                         if damaged_packs.contains_key(&l.pack) {
                             hit.insert(l.pack);
@@ -369,10 +456,10 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
 fn for_each_chunk(
     repo: &Repository,
     index: &IndexCache,
-    m: &crate::format::snapshot::Manifest,
+    entries: &[crate::format::snapshot::Entry],
     mut f: impl FnMut(&Id, Option<BlobLocation>),
 ) -> Result<()> {
-    for e in &m.entries {
+    for e in entries {
         for lid in &e.content {
             // The list itself first, so a caller learns where it lives even when it is damaged.
             f(lid, index.lookup(lid)?);

@@ -23,6 +23,8 @@ pub const CTX_CHUNK_ID: &str = "dbbackup v1 chunk id key";
 pub const CTX_DATA: &str = "dbbackup v1 data encryption key";
 /// Context of the chunker gear seed.
 pub const CTX_CHUNKER: &str = "dbbackup v1 chunker seed";
+/// Context of the key that hashes WAL file names into catalog folder names.
+pub const CTX_WAL_NAME: &str = "dbbackup v1 wal name key";
 
 /// Argon2id cost parameters, stored in each key file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -94,10 +96,12 @@ impl MasterKey {
         let chunk_id = blake3::derive_key(CTX_CHUNK_ID, &self.0);
         let data = blake3::derive_key(CTX_DATA, &self.0);
         let seed = blake3::derive_key(CTX_CHUNKER, &self.0);
+        let wal_name = blake3::derive_key(CTX_WAL_NAME, &self.0);
         let mut s8 = [0u8; 8];
         s8.copy_from_slice(&seed[..8]);
         Keys {
             chunk_id,
+            wal_name,
             cipher: XChaCha20Poly1305::new((&data).into()),
             chunker_seed: u64::from_le_bytes(s8),
         }
@@ -108,6 +112,7 @@ impl MasterKey {
 #[derive(Clone)]
 pub struct Keys {
     chunk_id: [u8; 32],
+    wal_name: [u8; 32],
     cipher: XChaCha20Poly1305,
     /// Seed for FastCDC's gear table, so chunk boundaries do not leak content across repos.
     pub chunker_seed: u64,
@@ -116,6 +121,7 @@ pub struct Keys {
 impl Drop for Keys {
     fn drop(&mut self) {
         self.chunk_id.zeroize();
+        self.wal_name.zeroize();
     }
 }
 
@@ -123,6 +129,12 @@ impl Keys {
     /// Chunk id: keyed BLAKE3 of the chunk's plaintext.
     pub fn chunk_id(&self, data: &[u8]) -> Id {
         Id(*blake3::keyed_hash(&self.chunk_id, data).as_bytes())
+    }
+
+    /// Catalog folder name of WAL file `name` (repo-format §12): keyed BLAKE3, so storage
+    /// listings do not reveal timelines or positions.
+    pub fn wal_name_hash(&self, name: &str) -> Id {
+        Id(*blake3::keyed_hash(&self.wal_name, name.as_bytes()).as_bytes())
     }
 
     /// Append `nonce || ciphertext || tag` of `plaintext` under `aad` to `out`.

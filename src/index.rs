@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
-use crate::format::{open_object, BlobKind, Encoding, Id, ObjectKind};
+use crate::format::{open_object_in, BlobKind, Encoding, Id, ObjectKind};
 use crate::repo::Repository;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -505,34 +505,51 @@ fn read_objects_inner(
     skip_damaged: bool,
     mut f: impl FnMut(Id, Vec<u8>) -> Result<()>,
 ) -> Result<()> {
-    if ids.is_empty() {
+    let located = ids.into_iter().map(|id| (kind.dir().to_string(), id)).collect();
+    read_objects_in(repo, kind, located, |id, r| match r {
+        Ok(plain) => f(id, plain),
+        Err(e) if skip_damaged && e.kind() == ErrorKind::Corrupt => {
+            tracing::warn!(error = %e, "skipping a damaged object; run `dbbackup check`");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    })
+}
+
+/// Download, verify and open objects of `kind` stored as `dir/id` (each pair names its own
+/// folder: WAL catalog entries live in one folder per file name), in parallel. `f` gets each
+/// one's plaintext, or why it could not be read, in turn; its first error stops the run.
+pub fn read_objects_in(
+    repo: &Repository,
+    kind: ObjectKind,
+    objects: Vec<(String, Id)>,
+    mut f: impl FnMut(Id, Result<Vec<u8>>) -> Result<()>,
+) -> Result<()> {
+    if objects.is_empty() {
         return Ok(());
     }
     let store = repo.store().clone();
     let keys = repo.keys().clone();
     let rt = store.runtime().clone();
-    let mut s = futures::stream::iter(ids.into_iter().map(|id| {
+    let mut s = futures::stream::iter(objects.into_iter().map(|(dir, id)| {
         let store = store.clone();
         let keys = keys.clone();
         async move {
-            let name = id.to_hex();
-            let raw = store.read_async(&format!("{}/{name}", kind.dir())).await?;
-            let plain = tokio::task::spawn_blocking(move || open_object(&keys, kind, &name, &raw))
-                .await
-                .map_err(|e| Error::general(format!("index task failed: {e}")))??;
-            Ok::<_, Error>((id, plain))
+            let r = async {
+                let name = id.to_hex();
+                let raw = store.read_async(&format!("{dir}/{name}")).await?;
+                tokio::task::spawn_blocking(move || open_object_in(&keys, kind, &dir, &name, &raw))
+                    .await
+                    .map_err(|e| Error::general(format!("index task failed: {e}")))?
+            }
+            .await;
+            (id, r)
         }
     }))
     .buffer_unordered(8);
     // `f` runs outside the runtime, so it may do blocking storage I/O of its own.
-    while let Some(r) = rt.block_on(s.next()) {
-        match r {
-            Ok((id, plain)) => f(id, plain)?,
-            Err(e) if skip_damaged && e.kind() == ErrorKind::Corrupt => {
-                tracing::warn!(error = %e, "skipping a damaged object; run `dbbackup check`");
-            }
-            Err(e) => return Err(e),
-        }
+    while let Some((id, r)) = rt.block_on(s.next()) {
+        f(id, r)?;
     }
     Ok(())
 }

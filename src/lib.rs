@@ -25,5 +25,6 @@ pub mod snapshot;
 pub mod sources;
 pub mod stats;
 pub mod util;
+pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};

@@ -80,7 +80,7 @@ pub async fn fetch_blob(repo: &Repository, index: &IndexCache, id: Id, want: Blo
 
 /// Parse a content-list blob into (chunk id, length) records.
 fn parse_list(list_id: &Id, b: &[u8]) -> Result<Vec<(Id, u32)>> {
-    if b.len() % 36 != 0 {
+    if !b.len().is_multiple_of(36) {
         return Err(Error::corrupt(
             format!("content list {list_id}"),
             "length is not a multiple of 36",
@@ -236,7 +236,9 @@ pub fn restore_snapshot(
     r
 }
 
-fn restore_file(
+/// Restore entry `e` to file `dest`: written to a temporary name, verified, synced, then
+/// renamed into place (an existing `dest` is replaced only with `overwrite`).
+pub fn restore_file(
     repo: &Repository,
     index: &IndexCache,
     e: &Entry,

@@ -404,6 +404,33 @@ impl<'a> SnapshotWriter<'a> {
     /// Wait for every pack, write the last index segment, then the manifest (entries sorted
     /// by path). Returns the snapshot id.
     pub fn finish(self, source: Source) -> Result<(Id, Manifest)> {
+        let (repo, lock) = (self.repo, self.lock);
+        let opts = self.opts.clone();
+        let (entries, summary) = self.finish_data()?;
+        let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
+        let m = Manifest {
+            version: FORMAT_VERSION,
+            time,
+            hostname: opts.hostname.clone().unwrap_or_else(crate::util::hostname),
+            username: crate::util::username(),
+            name: opts.name.clone(),
+            tags: opts.tags.clone(),
+            source,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            entries,
+            summary,
+        };
+        if let Some(l) = lock {
+            l.ensure_fresh()?;
+        }
+        let id = repo.save_manifest(&m)?;
+        Ok((id, m))
+    }
+
+    /// Wait for every pack and write the last index segment: every stream added is then
+    /// durable and indexed. Returns the entries (sorted by path) and the counters; the caller
+    /// records them (a manifest, a WAL catalog entry).
+    pub fn finish_data(self) -> Result<(Vec<Entry>, Summary)> {
         let (packs, mut summary) = {
             let mut sh = self.shared.lock().map_err(|_| poisoned())?;
             let mut packs = std::mem::take(&mut sh.pending_packs);
@@ -416,23 +443,6 @@ impl<'a> SnapshotWriter<'a> {
         summary.duration_ms = self.started.elapsed().as_millis() as u64;
         let mut entries = self.entries.into_inner().map_err(|_| poisoned())?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        let time = self.opts.time.unwrap_or_else(jiff::Timestamp::now);
-        let m = Manifest {
-            version: FORMAT_VERSION,
-            time,
-            hostname: self.opts.hostname.clone().unwrap_or_else(crate::util::hostname),
-            username: crate::util::username(),
-            name: self.opts.name.clone(),
-            tags: self.opts.tags.clone(),
-            source,
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            entries,
-            summary,
-        };
-        if let Some(l) = self.lock {
-            l.ensure_fresh()?;
-        }
-        let id = self.repo.save_manifest(&m)?;
-        Ok((id, m))
+        Ok((entries, summary))
     }
 }

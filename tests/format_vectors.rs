@@ -12,6 +12,7 @@ use dbbackup::format::lock::Lock;
 use dbbackup::format::pack::{decode_header, encode_header, BlobEntry, PACK_MAGIC};
 use dbbackup::format::pending::DeletionPlan;
 use dbbackup::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest, Source, Summary};
+use dbbackup::format::wal::{ArchiveInfo, WalEntry};
 use dbbackup::format::{blob_aad, open_object, BlobKind, Encoding, Id, ObjectKind};
 use dbbackup::index::BlobLocation;
 use serde_json::{json, Value};
@@ -215,6 +216,35 @@ fn build() -> Value {
     let d_nonce = [0x99u8; NONCE_LEN];
     let d_stored = seal(&keys, &d_nonce, ObjectKind::Pending.aad(), &d_z);
 
+    // WAL catalog entry and archive record.
+    let mut wal = WalEntry {
+        version: 1,
+        file: "000000010000000000000002".into(),
+        system_id: "7301234567890123456".into(),
+        timeline: 1,
+        time: "2026-01-01T03:10:00Z".parse().unwrap(),
+        hostname: "db1".into(),
+        data: m.entries[0].clone(),
+        bytes_new: plain.len() as u64,
+        bytes_stored: pack.len() as u64,
+    };
+    wal.data.path = wal.file.clone();
+    let w_payload = wal.encode();
+    let w_z = zstd::bulk::compress(&w_payload, 3).unwrap();
+    let w_nonce = [0xaau8; NONCE_LEN];
+    let w_stored = seal(&keys, &w_nonce, ObjectKind::Wal.aad(), &w_z);
+    let archive = ArchiveInfo {
+        version: 1,
+        system_id: "7301234567890123456".into(),
+        wal_segment_size: 16 << 20,
+        created: "2026-01-01T03:10:00Z".parse().unwrap(),
+        hostname: "db1".into(),
+    };
+    let a_payload = archive.encode();
+    let a_z = zstd::bulk::compress(&a_payload, 3).unwrap();
+    let a_nonce = [0xbbu8; NONCE_LEN];
+    let a_stored = seal(&keys, &a_nonce, ObjectKind::WalArchive.aad(), &a_z);
+
     let kf_bytes = kf.encode();
     json!({
         "comment": "dbbackup repository format v1 test vectors; see repo-format/README.md. Hex unless noted.",
@@ -222,6 +252,7 @@ fn build() -> Value {
         "subkeys": {
             "chunk_id_key": hex::encode(keys.chunk_id_key()),
             "chunker_seed": keys.chunker_seed.to_string(),
+            "wal_name_hash_of_000000010000000000000002": keys.wal_name_hash("000000010000000000000002"),
         },
         "config": { "stored_text": String::from_utf8(config.encode()).unwrap() },
         "key_file": {
@@ -241,6 +272,8 @@ fn build() -> Value {
         "snapshot": { "name": Id::of_stored(&m_stored), "payload_text": String::from_utf8(m_payload).unwrap(), "zstd": hex::encode(&m_z), "nonce": hex::encode(m_nonce), "stored": hex::encode(&m_stored) },
         "lock": { "name": Id::of_stored(&l_stored), "payload_text": String::from_utf8(l_payload).unwrap(), "zstd": hex::encode(&l_z), "nonce": hex::encode(l_nonce), "stored": hex::encode(&l_stored) },
         "deletion_plan": { "name": Id::of_stored(&d_stored), "payload": hex::encode(&d_payload), "zstd": hex::encode(&d_z), "nonce": hex::encode(d_nonce), "stored": hex::encode(&d_stored) },
+        "wal_entry": { "folder": keys.wal_name_hash(&wal.file), "name": Id::of_stored(&w_stored), "payload_text": String::from_utf8(w_payload).unwrap(), "zstd": hex::encode(&w_z), "nonce": hex::encode(w_nonce), "stored": hex::encode(&w_stored) },
+        "wal_archive": { "name": Id::of_stored(&a_stored), "payload_text": String::from_utf8(a_payload).unwrap(), "zstd": hex::encode(&a_z), "nonce": hex::encode(a_nonce), "stored": hex::encode(&a_stored) },
     })
 }
 
@@ -352,6 +385,8 @@ fn vectors_decode_and_reencode_byte_for_byte() {
         ("snapshot", ObjectKind::Snapshot),
         ("lock", ObjectKind::Lock),
         ("deletion_plan", ObjectKind::Pending),
+        ("wal_entry", ObjectKind::Wal),
+        ("wal_archive", ObjectKind::WalArchive),
     ] {
         let ov = &v[name];
         let stored = h(&ov["stored"]);
@@ -366,6 +401,12 @@ fn vectors_decode_and_reencode_byte_for_byte() {
             ObjectKind::Index => IndexSegment::decode(&payload).unwrap().encode(),
             ObjectKind::Snapshot => Manifest::decode(oname, &payload).unwrap().encode(),
             ObjectKind::Pending => DeletionPlan::decode(&payload).unwrap().encode(),
+            ObjectKind::Wal => {
+                let e = WalEntry::decode(oname, &payload).unwrap();
+                assert_eq!(keys.wal_name_hash(&e.file).to_hex(), ov["folder"].as_str().unwrap());
+                e.encode()
+            }
+            ObjectKind::WalArchive => ArchiveInfo::decode(oname, &payload).unwrap().encode(),
             _ => serde_json::to_vec(&serde_json::from_slice::<Lock>(&payload).unwrap()).unwrap(),
         };
         assert_eq!(reencoded, payload, "{name} re-encodes byte for byte");

@@ -11,9 +11,11 @@ mod output;
 mod password;
 mod prune;
 mod restore;
+mod restore_pg;
 mod snapshot;
 mod snapshots;
 mod stats;
+mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,6 +104,9 @@ enum Cmd {
     Stats(stats::Args),
     /// Verify the repository's structure and, with --read-data, every byte
     Check(check::Args),
+    /// PostgreSQL WAL archiving: push (archive_command), fetch (restore_command), list, stats
+    #[command(subcommand)]
+    Wal(wal::WalCmd),
 }
 
 /// Settings from the configuration file.
@@ -282,6 +287,7 @@ pub fn run() -> ExitCode {
             Cmd::Ls(a) => ls::run(&ctx, a),
             Cmd::Stats(a) => stats::run(&ctx, a),
             Cmd::Check(a) => check::run(&ctx, a),
+            Cmd::Wal(c) => wal::run(&ctx, c),
         }
     })();
     match r {

@@ -83,6 +83,14 @@ fn print_report(r: &PruneReport) {
         human_bytes(r.used_bytes),
         human_bytes(r.unused_bytes)
     );
+    if r.wal_files > 0 || r.wal_files_expired > 0 {
+        println!(
+            "WAL archive: {} files kept; {} {} files older than the oldest kept physical snapshot",
+            r.wal_files,
+            if r.dry_run { "would remove" } else { "removed" },
+            r.wal_files_expired
+        );
+    }
     let verb = if r.dry_run { "would condemn" } else { "condemned" };
     println!(
         "{verb}: {} unused packs ({}), {} unindexed packs ({}); {} {} partly used packs ({}), copying {}",

@@ -13,13 +13,18 @@ use super::{output, Ctx};
 
 /// Arguments of `restore`.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "to_database", "all"])))]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["target", "to_database", "all", "pgdata"])))]
 pub struct Args {
-    /// Snapshot id, unique id prefix, or `latest`
-    snapshot: String,
+    /// Snapshot id, unique id prefix, or `latest` (with --pitr: optional, the newest physical
+    /// snapshot that finished before the target by default)
+    #[arg(required_unless_present = "pitr")]
+    snapshot: Option<String>,
     /// Where to write: a file, a directory, or `-` for standard output
     #[arg(long, short = 't')]
     target: Option<String>,
+    /// Restore a physical snapshot into this (empty) PostgreSQL data directory
+    #[arg(long, value_name = "DIR")]
+    pgdata: Option<PathBuf>,
     /// With `latest`: the newest snapshot of this source name
     #[arg(long)]
     name: Option<String>,
@@ -63,6 +68,8 @@ pub struct Args {
     /// Temporary directory for parallel loads [default: TMPDIR or /tmp]
     #[arg(long, env = "DBBACKUP_TEMP_DIR", value_name = "DIR")]
     temp_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub pg: super::restore_pg::PgArgs,
 }
 
 /// Run `restore`.
@@ -74,7 +81,11 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     // A shared lock keeps prune from sweeping packs out from under this restore.
     let _lock = dbbackup::lock::acquire(&repo, "restore", false)?;
     let index = ctx.index(&repo)?;
-    let (id, m) = repo.find_snapshot(&a.snapshot, a.name.as_deref())?;
+    if let Some(dir) = &a.pgdata {
+        return super::restore_pg::run(ctx, &repo, &index, a.snapshot.as_deref(), dir, a.force, &a.pg);
+    }
+    let spec = a.snapshot.as_deref().unwrap_or("latest");
+    let (id, m) = repo.find_snapshot(spec, a.name.as_deref())?;
     let bar = ctx.progress();
     let Some(t) = &a.target else {
         let src = database_source(&m)?;

@@ -14,13 +14,17 @@ use super::{output, Ctx};
 
 /// Arguments of `snapshot`.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["database", "all", "stdin", "from_command"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["database", "all", "stdin", "from_command", "physical"])))]
 pub struct Args {
     /// Database to dump (with the engine's own tool, streamed; the server's globals too)
     database: Option<String>,
     /// Every database of the server but templates, plus the globals, as one snapshot
     #[arg(long)]
     all: bool,
+    /// A physical base backup of the whole PostgreSQL cluster (pg_basebackup, with the WAL
+    /// it needs), for `restore --pgdata` and point-in-time recovery with `wal push`
+    #[arg(long)]
+    physical: bool,
     /// Read the stream from standard input
     #[arg(long)]
     stdin: bool,
@@ -106,6 +110,9 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     if a.jobs == 0 {
         return Err(Error::usage("--jobs must be at least 1").into());
     }
+    if a.physical && a.conn.engine.is_some_and(|e| e != super::db::Engine::Postgres) {
+        return Err(Error::usage("--physical backs up PostgreSQL clusters").into());
+    }
     if !db_mode && (a.format != Format::Custom || a.continue_on_error || a.no_globals) {
         return Err(Error::usage("--format, --continue-on-error and --no-globals apply to database snapshots").into());
     }
@@ -113,6 +120,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         (Some(n), _) => n.clone(),
         (None, Some(db)) => db.clone(),
         (None, None) if a.all => "all".to_string(),
+        (None, None) if a.physical => "cluster".to_string(),
         (None, None) => return Err(Error::usage("--name is required with --stdin and --from-command").into()),
     };
     let repo = ctx.open()?;
@@ -129,7 +137,21 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     };
     let w = SnapshotWriter::new(&repo, &index, opts)?.with_lock(&lock);
     let bar = ctx.progress();
-    let source = if db_mode {
+    let source = if a.physical {
+        let conn = dbbackup::sources::postgres::PgConn {
+            host: a.conn.host.clone(),
+            port: a.conn.port,
+            user: a.conn.user.clone(),
+            bin_dir: a.conn.bin_dir.clone(),
+        };
+        bar.start("base backup", None);
+        let mut p = dbbackup::sources::physical::base_backup(&w, &conn, &bar)?;
+        bar.finish();
+        p.host = a.conn.host.clone();
+        p.port = a.conn.port;
+        p.user = a.conn.user.clone();
+        Source::Physical(Box::new(p))
+    } else if db_mode {
         let db = a.conn.for_snapshot()?;
         let dopts = DumpOptions {
             selection: match &a.database {
@@ -192,6 +214,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         human_bytes(s.bytes_stored),
         s.duration_ms as f64 / 1000.0
     );
+    if let Source::Physical(p) = &m.source {
+        println!(
+            "  cluster {} timeline {}, WAL {} .. {} (replay starts in {})",
+            p.system_id, p.timeline, p.start_lsn, p.stop_lsn, p.start_wal
+        );
+    }
     if let Source::Database(d) = &m.source {
         for db in &d.databases {
             let dumped: u64 = m.entries.iter().filter(|e| db.holds(&e.path)).map(|e| e.size).sum();

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod pack;
 pub mod pending;
 pub mod snapshot;
+pub mod wal;
 
 pub use id::Id;
 
@@ -34,6 +35,10 @@ pub enum ObjectKind {
     PackHeader,
     /// `pending/` deletion plans.
     Pending,
+    /// `wal/<name hash>/` WAL catalog entries.
+    Wal,
+    /// `wal-archive/` WAL archive records (which cluster the archive belongs to).
+    WalArchive,
 }
 
 impl ObjectKind {
@@ -45,6 +50,8 @@ impl ObjectKind {
             ObjectKind::Lock => b"dbbackup/v1/lock",
             ObjectKind::PackHeader => b"dbbackup/v1/pack-header",
             ObjectKind::Pending => b"dbbackup/v1/pending",
+            ObjectKind::Wal => b"dbbackup/v1/wal",
+            ObjectKind::WalArchive => b"dbbackup/v1/wal-archive",
         }
     }
 
@@ -56,6 +63,8 @@ impl ObjectKind {
             ObjectKind::Lock => "locks",
             ObjectKind::PackHeader => "data",
             ObjectKind::Pending => "pending",
+            ObjectKind::Wal => "wal",
+            ObjectKind::WalArchive => "wal-archive",
         }
     }
 }

@@ -19,6 +19,46 @@ pub enum Source {
     },
     /// Databases dumped with the engine's own tool.
     Database(Box<DatabaseSource>),
+    /// A physical base backup of a PostgreSQL cluster (§8.4).
+    Physical(Box<PhysicalSource>),
+}
+
+/// A physical base backup: what PITR needs to pick it and replay WAL from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalSource {
+    /// `postgresql`.
+    pub engine: String,
+    /// The server's version string.
+    pub server_version: String,
+    /// Host given to the tool (none: its default).
+    pub host: Option<String>,
+    /// Port given to the tool.
+    pub port: Option<u16>,
+    /// User given to the tool.
+    pub user: Option<String>,
+    /// The backup tool and its version (`pg_basebackup (PostgreSQL) 15.8`).
+    pub tool: String,
+    /// The cluster's system identifier (decimal).
+    pub system_id: String,
+    /// Timeline the backup started on.
+    pub timeline: u32,
+    /// WAL position where replay starts (the label's `START WAL LOCATION`).
+    pub start_lsn: crate::wal::Lsn,
+    /// WAL position where the backup becomes consistent.
+    pub stop_lsn: crate::wal::Lsn,
+    /// WAL file holding the start position.
+    pub start_wal: String,
+    /// WAL segment size of the cluster.
+    pub wal_segment_size: u32,
+    /// Whether the WAL from start to stop is inside the backup (`pg_wal/` of the tar), so it
+    /// restores on its own without the archive.
+    pub wal_included: bool,
+    /// When the backup started.
+    pub started: jiff::Timestamp,
+    /// When it finished: PITR targets must be later.
+    pub finished: jiff::Timestamp,
+    /// The backup label as the server wrote it.
+    pub backup_label: String,
 }
 
 /// What a database snapshot holds and how it was taken.
@@ -99,6 +139,7 @@ impl Source {
             Source::Stdin => "stdin",
             Source::Command { .. } => "command",
             Source::Database(_) => "database",
+            Source::Physical(_) => "physical",
         }
     }
 
@@ -106,6 +147,7 @@ impl Source {
     pub fn engine(&self) -> Option<&str> {
         match self {
             Source::Database(d) => Some(&d.engine),
+            Source::Physical(p) => Some(&p.engine),
             _ => None,
         }
     }

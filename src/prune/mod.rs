@@ -96,6 +96,10 @@ pub struct PruneReport {
     pub dry_run: bool,
     /// Snapshots whose chunks were kept.
     pub snapshots: u64,
+    /// WAL files whose chunks were kept.
+    pub wal_files: u64,
+    /// WAL files removed: older than the start of the oldest kept physical snapshot.
+    pub wal_files_expired: u64,
     /// Distinct chunks (data and content lists) they reference.
     pub chunks_referenced: u64,
     /// Packs in storage before the run, and their bytes.
@@ -192,13 +196,24 @@ pub fn prune(
     snaps.retain(|s| !opts.ignore.contains(s));
     index.sync(repo)?;
     progress.start("references", Some(snaps.len() as u64));
+    let mut bases = Vec::new();
     for sid in &snaps {
-        rep.chunks_referenced += add_roots(repo, index, &live, sid)?;
+        rep.chunks_referenced += add_roots(repo, index, &live, sid, &mut bases)?;
         progress.advance(1);
     }
     progress.finish();
     rep.snapshots = snaps.len() as u64;
     let seen: HashSet<Id> = snaps.into_iter().collect();
+    // WAL: every catalog entry is a root, but those no kept physical snapshot can replay.
+    let mut seen_wal: HashSet<Id> = HashSet::new();
+    let mut expired: Vec<(String, Id)> = Vec::new();
+    let keep = crate::wal::retention::keep_from(&bases);
+    rep.chunks_referenced += add_wal_roots(repo, index, &live, &mut seen_wal, keep, &mut expired)?;
+    rep.wal_files = (seen_wal.len() - expired.len()) as u64;
+    rep.wal_files_expired = expired.len() as u64;
+    if !opts.dry_run {
+        delete_all(repo, expired.iter().map(|(d, id)| format!("{d}/{id}")).collect())?;
+    }
 
     // 2. The index, claiming each referenced chunk for the first pack holding it.
     let ix = read_index(repo, &live)?;
@@ -324,13 +339,20 @@ pub fn prune(
     }
 
     // 5. Sweep the plans no running operation can depend on.
-    sweep::sweep(repo, index, lock, &live, &seen, &sizes, &mut rep)?;
+    sweep::sweep(repo, index, lock, &live, (&seen, &mut seen_wal), &sizes, &mut rep)?;
     rep.temp_files_removed = repo.store().remove_stale_temp_files(crate::lock::STALE_AFTER)?;
     Ok(rep)
 }
 
-/// Add the chunks of snapshot `sid` (its content lists and their records) to `live`.
-fn add_roots(repo: &Repository, index: &IndexCache, live: &LiveSet, sid: &Id) -> Result<u64> {
+/// Add the chunks of snapshot `sid` (its content lists and their records) to `live`; a
+/// physical snapshot's source goes to `bases`.
+fn add_roots(
+    repo: &Repository,
+    index: &IndexCache,
+    live: &LiveSet,
+    sid: &Id,
+    bases: &mut Vec<crate::format::snapshot::PhysicalSource>,
+) -> Result<u64> {
     let m = repo.load_manifest(sid).map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
             e
@@ -347,8 +369,55 @@ fn add_roots(repo: &Repository, index: &IndexCache, live: &LiveSet, sid: &Id) ->
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
+    if let crate::format::snapshot::Source::Physical(p) = &m.source {
+        bases.push((**p).clone());
+    }
+    add_entry_roots(repo, index, live, &m.entries)
+}
+
+/// Add the chunks of every WAL catalog entry not in `seen` to `live` (and their ids to
+/// `seen`), except entries that WAL retention (`keep`, see [`crate::wal::retention`]) lets
+/// go: those are pushed to `expired` instead. Returns the chunks added.
+pub(super) fn add_wal_roots(
+    repo: &Repository,
+    index: &IndexCache,
+    live: &LiveSet,
+    seen: &mut HashSet<Id>,
+    keep: Option<(u64, u32)>,
+    expired: &mut Vec<(String, Id)>,
+) -> Result<u64> {
+    let fresh: Vec<(String, Id)> = crate::wal::catalog::list(repo)?
+        .into_iter()
+        .filter(|(_, id)| !seen.contains(id))
+        .collect();
     let mut n = 0;
-    for e in &m.entries {
+    crate::wal::catalog::read(repo, fresh, |id, e| {
+        seen.insert(id);
+        if crate::wal::retention::expendable(&e.file, keep) {
+            expired.push((crate::wal::catalog::entry_dir(repo, &e.file), id));
+            return Ok(());
+        }
+        n += add_entry_roots(repo, index, live, std::slice::from_ref(&e.data))?;
+        Ok(())
+    })
+    .map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("{e}; prune cannot know which chunks the WAL archive needs, so it stops without deleting anything (see `dbbackup check`)"),
+        )
+    })?;
+    Ok(n)
+}
+
+/// Add the chunks of `entries` (their content lists and the lists' records) to `live`.
+fn add_entry_roots(
+    repo: &Repository,
+    index: &IndexCache,
+    live: &LiveSet,
+    entries: &[crate::format::snapshot::Entry],
+) -> Result<u64> {
+    let mut n = 0;
+    for e in entries {
         for lid in &e.content {
             n += live.add([*lid])?;
             let list = repo.store().runtime().block_on(crate::restore::fetch_blob(

@@ -15,15 +15,16 @@ use crate::lock::{live_locks, LockGuard};
 use crate::repo::Repository;
 
 use super::liveset::LiveSet;
-use super::{add_roots, delete_all, entries_bytes, PruneReport};
+use super::{add_roots, add_wal_roots, delete_all, entries_bytes, PruneReport};
 
-/// A snapshot lock taken at least this long after a plan was created proves its writer saw
+/// A writer's lock (`snapshot`, `wal-push`) taken at least this long after a plan was created proves its writer saw
 /// the plan: 5 minutes of clock skew plus the 60 s bound on writing the plan, with margin.
 pub const AWARE_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
 
 /// Would lock `l` keep a plan created at `created` from being swept?
 fn blocks(l: &Lock, created: jiff::Timestamp) -> bool {
-    let aware = l.operation == "snapshot" && l.started.is_some_and(|s| s >= created + AWARE_AFTER);
+    let writer = l.operation == "snapshot" || l.operation == crate::wal::PUSH_LOCK;
+    let aware = writer && l.started.is_some_and(|s| s >= created + AWARE_AFTER);
     !aware
 }
 
@@ -43,7 +44,7 @@ pub(super) fn sweep(
     index: &IndexCache,
     lock: &LockGuard,
     live: &LiveSet,
-    seen: &HashSet<Id>,
+    (seen, seen_wal): (&HashSet<Id>, &mut HashSet<Id>),
     sizes: &BTreeMap<Id, u64>,
     rep: &mut PruneReport,
 ) -> Result<()> {
@@ -84,9 +85,11 @@ pub(super) fn sweep(
     // Snapshots finished since the first listing add their roots; the index adds their segments.
     for sid in repo.snapshot_ids()? {
         if !seen.contains(&sid) {
-            add_roots(repo, index, live, &sid)?;
+            add_roots(repo, index, live, &sid, &mut Vec::new())?;
         }
     }
+    // WAL pushed since the first listing is the newest: kept.
+    add_wal_roots(repo, index, live, seen_wal, None, &mut Vec::new())?;
     index.sync(repo)?;
     for (id, plan) in eligible {
         let mut revive: Vec<PackBlobs> = Vec::new();

@@ -161,7 +161,7 @@ impl Gen {
             (r >> 40) % 100,
             (r >> 32) % 5000,
             (r >> 44) % 1000,
-            r % 2 == 0
+            r.is_multiple_of(2)
         );
         self.pending = line.into_bytes();
         self.pending.reverse();
@@ -182,7 +182,7 @@ impl Read for Gen {
             // Byte k of the stream is byte k%8 of splitmix64(seed + k/8): independent of read sizes.
             for b in buf[..n].iter_mut() {
                 let k = self.pos;
-                if k % 8 == 0 || self.word_at != k / 8 {
+                if k.is_multiple_of(8) || self.word_at != k / 8 {
                     self.word_at = k / 8;
                     self.word = splitmix(self.state.wrapping_add(k / 8)).to_le_bytes();
                 }

@@ -23,10 +23,15 @@ fn is_root() -> bool {
 
 /// Run a PostgreSQL server binary as the right user.
 fn as_pg(bin: &str) -> Command {
-    let path = format!("{PG_BIN}/{bin}");
+    as_pg_user(&format!("{PG_BIN}/{bin}"))
+}
+
+/// Run `path` as the `postgres` OS user when the tests run as root (as the server's
+/// archive_command and restore_command run), else as ourselves.
+pub fn as_pg_user(path: &str) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", &path]);
+        c.args(["-u", "postgres", "--", path]);
         c
     } else {
         Command::new(path)
@@ -39,6 +44,11 @@ pub fn free_port() -> u16 {
 
 impl Pg {
     pub fn start() -> Pg {
+        Pg::start_with("")
+    }
+
+    /// Start a server with `conf` appended to its postgresql.conf.
+    pub fn start_with(conf: &str) -> Pg {
         assert!(
             Path::new(PG_BIN).join("postgres").exists(),
             "PostgreSQL 15 server binaries are required at {PG_BIN}"
@@ -62,28 +72,43 @@ impl Pg {
                 .unwrap(),
             "initdb",
         );
+        if !conf.is_empty() {
+            let c = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&c).unwrap();
+            text.push_str(conf);
+            std::fs::write(&c, text).unwrap();
+        }
+        Pg::run_on(dir)
+    }
+
+    /// Start a server on the data directory `dir/data` (a restored one).
+    pub fn run_on(dir: tempfile::TempDir) -> Pg {
+        let data = dir.path().join("data");
         let port = free_port();
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=64MB",
             dir.path().display()
         );
-        ok(
-            as_pg("pg_ctl")
-                .args([
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-o",
-                    &opts,
-                    "-l",
-                    dir.path().join("log").to_str().unwrap(),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ])
-                .output()
-                .unwrap(),
-            "pg_ctl start",
+        let started = as_pg("pg_ctl")
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                dir.path().join("log").to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            started.status.success(),
+            "pg_ctl start failed: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&started.stdout),
+            std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
         );
         let pg = Pg { dir, port };
         let t0 = Instant::now();

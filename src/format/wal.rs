@@ -1,0 +1,80 @@
+//! WAL catalog entries under `wal/<name hash>/` and archive records under `wal-archive/`
+//! (repo-format §12): which PostgreSQL WAL files the repository holds, and for which cluster.
+
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::Entry;
+use super::FORMAT_VERSION;
+use crate::error::{Error, Result};
+
+/// One archived WAL file (segment, `.partial`, `.history` or `.backup`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalEntry {
+    /// Format version.
+    pub version: u32,
+    /// The file's name as PostgreSQL gave it (`000000010000000000000003`, `00000002.history`).
+    pub file: String,
+    /// System identifier of the cluster that wrote it (decimal).
+    pub system_id: String,
+    /// Timeline from the name.
+    pub timeline: u32,
+    /// When it was pushed.
+    pub time: jiff::Timestamp,
+    /// Host that pushed it.
+    pub hostname: String,
+    /// Its bytes: `path` is the file name; size, SHA-256, chunks and content lists as in a
+    /// snapshot entry.
+    pub data: Entry,
+    /// Plaintext bytes of chunks new to the repository when it was pushed.
+    pub bytes_new: u64,
+    /// Bytes those chunks took in packs.
+    pub bytes_stored: u64,
+}
+
+/// The cluster a repository's WAL archive belongs to, written by the first push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveInfo {
+    /// Format version.
+    pub version: u32,
+    /// System identifier of the cluster (decimal).
+    pub system_id: String,
+    /// WAL segment size in bytes.
+    pub wal_segment_size: u32,
+    /// When the archive was started.
+    pub created: jiff::Timestamp,
+    /// Host of the first push.
+    pub hostname: String,
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(object: &str, b: &[u8], version: impl Fn(&T) -> u32) -> Result<T> {
+    let v: T = serde_json::from_slice(b).map_err(|e| Error::corrupt(object, e))?;
+    if version(&v) != FORMAT_VERSION {
+        return Err(Error::config(format!(
+            "{object} has format version {}; upgrade dbbackup",
+            version(&v)
+        )));
+    }
+    Ok(v)
+}
+
+impl WalEntry {
+    /// Encode the JSON payload.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+    /// Decode the payload of `object` (its repository path, for errors).
+    pub fn decode(object: &str, b: &[u8]) -> Result<WalEntry> {
+        decode_json(object, b, |e: &WalEntry| e.version)
+    }
+}
+
+impl ArchiveInfo {
+    /// Encode the JSON payload.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+    /// Decode the payload of `object`.
+    pub fn decode(object: &str, b: &[u8]) -> Result<ArchiveInfo> {
+        decode_json(object, b, |a: &ArchiveInfo| a.version)
+    }
+}
