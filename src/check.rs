@@ -66,38 +66,14 @@ pub struct Report {
 fn check_manifest(repo: &Repository, rep: &mut Report, sid: &Id, primary: bool, copy: bool) -> Option<Manifest> {
     let mut found = None;
     for (place, listed) in [(ManifestCopy::Primary, primary), (ManifestCopy::Registry, copy)] {
-        let r = if listed {
-            repo.load_manifest_from(sid, place)
-        } else {
-            Err(Error::not_found("not listed"))
-        };
-        match r {
-            Ok(m) => {
+        // Not listed, or gone since the listing: missing.
+        match listed.then(|| repo.load_manifest_from(sid, place)) {
+            Some(Ok(m)) => {
                 found.get_or_insert(m);
             }
-            Err(e) if !listed || e.kind() == ErrorKind::NotFound => {
-                let (message, damage) = match place {
-                    ManifestCopy::Primary => (
-                        "snapshot manifest is missing; its registry copy is intact (restore uses it, the next prune writes the manifest again)",
-                        true,
-                    ),
-                    ManifestCopy::Registry => (
-                        "registry copy of the manifest is missing (a snapshot or forget was interrupted, or the copy was lost); the next prune writes it again",
-                        false,
-                    ),
-                };
-                let p = Problem {
-                    object: place.path(sid),
-                    message: message.into(),
-                    affects: if damage { vec![*sid] } else { vec![] },
-                };
-                if damage {
-                    rep.errors.push(p)
-                } else {
-                    rep.warnings.push(p)
-                }
-            }
-            Err(e) => rep.errors.push(Problem {
+            None => missing_manifest(rep, sid, place),
+            Some(Err(e)) if e.kind() == ErrorKind::NotFound => missing_manifest(rep, sid, place),
+            Some(Err(e)) => rep.errors.push(Problem {
                 object: place.path(sid),
                 message: e.to_string(),
                 affects: vec![*sid],
@@ -105,6 +81,31 @@ fn check_manifest(repo: &Repository, rep: &mut Report, sid: &Id, primary: bool, 
         }
     }
     found
+}
+
+/// A missing manifest is damage (its registry copy stands in); a missing registry copy is a
+/// warning (an interrupted commit or forget leaves one).
+fn missing_manifest(rep: &mut Report, sid: &Id, place: ManifestCopy) {
+    let (message, damage) = match place {
+        ManifestCopy::Primary => (
+            "snapshot manifest is missing; its registry copy is intact (restore uses it, the next prune writes the manifest again)",
+            true,
+        ),
+        ManifestCopy::Registry => (
+            "registry copy of the manifest is missing (a snapshot or forget was interrupted, or the copy was lost); the next prune writes it again",
+            false,
+        ),
+    };
+    let p = Problem {
+        object: place.path(sid),
+        message: message.into(),
+        affects: if damage { vec![*sid] } else { vec![] },
+    };
+    if damage {
+        rep.errors.push(p)
+    } else {
+        rep.warnings.push(p)
+    }
 }
 
 /// Report WAL missing between each physical snapshot's start and the newest archived segment
@@ -314,8 +315,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         .collect();
 
     // Every snapshot's manifest and registry copy must be intact, its chunks indexed.
-    let primaries: HashSet<Id> = repo.list_ids(ObjectKind::Snapshot)?.into_iter().collect();
-    let copies: HashSet<Id> = repo.registry_ids()?.into_iter().collect();
+    let (primaries, copies) = repo.snapshot_listing()?;
     let mut snaps: Vec<Id> = primaries.union(&copies).copied().collect();
     snaps.sort();
     let mut missing_chunks: HashSet<Id> = HashSet::new();

@@ -506,7 +506,7 @@ fn read_objects_inner(
     mut f: impl FnMut(Id, Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let located = ids.into_iter().map(|id| (kind.dir().to_string(), id)).collect();
-    read_objects_in(repo, kind, located, |id, r| match r {
+    read_objects_in(repo, kind, located, |_, id, r| match r {
         Ok(plain) => f(id, plain),
         Err(e) if skip_damaged && e.kind() == ErrorKind::Corrupt => {
             tracing::warn!(error = %e, "skipping a damaged object; run `dbbackup check`");
@@ -518,12 +518,13 @@ fn read_objects_inner(
 
 /// Download, verify and open objects of `kind` stored as `dir/id` (each pair names its own
 /// folder: WAL catalog entries live in one folder per file name), in parallel. `f` gets each
-/// one's plaintext, or why it could not be read, in turn; its first error stops the run.
+/// one's folder, id, and plaintext or why it could not be read, in turn; its first error stops
+/// the run.
 pub fn read_objects_in(
     repo: &Repository,
     kind: ObjectKind,
     objects: Vec<(String, Id)>,
-    mut f: impl FnMut(Id, Result<Vec<u8>>) -> Result<()>,
+    mut f: impl FnMut(&str, Id, Result<Vec<u8>>) -> Result<()>,
 ) -> Result<()> {
     if objects.is_empty() {
         return Ok(());
@@ -538,18 +539,19 @@ pub fn read_objects_in(
             let r = async {
                 let name = id.to_hex();
                 let raw = store.read_async(&format!("{dir}/{name}")).await?;
-                tokio::task::spawn_blocking(move || open_object_in(&keys, kind, &dir, &name, &raw))
+                let d = dir.clone();
+                tokio::task::spawn_blocking(move || open_object_in(&keys, kind, &d, &name, &raw))
                     .await
                     .map_err(|e| Error::general(format!("index task failed: {e}")))?
             }
             .await;
-            (id, r)
+            (dir, id, r)
         }
     }))
     .buffer_unordered(8);
     // `f` runs outside the runtime, so it may do blocking storage I/O of its own.
-    while let Some((id, r)) = rt.block_on(s.next()) {
-        f(id, r)?;
+    while let Some((dir, id, r)) = rt.block_on(s.next()) {
+        f(&dir, id, r)?;
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! An opened repository: storage, config, unlocked keys, and whole-object load/save.
 
+use std::collections::HashSet;
+
 use crate::backend::Store;
 use crate::crypto::{KdfParams, Keys, MasterKey};
 use crate::error::{Error, ErrorKind, Result};
@@ -210,9 +212,13 @@ impl Repository {
 
     /// Ids of all objects of `kind`.
     pub fn list_ids(&self, kind: ObjectKind) -> Result<Vec<Id>> {
+        self.ids_in(kind.dir())
+    }
+
+    fn ids_in(&self, dir: &str) -> Result<Vec<Id>> {
         Ok(self
             .store
-            .list(kind.dir())?
+            .list(dir)?
             .into_iter()
             .filter_map(|(n, _)| n.parse().ok())
             .collect())
@@ -264,22 +270,20 @@ impl Repository {
         }
     }
 
-    /// Ids of the registry copies present.
-    pub fn registry_ids(&self) -> Result<Vec<Id>> {
-        Ok(self
-            .store
-            .list(REGISTRY_DIR)?
-            .into_iter()
-            .filter_map(|(n, _)| n.parse().ok())
-            .collect())
+    /// The listings of `snapshots/` and `registry/`: which snapshots have a manifest, and
+    /// which a registry copy.
+    pub fn snapshot_listing(&self) -> Result<(HashSet<Id>, HashSet<Id>)> {
+        Ok((
+            self.list_ids(ObjectKind::Snapshot)?.into_iter().collect(),
+            self.ids_in(REGISTRY_DIR)?.into_iter().collect(),
+        ))
     }
 
     /// Every snapshot: ids with a manifest or a registry copy (or both), sorted.
     pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
-        let mut v = self.list_ids(ObjectKind::Snapshot)?;
-        v.extend(self.registry_ids()?);
+        let (primaries, copies) = self.snapshot_listing()?;
+        let mut v: Vec<Id> = primaries.union(&copies).copied().collect();
         v.sort();
-        v.dedup();
         Ok(v)
     }
 
@@ -293,12 +297,7 @@ impl Repository {
     /// Write whichever of a snapshot's two copies is missing from the other (after checking the
     /// survivor's id and authenticity). `primaries` and `copies` are listings of `snapshots/`
     /// and `registry/`; ids in `skip` are left alone. Returns the number of objects written.
-    pub fn repair_manifests(
-        &self,
-        primaries: &std::collections::HashSet<Id>,
-        copies: &std::collections::HashSet<Id>,
-        skip: &[Id],
-    ) -> Result<u64> {
+    pub fn repair_manifests(&self, primaries: &HashSet<Id>, copies: &HashSet<Id>, skip: &[Id]) -> Result<u64> {
         let mut n = 0;
         for (have, lacking, from, to) in [
             (primaries, copies, ManifestCopy::Primary, ManifestCopy::Registry),

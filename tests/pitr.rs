@@ -131,19 +131,7 @@ fn archive_snapshot_and_recover_to_a_point_in_time() {
         "postgres",
         "create table marker (i int primary key, t timestamptz not null default clock_timestamp())",
     );
-    let port = pg.port.to_string();
-    let snap = ar.json(&[
-        "snapshot",
-        "--physical",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--user",
-        "postgres",
-        "--bin-dir",
-        PG_BIN,
-    ]);
+    let snap = physical_snapshot(&ar, &pg);
     let physical = &snap["snapshot"]["source"];
     assert_eq!(physical["kind"], "physical", "{snap}");
     assert_eq!(
@@ -167,12 +155,7 @@ fn archive_snapshot_and_recover_to_a_point_in_time() {
         last_switched = pg.sql("postgres", "select pg_walfile_name(pg_switch_wal())");
         std::thread::sleep(Duration::from_millis(1500));
     }
-    wait_for("the archiver", &log, || {
-        pg.sql(
-            "postgres",
-            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
-        ) >= last_switched
-    });
+    wait_archived(&pg, &log, &last_switched);
     // The killed push: the archiver saw its command die (it restarts and retries).
     let server_log = std::fs::read_to_string(&log).unwrap();
     let killed = server_log.contains("terminated by signal 9") || server_log.contains("failed with exit code 137");
@@ -248,19 +231,7 @@ fn archive_snapshot_and_recover_to_a_point_in_time() {
 /// nothing it needs: recovery from it to the end of the archive has every marker.
 fn retention_keeps_what_the_newest_base_needs(ar: &Archive, pg: &Pg, log: &Path) {
     pg.sql("postgres", "insert into marker (i) values (5)");
-    let port = pg.port.to_string();
-    let snap = ar.json(&[
-        "snapshot",
-        "--physical",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--user",
-        "postgres",
-        "--bin-dir",
-        PG_BIN,
-    ]);
+    let snap = physical_snapshot(ar, pg);
     let start_wal = snap["snapshot"]["source"]["start_wal"].as_str().unwrap().to_string();
     pg.sql("postgres", "insert into marker (i) values (6)");
     let mut last = String::new();
@@ -274,12 +245,7 @@ fn retention_keeps_what_the_newest_base_needs(ar: &Archive, pg: &Pg, log: &Path)
         );
         last = pg.sql("postgres", "select pg_walfile_name(pg_switch_wal())");
     }
-    wait_for("the archiver", log, || {
-        pg.sql(
-            "postgres",
-            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
-        ) >= last
-    });
+    wait_archived(pg, log, &last);
     let before = ar.json(&["wal", "stats"]);
     let p = ar.json(&["prune", "--keep-last", "1"]);
     let expired = p["prune"]["wal_files_expired"].as_u64().unwrap();
@@ -352,6 +318,35 @@ fn recover(dir: tempfile::TempDir) -> Pg {
             .starts_with(b"f")
     });
     rec
+}
+
+/// `snapshot --physical` of `pg`'s cluster; its JSON report.
+fn physical_snapshot(ar: &Archive, pg: &Pg) -> serde_json::Value {
+    let port = pg.port.to_string();
+    ar.json(&[
+        "snapshot",
+        "--physical",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--user",
+        "postgres",
+        "--bin-dir",
+        PG_BIN,
+    ])
+}
+
+/// Wait until `pg` has archived WAL file `file` (or a later one).
+fn wait_archived(pg: &Pg, log: &Path, file: &str) {
+    wait_for("the archiver", log, || {
+        pg.sql(
+            "postgres",
+            "select coalesce(last_archived_wal, '') from pg_stat_archiver",
+        )
+        .as_str()
+            >= file
+    });
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

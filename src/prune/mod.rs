@@ -189,8 +189,7 @@ pub fn prune(
     };
     // 1. Roots: manifests first (listed before the index, whose segments precede them).
     let live = LiveSet::create(&opts.work_dir)?;
-    let primaries: HashSet<Id> = repo.list_ids(ObjectKind::Snapshot)?.into_iter().collect();
-    let copies: HashSet<Id> = repo.registry_ids()?.into_iter().collect();
+    let (primaries, copies) = repo.snapshot_listing()?;
     let mut snaps: Vec<Id> = primaries.union(&copies).copied().collect();
     snaps.sort();
     snaps.retain(|s| !opts.ignore.contains(s));

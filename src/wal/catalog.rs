@@ -82,9 +82,7 @@ pub fn read_each(
     locations: Vec<(String, Id)>,
     mut f: impl FnMut(&str, Id, Result<WalEntry>) -> Result<()>,
 ) -> Result<()> {
-    let dirs: std::collections::HashMap<Id, String> = locations.iter().map(|(d, i)| (*i, d.clone())).collect();
-    read_objects_in(repo, ObjectKind::Wal, locations, |id, r| {
-        let dir = dirs.get(&id).map(String::as_str).unwrap_or(ObjectKind::Wal.dir());
+    read_objects_in(repo, ObjectKind::Wal, locations, |dir, id, r| {
         f(dir, id, r.and_then(|plain| decode_entry(repo, dir, &id, &plain)))
     })
 }
