@@ -68,6 +68,17 @@ pub fn check_label(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
+/// What one stream added to the repository (its data chunks; content lists not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    /// Plaintext bytes of chunks new to the repository.
+    pub bytes_new: u64,
+    /// How many chunks were new.
+    pub chunks_new: u64,
+    /// Bytes those chunks took in packs.
+    pub bytes_stored: u64,
+}
+
 /// Writes one snapshot: add streams (from several threads at once if wanted), then
 /// [`SnapshotWriter::finish`].
 pub struct SnapshotWriter<'a> {
@@ -172,6 +183,16 @@ impl<'a> SnapshotWriter<'a> {
     /// nothing is recorded for this stream (already uploaded packs stay unreferenced until
     /// prune).
     pub fn add_stream<R: Read + Send>(&self, path: &str, src: R, progress: &dyn Progress) -> Result<Entry> {
+        self.add_stream_counted(path, src, progress).map(|(e, _)| e)
+    }
+
+    /// [`SnapshotWriter::add_stream`], also returning what this stream alone added.
+    pub fn add_stream_counted<R: Read + Send>(
+        &self,
+        path: &str,
+        src: R,
+        progress: &dyn Progress,
+    ) -> Result<(Entry, StreamCounts)> {
         check_label("entry path", path)?;
         let keys = self.repo.keys().clone();
         let params = self.repo.config().chunker;
@@ -197,7 +218,7 @@ impl<'a> SnapshotWriter<'a> {
         let mut sha_out = None;
         let mut bytes_read = 0u64;
 
-        let collected = std::thread::scope(|s| -> Result<Option<(Vec<Id>, u64)>> {
+        let collected = std::thread::scope(|s| -> Result<Option<(Vec<Id>, u64, StreamCounts)>> {
             // Stage 1: read and cut; each chunk becomes a short rayon task (hash, dedup,
             // compress, seal) so concurrent streams share the pool fairly.
             let failed_ref = &failed;
@@ -261,7 +282,7 @@ impl<'a> SnapshotWriter<'a> {
         if let Some(e) = first_err.into_inner().ok().flatten() {
             return Err(e);
         }
-        let (content, chunks) = collected?.ok_or_else(|| Error::general("snapshot pipeline stopped"))?;
+        let (content, chunks, counts) = collected?.ok_or_else(|| Error::general("snapshot pipeline stopped"))?;
         let sha256 = sha_out.ok_or_else(|| Error::general("stream hashing failed"))?;
         let entry = Entry {
             path: path.to_string(),
@@ -280,7 +301,7 @@ impl<'a> SnapshotWriter<'a> {
             return Err(Error::usage(format!("the snapshot already has an entry `{path}`")));
         }
         entries.push(entry.clone());
-        Ok(entry)
+        Ok((entry, counts))
     }
 
     /// Drop entries whose path matches (a stream whose producer failed after it was read).
@@ -317,7 +338,13 @@ impl<'a> SnapshotWriter<'a> {
 
     /// Receives finished chunks (each frees an in-flight slot), packs the new ones and builds
     /// the content list in stream order. Returns `None` when a stage failed.
-    fn collect(&self, rx: Receiver<Work>, slots: Receiver<()>, failed: &AtomicBool) -> Result<Option<(Vec<Id>, u64)>> {
+    fn collect(
+        &self,
+        rx: Receiver<Work>,
+        slots: Receiver<()>,
+        failed: &AtomicBool,
+    ) -> Result<Option<(Vec<Id>, u64, StreamCounts)>> {
+        let mut counts = StreamCounts::default();
         let mut reorder: BTreeMap<u64, (Id, u32)> = BTreeMap::new();
         let mut next = 0u64;
         let mut list: Vec<u8> = Vec::with_capacity(LIST_RECORDS * 36);
@@ -338,6 +365,9 @@ impl<'a> SnapshotWriter<'a> {
                     sh.summary.chunks_new += 1;
                     sh.summary.bytes_stored += sealed.len() as u64;
                     sh.packer.add(id, BlobKind::Data, encoding, len, &sealed)?;
+                    counts.bytes_new += u64::from(len);
+                    counts.chunks_new += 1;
+                    counts.bytes_stored += sealed.len() as u64;
                     (seq, id, len)
                 }
             };
@@ -364,7 +394,7 @@ impl<'a> SnapshotWriter<'a> {
         if !list.is_empty() {
             content.push(self.store_blob(BlobKind::ContentList, &list)?);
         }
-        Ok(Some((content, next)))
+        Ok(Some((content, next, counts)))
     }
 
     fn maybe_write_segment(&self, force: bool) -> Result<()> {

@@ -150,6 +150,11 @@ impl Ctx {
         let store = self.store(None)?;
         // Fail on a missing repository before asking for a password.
         let config = Repository::read_config(&store)?;
+        self.unlock(store, config)
+    }
+
+    /// Unlock the repository whose config was read from `store`.
+    pub fn unlock(&self, store: Store, config: dbbackup::format::config::Config) -> dbbackup::Result<Repository> {
         let pw = password::get(&self.g, "repository password: ", false)?;
         Repository::open_with_config(store, config, pw.as_bytes())
     }

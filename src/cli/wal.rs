@@ -1,12 +1,15 @@
 //! `dbbackup wal push|fetch|list|stats`: PostgreSQL WAL archiving. `push` is the
 //! `archive_command`, `fetch` the `restore_command`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use dbbackup::lock;
+use dbbackup::repo::Repository;
 use dbbackup::util::human_bytes;
-use dbbackup::wal::push::{PushOptions, Pushed};
-use dbbackup::wal::{catalog, summary, PUSH_LOCK};
+use dbbackup::wal::push::{push_many, PushOptions, Pushed};
+use dbbackup::wal::spool::{self, Spool};
+use dbbackup::wal::{catalog, summary, WalFile, DEFAULT_SEG_SIZE, PUSH_LOCK};
+use dbbackup::Error;
 
 use super::{output, Ctx};
 
@@ -35,6 +38,11 @@ pub struct PushArgs {
     /// Do not read the new packs back to verify them before recording the file
     #[arg(long)]
     no_verify: bool,
+    /// Also store up to N more files PostgreSQL has marked ready in archive_status/, in the
+    /// same run; when it asks for them, a marker in the local spool answers at once (0: only
+    /// this file)
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    ahead: usize,
 }
 
 /// Arguments of `wal fetch`.
@@ -44,6 +52,10 @@ pub struct FetchArgs {
     file: String,
     /// Where to write it (%p)
     dest: PathBuf,
+    /// Also restore the next N segments into the local spool, verified, so the calls for
+    /// them are answered without unlocking the repository (0: only this file)
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    ahead: u32,
 }
 
 /// Run a `wal` subcommand.
@@ -57,16 +69,64 @@ pub fn run(ctx: &Ctx, c: WalCmd) -> anyhow::Result<()> {
 }
 
 fn push(ctx: &Ctx, a: PushArgs) -> anyhow::Result<()> {
-    let repo = ctx.open()?;
+    let name = a
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::usage(format!("{} has no file name", a.path.display())))?
+        .to_string();
+    let store = ctx.store(None)?;
+    let config = Repository::read_config(&store)?;
+    let spool = Spool::open(&ctx.cache_dir()?, &config.id)?;
+    if spool.take(&name, &a.path)? {
+        // Stored by an earlier call that pushed ahead: no need to unlock the repository.
+        tracing::info!(file = %name, "already archived (pushed ahead by an earlier call)");
+        return report(ctx, &Pushed::AlreadyArchived { file: name });
+    }
+    let repo = ctx.unlock(store, config)?;
     let guard = lock::acquire(&repo, PUSH_LOCK, false)?;
     let index = ctx.index(&repo)?;
     let opts = PushOptions {
         verify: !a.no_verify,
         compression_level: a.compression_level,
     };
-    let r = dbbackup::wal::push::push(&repo, &index, &guard, &a.path, &opts, &ctx.progress())?;
+    let ready = spool::ready_names(&a.path);
+    let mut paths = vec![a.path.clone()];
+    if a.ahead > 0 {
+        paths.extend(
+            spool::ahead_of(&a.path, &name, &ready)
+                .into_iter()
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| !spool.has(n)))
+                .take(a.ahead),
+        );
+    }
+    let mut results = push_many(&repo, &index, &guard, &paths, &opts, &ctx.progress())?.into_iter();
+    let own = results
+        .next()
+        .ok_or_else(|| Error::general("push returned no result"))?;
+    for (path, r) in paths.iter().skip(1).zip(results) {
+        match r {
+            Ok(d) => {
+                let file = d.pushed.file();
+                if let Err(e) = spool.record(file, &d.hash) {
+                    tracing::warn!(%file, error = %e, "pushed ahead, but cannot leave a spool marker");
+                } else {
+                    tracing::info!(%file, "pushed ahead");
+                }
+            }
+            // Reported when PostgreSQL asks for that file.
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot push ahead"),
+        }
+    }
+    if !ready.is_empty() {
+        spool.sweep(&ready)?;
+    }
+    report(ctx, &own?.pushed)
+}
+
+fn report(ctx: &Ctx, r: &Pushed) -> anyhow::Result<()> {
     if ctx.g.json {
-        return output::json(&r);
+        return output::json(r);
     }
     match r {
         Pushed::Stored {
@@ -81,13 +141,63 @@ fn push(ctx: &Ctx, a: PushArgs) -> anyhow::Result<()> {
 }
 
 fn fetch(ctx: &Ctx, a: FetchArgs) -> anyhow::Result<()> {
-    let repo = ctx.open()?;
+    WalFile::parse(&a.file)?;
+    let store = ctx.store(None)?;
+    let config = Repository::read_config(&store)?;
+    let spool = Spool::open(&ctx.cache_dir()?, &config.id)?;
+    let fetch_dir = spool.fetch_dir()?;
+    if let Some(n) = take_prefetched(&fetch_dir.join(&a.file), &a.dest)? {
+        tracing::info!(file = %a.file, bytes = n, "restored (read ahead by an earlier call)");
+        return Ok(());
+    }
+    let repo = ctx.unlock(store, config)?;
     // A shared lock keeps prune from sweeping packs out from under the restore.
     let _guard = lock::acquire(&repo, "wal-fetch", false)?;
     let index = ctx.index(&repo)?;
     let n = dbbackup::wal::fetch::fetch(&repo, &index, &a.file, &a.dest, &dbbackup::progress::NoProgress)?;
     tracing::info!(file = %a.file, bytes = n, "restored");
+    if a.ahead > 0 {
+        let seg_size = catalog::archive_info(&repo)?.map_or(DEFAULT_SEG_SIZE, |i| i.wal_segment_size);
+        // The file PostgreSQL asked for is in place: a failure here only costs speed later.
+        match dbbackup::wal::fetch::fetch_ahead(&repo, &index, &a.file, a.ahead, seg_size, &fetch_dir) {
+            Ok(v) if !v.is_empty() => tracing::info!(files = v.len(), "read ahead"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read ahead"),
+        }
+    }
     Ok(())
+}
+
+/// Move a segment read ahead into `dest` (replacing it, as PostgreSQL expects); its size, or
+/// `None` when there is none (another restore from this repository may have taken it).
+fn take_prefetched(src: &Path, dest: &Path) -> anyhow::Result<Option<u64>> {
+    let size = match std::fs::metadata(src) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("cannot stat {}", src.display()), e).into()),
+    };
+    match std::fs::rename(src, dest) {
+        Ok(()) => return Ok(Some(size)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // Another file system: copy to a temporary name beside dest, then rename.
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
+        Err(e) => return Err(Error::io(format!("cannot move {} to {}", src.display(), dest.display()), e).into()),
+    }
+    let dir = dest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(format!("cannot write in {}", dir.display()), e))?;
+    match std::fs::copy(src, tmp.path()) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("cannot copy {}", src.display()), e).into()),
+    }
+    tmp.persist(dest)
+        .map_err(|e| Error::io(format!("cannot write {}", dest.display()), e.error))?;
+    let _ = std::fs::remove_file(src);
+    Ok(Some(size))
 }
 
 fn list(ctx: &Ctx) -> anyhow::Result<()> {

@@ -1,11 +1,15 @@
 //! `wal fetch`: restore one archived WAL file for PostgreSQL's `restore_command`. A file the
 //! archive does not hold is a `NotFound` error, which PostgreSQL takes as the end of the
-//! archive.
+//! archive. [`fetch_ahead`] restores the segments that follow into the spool, verified, so
+//! the calls for them need not unlock the repository.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
 
 use super::catalog;
-use super::names::WalFile;
+use super::names::{segment_name, WalFile};
 use crate::error::{Error, Result};
 use crate::index::IndexCache;
 use crate::progress::Progress;
@@ -27,4 +31,57 @@ pub fn fetch(repo: &Repository, index: &IndexCache, file: &str, dest: &Path, pro
         ));
     }
     restore_file(repo, index, &e.data, dest, true, progress)
+}
+
+/// Restore the `n` segments after `file` (same timeline) into `dir`, each verified before it
+/// appears under its name; segments already there are kept, the archive's end stops it, and
+/// every other file in `dir` (older, or of another timeline) is removed. Returns the names
+/// restored now. Nothing is read ahead after a history or backup-label file.
+pub fn fetch_ahead(
+    repo: &Repository,
+    index: &IndexCache,
+    file: &str,
+    n: u32,
+    seg_size: u32,
+    dir: &Path,
+) -> Result<Vec<String>> {
+    let kind = WalFile::parse(file)?;
+    let next: Vec<String> = match (kind, kind.segno(seg_size)) {
+        (WalFile::Segment { tli, .. }, Some(segno)) => (1..=u64::from(n))
+            .map(|k| segment_name(tli, segno + k, seg_size))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let keep: HashSet<&str> = next.iter().map(String::as_str).collect();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if !e.file_name().to_str().is_some_and(|n| keep.contains(n)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let wanted: Vec<(String, PathBuf)> = next
+        .iter()
+        .map(|name| (name.clone(), dir.join(name)))
+        .filter(|(_, p)| !p.exists())
+        .collect();
+    let fetched: Vec<Result<Option<String>>> = wanted
+        .par_iter()
+        .map(|(name, p)| {
+            let found = catalog::find(repo, name)?;
+            let Some((_, e)) = found.first() else { return Ok(None) };
+            if found.iter().any(|(_, x)| x.data.sha256 != e.data.sha256) {
+                return Ok(None); // the call for it reports the conflict
+            }
+            restore_file(repo, index, &e.data, p, true, &crate::progress::NoProgress)?;
+            Ok(Some(name.clone()))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in fetched {
+        if let Some(name) = r? {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }

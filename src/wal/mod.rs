@@ -8,6 +8,7 @@ pub mod names;
 pub mod pitr;
 pub mod push;
 pub mod retention;
+pub mod spool;
 pub mod summary;
 
 pub use names::{Lsn, WalFile};

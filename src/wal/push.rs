@@ -4,11 +4,16 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
 
 use sha2::{Digest, Sha256};
 
 use super::catalog;
 use super::names::{parse_segment_header, WalFile};
+use super::spool::{read_blocks, FileHash};
 use super::DEFAULT_SEG_SIZE;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::{ArchiveInfo, WalEntry};
@@ -59,14 +64,33 @@ pub enum Pushed {
     },
 }
 
-/// Name, size and SHA-256 of a local WAL file, and the cluster that wrote it when known.
+impl Pushed {
+    /// The file's name.
+    pub fn file(&self) -> &str {
+        match self {
+            Pushed::Stored { file, .. } | Pushed::AlreadyArchived { file } => file,
+        }
+    }
+}
+
+/// Name, size and cluster of a local WAL file, read from its metadata and header.
 struct Local {
+    path: PathBuf,
     name: String,
     kind: WalFile,
     size: u64,
-    sha256: String,
+    modified: Option<std::time::SystemTime>,
     system_id: Option<u64>,
     seg_size: u32,
+}
+
+/// What a push did with one file, and the file's content hash for a spool marker.
+#[derive(Debug, Clone)]
+pub struct Done {
+    /// The outcome.
+    pub pushed: Pushed,
+    /// Size and BLAKE3 of the bytes archived.
+    pub hash: FileHash,
 }
 
 fn open(path: &Path) -> Result<std::fs::File> {
@@ -104,25 +128,17 @@ fn inspect(path: &Path) -> Result<Local> {
         .to_string();
     let kind = WalFile::parse(&name)?;
     let mut f = open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    let mut first: Vec<u8> = Vec::new();
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        if n == 0 {
-            break;
-        }
-        if first.len() < 64 {
-            first.extend_from_slice(&buf[..n.min(64 - first.len())]);
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
+    let md = f
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+    let size = md.len();
     let (system_id, seg_size) = match kind {
         WalFile::Segment { .. } | WalFile::Partial { .. } => {
+            let mut first = Vec::with_capacity(64);
+            (&mut f)
+                .take(64)
+                .read_to_end(&mut first)
+                .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
             let hd = parse_segment_header(&first).map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
             if matches!(kind, WalFile::Segment { .. }) && size != u64::from(hd.seg_size) {
                 return Err(Error::usage(format!(
@@ -136,21 +152,55 @@ fn inspect(path: &Path) -> Result<Local> {
         _ => (control_system_id(&data_dir(path)), DEFAULT_SEG_SIZE),
     };
     Ok(Local {
+        path: path.to_path_buf(),
         name,
         kind,
         size,
-        sha256: hex::encode(h.finalize()),
+        modified: md.modified().ok(),
         system_id,
         seg_size,
     })
 }
 
+/// SHA-256 and BLAKE3 of a file in one read.
+fn hash_both(path: &Path) -> Result<(String, FileHash)> {
+    let mut sha = Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let size = read_blocks(path, |b| {
+        sha.update(b);
+        b3.update(b);
+    })?;
+    Ok((
+        hex::encode(sha.finalize()),
+        FileHash {
+            size,
+            blake3: b3.finalize(),
+        },
+    ))
+}
+
+/// A reader that hashes what passes through it (the marker's BLAKE3).
+struct Hashing<R> {
+    inner: R,
+    h: blake3::Hasher,
+    size: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.h.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
 /// Check the file belongs to the archive's cluster; record the cluster at the first push.
-fn check_cluster(repo: &Repository, local: &Local) -> Result<()> {
+fn check_cluster(repo: &Repository, info: &mut Option<ArchiveInfo>, local: &Local) -> Result<()> {
     let Some(sys) = local.system_id else {
         return Ok(()); // a history file pushed from outside a data directory
     };
-    match catalog::archive_info(repo)? {
+    match info {
         Some(a) if a.system_id != sys.to_string() => Err(Error::config(format!(
             "this repository archives the WAL of cluster {}, but {} comes from cluster {sys}; \
              use a repository per cluster (after a new initdb or pg_upgrade, start a new one)",
@@ -158,19 +208,46 @@ fn check_cluster(repo: &Repository, local: &Local) -> Result<()> {
         ))),
         Some(_) => Ok(()),
         None => {
-            catalog::save_archive_info(
-                repo,
-                &ArchiveInfo {
-                    version: FORMAT_VERSION,
-                    system_id: sys.to_string(),
-                    wal_segment_size: local.seg_size,
-                    created: jiff::Timestamp::now(),
-                    hostname: crate::util::hostname(),
-                },
-            )?;
+            let a = ArchiveInfo {
+                version: FORMAT_VERSION,
+                system_id: sys.to_string(),
+                wal_segment_size: local.seg_size,
+                created: jiff::Timestamp::now(),
+                hostname: crate::util::hostname(),
+            };
+            catalog::save_archive_info(repo, &a)?;
+            *info = Some(a);
             Ok(())
         }
     }
+}
+
+/// Is the file already archived? Compares the content with every catalog entry of its name:
+/// the same bytes are done, different bytes are refused.
+fn already_archived(repo: &Repository, local: &Local) -> Result<Option<Done>> {
+    let existing = catalog::find(repo, &local.name)?;
+    if existing.is_empty() {
+        return Ok(None);
+    }
+    let (sha256, hash) = hash_both(&local.path)?;
+    if let Some((id, e)) = existing.iter().find(|(_, e)| e.data.sha256 != sha256) {
+        return Err(Error::new(
+            ErrorKind::CantCreate,
+            format!(
+                "{} is already archived with different content (catalog entry {}, SHA-256 {}; this file: {sha256}); \
+                 dbbackup never overwrites an archived WAL file. Is a second cluster archiving into this repository?",
+                local.name,
+                id.short(),
+                e.data.sha256,
+            ),
+        ));
+    }
+    Ok(Some(Done {
+        pushed: Pushed::AlreadyArchived {
+            file: local.name.clone(),
+        },
+        hash,
+    }))
 }
 
 /// Archive the WAL file at `path`. The caller holds `lock` (a [`super::PUSH_LOCK`] lock)
@@ -183,60 +260,155 @@ pub fn push(
     opts: &PushOptions,
     progress: &dyn Progress,
 ) -> Result<Pushed> {
-    let local = inspect(path)?;
-    let existing = catalog::find(repo, &local.name)?;
-    if !existing.is_empty() {
-        if let Some((id, e)) = existing.iter().find(|(_, e)| e.data.sha256 != local.sha256) {
-            return Err(Error::new(
-                ErrorKind::CantCreate,
-                format!(
-                    "{} is already archived with different content (catalog entry {}, SHA-256 {}; this file: {}); \
-                     dbbackup never overwrites an archived WAL file. Is a second cluster archiving into this repository?",
-                    local.name,
-                    id.short(),
-                    e.data.sha256,
-                    local.sha256
-                ),
-            ));
-        }
-        return Ok(Pushed::AlreadyArchived { file: local.name });
-    }
-    check_cluster(repo, &local)?;
+    let mut r = push_many(repo, index, lock, &[path.to_path_buf()], opts, progress)?;
+    r.pop()
+        .ok_or_else(|| Error::general("push returned no result"))?
+        .map(|d| d.pushed)
+}
 
+/// Streams stored at once by [`push_many`].
+const PARALLEL_FILES: usize = 2;
+
+/// Archive several WAL files in one run: their new chunks share packs and one index segment,
+/// and up to [`PARALLEL_FILES`] are read at once. Returns one result per path, in order: a
+/// file's own problem (refused, unreadable, changed) fails only that file. An error that
+/// leaves nothing recorded for any of them (storage failing, the lock lost) is the `Err`.
+/// The caller holds `lock` (a [`super::PUSH_LOCK`] lock) and synced `index` after taking it.
+pub fn push_many(
+    repo: &Repository,
+    index: &IndexCache,
+    lock: &LockGuard,
+    paths: &[PathBuf],
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<Result<Done>>> {
+    // Catalog lookups are storage round trips: in parallel.
+    let looked: Vec<Result<(Local, Option<Done>)>> = paths
+        .par_iter()
+        .map(|p| {
+            let local = inspect(p)?;
+            let done = already_archived(repo, &local)?;
+            Ok((local, done))
+        })
+        .collect();
+    let mut info = catalog::archive_info(repo)?;
+    let mut out: Vec<Option<Result<Done>>> = Vec::with_capacity(paths.len());
+    let mut todo: Vec<(usize, Local)> = Vec::new();
+    for (i, r) in looked.into_iter().enumerate() {
+        match r {
+            Ok((_, Some(done))) => out.push(Some(Ok(done))),
+            Ok((local, None)) => match check_cluster(repo, &mut info, &local) {
+                Ok(()) => {
+                    out.push(None);
+                    todo.push((i, local));
+                }
+                Err(e) => out.push(Some(Err(e))),
+            },
+            Err(e) => out.push(Some(Err(e))),
+        }
+    }
+    if !todo.is_empty() {
+        for (i, r) in store_new(repo, index, lock, &todo, opts, progress)? {
+            out[i] = Some(r);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.ok_or_else(|| Error::general("push lost a file's result")))
+        .collect()
+}
+
+/// A file's catalog entry to save, and its hash for a spool marker; or why it failed.
+type Stored = Result<(WalEntry, FileHash)>;
+
+/// Store the files of `todo` (index in the caller's list, file) and record them.
+fn store_new(
+    repo: &Repository,
+    index: &IndexCache,
+    lock: &LockGuard,
+    todo: &[(usize, Local)],
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<(usize, Result<Done>)>> {
     let mut so = SnapshotOptions::named("wal");
     so.verify = opts.verify;
     so.compression_level = opts.compression_level;
     let writer = SnapshotWriter::new(repo, index, so)?.with_lock(lock);
-    progress.start(&local.name, Some(local.size));
-    let entry = writer.add_stream(&local.name, open(path)?, progress)?;
-    let (_, summary) = writer.finish_data()?;
-    progress.finish();
-    if entry.sha256 != local.sha256 || entry.size != local.size {
-        return Err(Error::new(
-            ErrorKind::Temporary,
-            format!(
-                "{} changed while it was being archived; nothing was recorded",
-                local.name
-            ),
-        ));
-    }
-    let e = WalEntry {
-        version: FORMAT_VERSION,
-        file: local.name.clone(),
-        system_id: local.system_id.map(|s| s.to_string()).unwrap_or_default(),
-        timeline: local.kind.timeline(),
-        time: jiff::Timestamp::now(),
-        hostname: crate::util::hostname(),
-        data: entry,
-        bytes_new: summary.bytes_new,
-        bytes_stored: summary.bytes_stored,
+    let total: u64 = todo.iter().map(|(_, l)| l.size).sum();
+    progress.start(todo.first().map(|(_, l)| l.name.as_str()).unwrap_or("WAL"), Some(total));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Stored)>> = Mutex::default();
+    let store_one = |local: &Local| -> Result<(WalEntry, FileHash)> {
+        let mut src = Hashing {
+            inner: open(&local.path)?,
+            h: blake3::Hasher::new(),
+            size: 0,
+        };
+        let (entry, counts) = writer.add_stream_counted(&local.name, &mut src, progress)?;
+        let hash = FileHash {
+            size: src.size,
+            blake3: src.h.finalize(),
+        };
+        let now = std::fs::metadata(&local.path).ok();
+        if entry.size != local.size
+            || now.as_ref().map(|m| m.len()) != Some(local.size)
+            || now.and_then(|m| m.modified().ok()) != local.modified
+        {
+            return Err(Error::new(
+                ErrorKind::Temporary,
+                format!(
+                    "{} changed while it was being archived; nothing was recorded",
+                    local.name
+                ),
+            ));
+        }
+        let e = WalEntry {
+            version: FORMAT_VERSION,
+            file: local.name.clone(),
+            system_id: local.system_id.map(|s| s.to_string()).unwrap_or_default(),
+            timeline: local.kind.timeline(),
+            time: jiff::Timestamp::now(),
+            hostname: crate::util::hostname(),
+            data: entry,
+            bytes_new: counts.bytes_new,
+            bytes_stored: counts.bytes_stored,
+        };
+        Ok((e, hash))
     };
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_FILES.min(todo.len()) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some((i, local)) = todo.get(k) else { return };
+                let r = store_one(local);
+                if let Ok(mut v) = results.lock() {
+                    v.push((*i, r));
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .map_err(|_| Error::general("push state poisoned by an earlier panic"))?;
+    // Every stream's chunks durable and indexed before any file is recorded.
+    writer.finish_data()?;
+    progress.finish();
     lock.ensure_fresh()?;
-    catalog::save(repo, &e)?;
-    Ok(Pushed::Stored {
-        file: local.name,
-        bytes: local.size,
-        bytes_new: summary.bytes_new,
-        bytes_stored: summary.bytes_stored,
-    })
+    Ok(results
+        .into_par_iter()
+        .map(|(i, r)| {
+            let r = r.and_then(|(e, hash)| {
+                catalog::save(repo, &e)?;
+                Ok(Done {
+                    pushed: Pushed::Stored {
+                        file: e.file.clone(),
+                        bytes: e.data.size,
+                        bytes_new: e.bytes_new,
+                        bytes_stored: e.bytes_stored,
+                    },
+                    hash,
+                })
+            });
+            (i, r)
+        })
+        .collect())
 }
