@@ -4,6 +4,8 @@
 //! times and WAL switches between them, PITR to a time between two markers into a new data
 //! directory; the recovered server holds exactly the markers up to the target and passes
 //! pg_amcheck. Then the push rules: same bytes again, different bytes, another cluster.
+//! A second test recovers onto a new timeline that keeps archiving, then recovers again to
+//! a moment on that timeline from the base backup taken before the switch.
 
 mod common;
 
@@ -78,6 +80,25 @@ impl Archive {
     }
 }
 
+/// A server archiving into `ar` through a script in `dir`. With `kill_flag`, the script's
+/// first push is SIGKILLed at its third storage write and the flag file made.
+fn archiving_server(ar: &Archive, dir: &Path, kill_flag: Option<&Path>) -> Pg {
+    let script = dir.join("push.sh");
+    let base = format!("{} {}", ar.bin, ar.globals().join(" "));
+    let first = kill_flag.map_or(String::new(), |flag| {
+        format!(
+            "if [ ! -e {f} ]; then touch {f}; DBBACKUP_TEST_KILL_AT_MUTATION=3 exec {base} -q wal push \"$1\"; fi\n",
+            f = flag.display()
+        )
+    });
+    std::fs::write(&script, format!("#!/bin/sh\n{first}exec {base} -q wal push \"$1\"\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Pg::start_with(&format!(
+        "\nwal_level = replica\narchive_mode = on\narchive_command = '{} %p'\n",
+        script.display()
+    ))
+}
+
 fn private_tempdir(prefix: &str) -> tempfile::TempDir {
     let d = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -102,22 +123,8 @@ fn archive_snapshot_and_recover_to_a_point_in_time() {
     let work = private_tempdir("dbbackup-pitr-");
     let ar = Archive::new(work.path());
     // The server's archive_command; its first call is SIGKILLed before its pack is written.
-    let script = work.path().join("push.sh");
     let flag = work.path().join("killed-once");
-    let base = format!("{} {}", ar.bin, ar.globals().join(" "));
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nif [ ! -e {flag} ]; then touch {flag}; DBBACKUP_TEST_KILL_AT_MUTATION=3 exec {base} -q wal push \"$1\"; fi\nexec {base} -q wal push \"$1\"\n",
-            flag = flag.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let pg = Pg::start_with(&format!(
-        "\nwal_level = replica\narchive_mode = on\narchive_command = '{} %p'\n",
-        script.display()
-    ));
+    let pg = archiving_server(&ar, work.path(), Some(&flag));
     let log = pg.dir.path().join("log");
 
     common::ok(
@@ -225,6 +232,108 @@ fn archive_snapshot_and_recover_to_a_point_in_time() {
     push_rules(&ar, work.path(), &last_switched);
     drop(rec);
     retention_keeps_what_the_newest_base_needs(&ar, &pg, &log);
+}
+
+/// A point-in-time recovery that becomes the new primary: it promotes onto timeline 2 and
+/// archives into the same repository (its `.history` file, then timeline 2's segments). A later PITR to a moment on timeline 2, from
+/// the base backup taken on timeline 1, follows the history: it holds the markers of
+/// timeline 1 before the switch and those of timeline 2 up to the target, not the one
+/// timeline 1 had after the switch point.
+#[test]
+fn recover_onto_a_new_timeline_and_again_within_it() {
+    let work = private_tempdir("dbbackup-tli-");
+    let ar = Archive::new(work.path());
+    let pg = archiving_server(&ar, work.path(), None);
+    let log = pg.dir.path().join("log");
+    pg.sql(
+        "postgres",
+        "create table marker (i int primary key, t timestamptz not null default clock_timestamp())",
+    );
+    let snap = physical_snapshot(&ar, &pg);
+    let marker = |pg: &Pg, i: u32| -> String {
+        let t = pg.sql(
+            "postgres",
+            &format!(
+                "insert into marker (i) values ({i}) \
+                 returning to_char(t at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            ),
+        );
+        let f = pg.sql("postgres", "select pg_walfile_name(pg_switch_wal())");
+        std::thread::sleep(Duration::from_millis(1500));
+        wait_archived(pg, &pg.dir.path().join("log"), &f);
+        t
+    };
+    let t1 = marker(&pg, 1);
+    marker(&pg, 2); // the mistake the recovery undoes
+    wait_archived(&pg, &log, "");
+    drop(pg);
+
+    // Recover to just after marker 1 and promote; the new primary keeps archiving.
+    let b_dir = private_tempdir("dbbackup-tli-b-");
+    let data = b_dir.path().join("data");
+    ar.json(&[
+        "restore",
+        "--pitr",
+        "--target-time",
+        &after(&t1, 700),
+        "--target-action",
+        "promote",
+        "--pgdata",
+        data.to_str().unwrap(),
+    ]);
+    let b = Pg::run_on(b_dir);
+    let b_log = b.dir.path().join("log");
+    wait_for("promotion", &b_log, || {
+        b.psql("postgres", "select pg_is_in_recovery()")
+            .stdout
+            .starts_with(b"f")
+    });
+    assert_eq!(b.sql("postgres", TIMELINE), "00000002");
+    let t3 = marker(&b, 3);
+    marker(&b, 4);
+    drop(b);
+
+    let stats = ar.json(&["wal", "stats"]);
+    assert_eq!(stats["history"], 1, "{stats}");
+    let tls: Vec<u64> = stats["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["timeline"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tls, [1, 2], "{stats}");
+    let check = ar.run(&["check"]);
+    assert!(check.status.success(), "check: {}", common::stderr(&check));
+
+    // Back to just after marker 3, on timeline 2, from the base taken on timeline 1.
+    let c_dir = private_tempdir("dbbackup-tli-c-");
+    let data = c_dir.path().join("data");
+    let r = ar.json(&[
+        "restore",
+        "--pitr",
+        "--target-time",
+        &after(&t3, 700),
+        "--target-action",
+        "promote",
+        "--pgdata",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(r["snapshot"], snap["id"], "{r}");
+    let c = recover(c_dir);
+    assert_eq!(
+        c.sql("postgres", "select string_agg(i::text, ',' order by i) from marker"),
+        "1,3"
+    );
+    assert_eq!(c.sql("postgres", TIMELINE), "00000003");
+}
+
+/// The timeline a server writes WAL on, as it appears in file names.
+const TIMELINE: &str = "select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)";
+
+/// RFC 3339 time `t` plus `ms` milliseconds.
+fn after(t: &str, ms: i64) -> String {
+    let ts: jiff::Timestamp = t.parse().unwrap_or_else(|e| panic!("cannot parse {t}: {e}"));
+    (ts + jiff::SignedDuration::from_millis(ms)).to_string()
 }
 
 /// A second physical snapshot; prune keeping only it removes the WAL before its start and
