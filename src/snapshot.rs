@@ -304,6 +304,26 @@ impl<'a> SnapshotWriter<'a> {
         Ok((entry, counts))
     }
 
+    /// Record an entry whose chunks are already in the repository (a file unchanged since
+    /// the parent snapshot, an archived WAL file) without reading anything. The caller took
+    /// it from a verified manifest or catalog entry that its lock keeps from prune.
+    pub fn add_existing(&self, entry: Entry) -> Result<()> {
+        check_label("entry path", &entry.path)?;
+        let mut entries = self.entries.lock().map_err(|_| poisoned())?;
+        if entries.iter().any(|e| e.path == entry.path) {
+            return Err(Error::usage(format!(
+                "the snapshot already has an entry `{}`",
+                entry.path
+            )));
+        }
+        {
+            let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+            sh.summary.chunks_total += entry.chunks;
+        }
+        entries.push(entry);
+        Ok(())
+    }
+
     /// Drop entries whose path matches (a stream whose producer failed after it was read).
     /// Their chunks stay stored, unreferenced by this snapshot.
     pub fn discard_entries(&self, matches: impl Fn(&str) -> bool) {

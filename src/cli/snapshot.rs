@@ -12,6 +12,17 @@ use dbbackup::Error;
 use super::db::ConnArgs;
 use super::{output, Ctx};
 
+/// `--mode` of a physical snapshot.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhysicalMode {
+    /// Read every file.
+    Full,
+    /// Read files changed since the newest file-by-file snapshot.
+    Incremental,
+    /// Read files changed since the newest full file-by-file snapshot.
+    Differential,
+}
+
 /// Arguments of `snapshot`.
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["database", "all", "stdin", "from_command", "physical"])))]
@@ -25,6 +36,15 @@ pub struct Args {
     /// it needs), for `restore --pgdata` and point-in-time recovery with `wal push`
     #[arg(long)]
     physical: bool,
+    /// With --physical: back up file by file through the low-level backup API instead of
+    /// pg_basebackup; `incremental` reads only files changed since the newest file-by-file
+    /// snapshot of this name, `differential` since the newest full one (needs --pgdata, and
+    /// archive_command pushing into this repository)
+    #[arg(long, value_enum, requires = "pgdata")]
+    mode: Option<PhysicalMode>,
+    /// With --mode: the cluster's data directory, readable by this user
+    #[arg(long, value_name = "DIR", requires = "mode")]
+    pgdata: Option<std::path::PathBuf>,
     /// Read the stream from standard input
     #[arg(long)]
     stdin: bool,
@@ -97,6 +117,51 @@ pub fn parse_time(s: &str) -> dbbackup::Result<jiff::Timestamp> {
         })
 }
 
+/// A file-by-file physical backup, compared with the parent `mode` picks (a full one when
+/// there is none yet).
+#[allow(clippy::too_many_arguments)]
+fn files_backup(
+    w: &SnapshotWriter,
+    repo: &dbbackup::repo::Repository,
+    index: &dbbackup::index::IndexCache,
+    conn: &dbbackup::sources::postgres::PgConn,
+    name: &str,
+    mode: PhysicalMode,
+    pgdata: &std::path::Path,
+    bar: &super::output::Bar,
+) -> anyhow::Result<dbbackup::format::snapshot::PhysicalSource> {
+    use dbbackup::sources::pgdata::{choose_parent, Mode};
+    let mut mode = match mode {
+        PhysicalMode::Full => Mode::Full,
+        PhysicalMode::Incremental => Mode::Incremental,
+        PhysicalMode::Differential => Mode::Differential,
+    };
+    let system_id = conn.value("postgres", "select system_identifier from pg_control_system()")?;
+    let parent = choose_parent(repo, name, &system_id, mode)?;
+    if parent.is_none() && mode != Mode::Full {
+        tracing::warn!("no earlier file-by-file snapshot of `{name}` to compare with: taking a full one");
+        mode = Mode::Full;
+    }
+    let (p, r) = dbbackup::sources::pgdata::files_backup(
+        w,
+        repo,
+        index,
+        conn,
+        pgdata,
+        mode,
+        parent.as_ref().map(|(id, m)| (*id, m)),
+        bar,
+    )?;
+    tracing::info!(
+        mode = mode.as_str(),
+        files_read = r.files_read,
+        files_unchanged = r.files_reused,
+        bytes_unchanged = r.bytes_reused,
+        "file-by-file base backup"
+    );
+    Ok(p)
+}
+
 /// Run `snapshot`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let time = a.time.as_deref().map(parse_time).transpose()?;
@@ -109,6 +174,9 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let db_mode = a.database.is_some() || a.all;
     if a.jobs == 0 {
         return Err(Error::usage("--jobs must be at least 1").into());
+    }
+    if a.mode.is_some() && !a.physical {
+        return Err(Error::usage("--mode and --pgdata apply to --physical snapshots").into());
     }
     if a.physical && a.conn.engine.is_some_and(|e| e != super::db::Engine::Postgres) {
         return Err(Error::usage("--physical backs up PostgreSQL clusters").into());
@@ -145,7 +213,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             bin_dir: a.conn.bin_dir.clone(),
         };
         bar.start("base backup", None);
-        let mut p = dbbackup::sources::physical::base_backup(&w, &conn, &bar)?;
+        let mut p = match (a.mode, &a.pgdata) {
+            (Some(mode), Some(dir)) => files_backup(&w, &repo, &index, &conn, &name, mode, dir, &bar)?,
+            _ => dbbackup::sources::physical::base_backup(&w, &conn, &bar)?,
+        };
         bar.finish();
         p.host = a.conn.host.clone();
         p.port = a.conn.port;

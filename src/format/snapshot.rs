@@ -59,6 +59,14 @@ pub struct PhysicalSource {
     pub finished: jiff::Timestamp,
     /// The backup label as the server wrote it.
     pub backup_label: String,
+    /// How the files were taken (§8.4): absent for a `base.tar` from pg_basebackup;
+    /// `full`, `incremental` or `differential` for a file-by-file backup through the
+    /// low-level backup API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The snapshot whose unchanged files this one shares (incremental, differential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<crate::format::Id>,
 }
 
 /// What a database snapshot holds and how it was taken.

@@ -161,8 +161,8 @@ pub fn parse_end_point(stderr: &[String]) -> Option<Lsn> {
     })
 }
 
-/// Take a base backup of the cluster `conn` reaches into `w` as entry [`BASE_TAR`].
-pub fn base_backup(w: &SnapshotWriter, conn: &PgConn, progress: &dyn Progress) -> Result<PhysicalSource> {
+/// The server's version, system identifier and WAL segment size.
+pub fn server_info(conn: &PgConn) -> Result<(String, String, u32)> {
     let server_version = conn.value("postgres", "show server_version")?;
     let system_id = conn.value("postgres", "select system_identifier from pg_control_system()")?;
     let wal_segment_size: u32 = conn
@@ -172,6 +172,12 @@ pub fn base_backup(w: &SnapshotWriter, conn: &PgConn, progress: &dyn Progress) -
         )?
         .parse()
         .map_err(|_| Error::general("the server reported an unreadable wal_segment_size"))?;
+    Ok((server_version, system_id, wal_segment_size))
+}
+
+/// Take a base backup of the cluster `conn` reaches into `w` as entry [`BASE_TAR`].
+pub fn base_backup(w: &SnapshotWriter, conn: &PgConn, progress: &dyn Progress) -> Result<PhysicalSource> {
+    let (server_version, system_id, wal_segment_size) = server_info(conn)?;
     let tool = conn.tool_version("pg_basebackup")?;
     let mut cmd = conn.tool("pg_basebackup");
     cmd.args([
@@ -220,6 +226,8 @@ pub fn base_backup(w: &SnapshotWriter, conn: &PgConn, progress: &dyn Progress) -
         started,
         finished,
         backup_label: label_text,
+        mode: None,
+        parent: None,
     })
 }
 
@@ -257,6 +265,9 @@ pub fn restore_pgdata(
             "--pgdata restores physical snapshots (`snapshot --physical`); this one is not",
         ));
     };
+    if m.entries.iter().any(|e| e.path == crate::sources::pgdata::FILE_LIST) {
+        return crate::sources::pgdata::restore_files(repo, index, m, dir, progress);
+    }
     let entry = m
         .entries
         .iter()

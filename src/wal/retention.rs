@@ -48,6 +48,8 @@ mod tests {
             started: jiff::Timestamp::UNIX_EPOCH,
             finished: jiff::Timestamp::UNIX_EPOCH,
             backup_label: String::new(),
+            mode: None,
+            parent: None,
         };
         assert_eq!(keep_from(&[]), None);
         assert!(!expendable("000000010000000000000001", None));

@@ -1,0 +1,498 @@
+//! File-by-file physical base backups through PostgreSQL's low-level backup API
+//! (`snapshot --physical --mode full|incremental|differential --pgdata DIR`, repo-format
+//! §8.4): `pg_backup_start` in a psql session, the data directory read file by file (what
+//! pg_basebackup leaves out is left out), `pg_backup_stop` waiting for the WAL to be
+//! archived. A file whose size and modification time equal the parent's record, and that was
+//! last modified before the parent started, is recorded with the parent's chunks without
+//! being read. The WAL from start to stop is taken from this repository's archive, so every
+//! snapshot restores on its own.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, ChildStdout, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::snapshot::{Entry, Manifest, PhysicalSource};
+use crate::format::Id;
+use crate::index::IndexCache;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::snapshot::SnapshotWriter;
+use crate::sources::physical::{parse_label, server_info};
+use crate::sources::postgres::PgConn;
+use crate::wal::catalog;
+use crate::wal::names::{segment_name, Lsn, WalFile};
+
+/// Entry holding the list of directories and files (JSON, [`FileList`]).
+pub const FILE_LIST: &str = "pgdata.files";
+/// Prefix of the entries holding the data directory's files.
+pub const PREFIX: &str = "pgdata/";
+
+/// How the files of a file-by-file backup are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read every file.
+    Full,
+    /// Compare with the newest file-by-file snapshot of the same name and cluster.
+    Incremental,
+    /// Compare with the newest full one.
+    Differential,
+}
+
+impl Mode {
+    /// The name recorded in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Incremental => "incremental",
+            Mode::Differential => "differential",
+        }
+    }
+}
+
+/// The directories and files of a backup, with what change detection compares.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FileList {
+    /// Directories relative to the data directory (created 0700 on restore).
+    pub dirs: Vec<String>,
+    /// Regular files.
+    pub files: Vec<FileMeta>,
+}
+
+/// One file as it was found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Path relative to the data directory.
+    pub path: String,
+    /// Size when listed.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+}
+
+/// Directories whose contents pg_basebackup leaves out (the directory itself is kept).
+const EMPTY_DIRS: &[&str] = &[
+    "pg_wal",
+    "pg_stat_tmp",
+    "pg_replslot",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_subtrans",
+];
+/// Files left out wherever they are.
+const SKIP_FILES: &[&str] = &[
+    "postgresql.auto.conf.tmp",
+    "current_logfiles.tmp",
+    "pg_internal.init",
+    "backup_label",
+    "tablespace_map",
+    "backup_manifest",
+    "postmaster.pid",
+    "postmaster.opts",
+];
+
+/// A psql session holding the backup open (the low-level API ends a backup whose session
+/// ends).
+struct Session {
+    child: std::process::Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+}
+
+impl Session {
+    fn open(conn: &PgConn) -> Result<Session> {
+        let mut cmd = conn.tool("psql");
+        cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::io("cannot run psql (set --bin-dir to PostgreSQL's client tools)", e))?;
+        let (Some(stdin), Some(out)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::general("psql started without pipes"));
+        };
+        Ok(Session {
+            child,
+            stdin,
+            out: BufReader::new(out),
+        })
+    }
+
+    /// Run one query returning one row; its `|`-separated fields.
+    fn row(&mut self, sql: &str) -> Result<Vec<String>> {
+        writeln!(self.stdin, "{sql};")
+            .and_then(|_| self.stdin.flush())
+            .map_err(|e| Error::io("the psql session ended", e))?;
+        let mut line = String::new();
+        let n = self
+            .out
+            .read_line(&mut line)
+            .map_err(|e| Error::io("cannot read from psql", e))?;
+        if n == 0 {
+            return Err(Error::new(
+                ErrorKind::Temporary,
+                format!("the server ended the backup session during `{sql}` (see psql's message above)"),
+            ));
+        }
+        Ok(line.trim_end_matches('\n').split('|').map(str::to_string).collect())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Closing the session aborts a backup still in progress.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn relation_base(name: &str) -> &str {
+    let end = name.find(['_', '.']).unwrap_or(name.len());
+    &name[..end]
+}
+
+/// List the data directory as pg_basebackup would back it up.
+pub fn list_pgdata(root: &Path) -> Result<FileList> {
+    let mut list = FileList::default();
+    walk(root, root, &mut list)?;
+    list.dirs.sort();
+    list.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(list)
+}
+
+fn walk(root: &Path, dir: &Path, list: &mut FileList) -> Result<()> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        // Dropped while listed (a database's directory).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => return Ok(()),
+        Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), e)),
+    };
+    let mut names: Vec<(String, PathBuf)> = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+        let Some(n) = e.file_name().to_str().map(str::to_string) else {
+            return Err(Error::usage(format!(
+                "{} holds a file name that is not UTF-8",
+                dir.display()
+            )));
+        };
+        names.push((n, e.path()));
+    }
+    // Unlogged relations: only their init fork is backed up.
+    let unlogged: Vec<String> = names
+        .iter()
+        .filter_map(|(n, _)| n.strip_suffix("_init").map(str::to_string))
+        .collect();
+    for (name, path) in names {
+        let rel = path
+            .strip_prefix(root)
+            .map_err(|_| Error::general("walked outside the data directory"))?
+            .to_string_lossy()
+            .into_owned();
+        if SKIP_FILES.contains(&name.as_str()) || name.starts_with("pgsql_tmp") {
+            continue;
+        }
+        let md = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("cannot stat {}", path.display()), e)),
+        };
+        if rel.starts_with("pg_tblspc/") {
+            return Err(Error::usage(
+                "the cluster has tablespaces, which file-by-file backups do not support yet; \
+                 take `snapshot --physical` without --mode",
+            ));
+        }
+        if md.is_dir() || (md.file_type().is_symlink() && path.is_dir()) {
+            list.dirs.push(rel.clone());
+            if EMPTY_DIRS.contains(&rel.as_str()) {
+                if rel == "pg_wal" {
+                    list.dirs.push("pg_wal/archive_status".into());
+                }
+                continue;
+            }
+            walk(root, &path, list)?;
+            continue;
+        }
+        if !md.is_file() {
+            continue;
+        }
+        let is_rel_file = name.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if is_rel_file && !name.ends_with("_init") && unlogged.iter().any(|u| u == relation_base(&name)) {
+            continue;
+        }
+        // Temporary relations: t<backend>_<relfilenode>.
+        if name.starts_with('t')
+            && name[1..]
+                .split('_')
+                .next()
+                .is_some_and(|b| !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()))
+            && name.contains('_')
+        {
+            continue;
+        }
+        list.files.push(FileMeta {
+            path: rel,
+            size: md.len(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        });
+    }
+    Ok(())
+}
+
+/// The file list of file-by-file snapshot `m`.
+fn read_file_list(repo: &Repository, index: &IndexCache, m: &Manifest) -> Result<FileList> {
+    let list_entry = m
+        .entries
+        .iter()
+        .find(|e| e.path == FILE_LIST)
+        .ok_or_else(|| Error::corrupt("snapshot", "file-by-file snapshot without its file list"))?;
+    let mut raw = Vec::new();
+    crate::restore::restore_entry(repo, index, list_entry, &mut raw, &crate::progress::NoProgress)?;
+    serde_json::from_slice(&raw).map_err(|e| Error::corrupt(FILE_LIST, format!("unreadable file list: {e}")))
+}
+
+/// The parent's files that may be reused: path -> (its record, its entry).
+fn parent_files(
+    repo: &Repository,
+    index: &IndexCache,
+    parent: &Manifest,
+) -> Result<HashMap<String, (FileMeta, Entry)>> {
+    let list = read_file_list(repo, index, parent)?;
+    let mut entries: HashMap<&str, &Entry> = HashMap::new();
+    for e in &parent.entries {
+        if let Some(p) = e.path.strip_prefix(PREFIX) {
+            entries.insert(p, e);
+        }
+    }
+    Ok(list
+        .files
+        .into_iter()
+        .filter_map(|f| {
+            let e = (*entries.get(f.path.as_str())?).clone();
+            Some((f.path.clone(), (f, e)))
+        })
+        .collect())
+}
+
+/// What a file-by-file backup did, beside its source record.
+#[derive(Debug, Clone, Default)]
+pub struct FilesReport {
+    /// Files read.
+    pub files_read: u64,
+    /// Files recorded from the parent without reading.
+    pub files_reused: u64,
+    /// Bytes of those.
+    pub bytes_reused: u64,
+}
+
+/// Back up the cluster `conn` reaches, whose data directory is `pgdata`, file by file into
+/// `w`. `parent` is the snapshot to compare with (none: read everything).
+#[allow(clippy::too_many_arguments)]
+pub fn files_backup(
+    w: &SnapshotWriter,
+    repo: &Repository,
+    index: &IndexCache,
+    conn: &PgConn,
+    pgdata: &Path,
+    mode: Mode,
+    parent: Option<(Id, &Manifest)>,
+    progress: &dyn Progress,
+) -> Result<(PhysicalSource, FilesReport)> {
+    let (server_version, system_id, wal_segment_size) = server_info(conn)?;
+    let mut ctl = [0u8; 8];
+    std::fs::File::open(pgdata.join("global/pg_control"))
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut ctl))
+        .map_err(|e| Error::io(format!("cannot read {}/global/pg_control", pgdata.display()), e))?;
+    if u64::from_le_bytes(ctl).to_string() != system_id {
+        return Err(Error::usage(format!(
+            "{} is not the data directory of the server connected to (system identifier {system_id})",
+            pgdata.display()
+        )));
+    }
+    let parent_map = match parent {
+        Some((_, m)) => parent_files(repo, index, m)?,
+        None => HashMap::new(),
+    };
+    let parent_started = parent.and_then(|(_, m)| match &m.source {
+        crate::format::snapshot::Source::Physical(p) => Some(p.started),
+        _ => None,
+    });
+
+    let mut session = Session::open(conn)?;
+    let started = jiff::Timestamp::now();
+    session.row("select pg_backup_start('dbbackup', true)")?;
+    let list = list_pgdata(pgdata)?;
+    let mut report = FilesReport::default();
+    // Files modified less than a second before the parent started may have changed again
+    // within the same timestamp: those are read.
+    let cutoff = parent_started.map(|t| t.as_nanosecond() as i64 - 1_000_000_000);
+    for f in &list.files {
+        let path = format!("{PREFIX}{}", f.path);
+        if let (Some((pf, pe)), Some(cut)) = (parent_map.get(&f.path), cutoff) {
+            if pf == f && f.mtime_ns < cut && crate::restore::entry_reusable(repo, index, pe)? {
+                let mut e = pe.clone();
+                e.path = path;
+                report.files_reused += 1;
+                report.bytes_reused += e.size;
+                progress.advance(e.size);
+                w.add_existing(e)?;
+                continue;
+            }
+        }
+        let file = match std::fs::File::open(pgdata.join(&f.path)) {
+            Ok(file) => file,
+            // Dropped since it was listed: replay recreates or removes it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("cannot open {}/{}", pgdata.display(), f.path), e)),
+        };
+        w.add_stream(&path, file, progress)?;
+        report.files_read += 1;
+    }
+    let stop = session.row(
+        "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
+         encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') from pg_backup_stop(true)",
+    )?;
+    drop(session);
+    let finished = jiff::Timestamp::now();
+    let [lsn, label_hex, map_hex] = stop.as_slice() else {
+        return Err(Error::general(format!("pg_backup_stop returned {stop:?}")));
+    };
+    let stop_lsn: Lsn = lsn.parse()?;
+    let label_text = hex::decode(label_hex)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| Error::general("pg_backup_stop returned an unreadable backup label"))?;
+    if !map_hex.is_empty() {
+        return Err(Error::usage(
+            "the cluster has tablespaces, which file-by-file backups do not support yet",
+        ));
+    }
+    let l = parse_label(&label_text)?;
+    w.add_stream(&format!("{PREFIX}backup_label"), label_text.as_bytes(), progress)?;
+
+    // The WAL from start to stop, from the archive: the same chunks, referenced again.
+    let first = WalFile::parse(&l.start_wal)?
+        .segno(wal_segment_size)
+        .ok_or_else(|| Error::general("the backup label names no start segment"))?;
+    let last = stop_lsn.0.saturating_sub(1).max(l.start_lsn.0) / u64::from(wal_segment_size.max(1));
+    for segno in first..=last {
+        let name = segment_name(l.timeline, segno, wal_segment_size);
+        let found = catalog::find(repo, &name)?;
+        let Some((_, e)) = found.into_iter().next() else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{name}, needed to make this backup consistent, is not archived in this repository; \
+                     file-by-file backups need archive_command = 'dbbackup wal push %p' into the same repository. \
+                     Nothing was recorded"
+                ),
+            ));
+        };
+        let mut d = e.data;
+        d.path = format!("{PREFIX}pg_wal/{name}");
+        w.add_existing(d)?;
+    }
+    let json = serde_json::to_vec(&list).map_err(|e| Error::general(format!("cannot encode the file list: {e}")))?;
+    w.add_stream(FILE_LIST, json.as_slice(), progress)?;
+
+    Ok((
+        PhysicalSource {
+            engine: "postgresql".into(),
+            server_version,
+            host: None,
+            port: None,
+            user: None,
+            tool: "psql: pg_backup_start/pg_backup_stop".into(),
+            system_id,
+            timeline: l.timeline,
+            start_lsn: l.start_lsn,
+            stop_lsn,
+            start_wal: l.start_wal,
+            wal_segment_size,
+            wal_included: true,
+            started,
+            finished,
+            backup_label: label_text,
+            mode: Some(mode.as_str().into()),
+            parent: parent.map(|(id, _)| id),
+        },
+        report,
+    ))
+}
+
+/// The snapshot an incremental (newest file-by-file one) or differential (newest full one)
+/// backup of `name` on cluster `system_id` compares with.
+pub fn choose_parent(repo: &Repository, name: &str, system_id: &str, mode: Mode) -> Result<Option<(Id, Manifest)>> {
+    if mode == Mode::Full {
+        return Ok(None);
+    }
+    let all = crate::wal::pitr::physical_snapshots(repo)?;
+    Ok(all
+        .into_iter()
+        .rev()
+        .find(|(_, m, p)| {
+            m.name == name
+                && p.system_id == system_id
+                && match (mode, p.mode.as_deref()) {
+                    (Mode::Differential, Some(x)) => x == "full",
+                    (_, Some(_)) => true,
+                    (_, None) => false,
+                }
+        })
+        .map(|(id, m, _)| (id, m)))
+}
+
+/// Restore a file-by-file snapshot into `dir` (prepared): directories, then every file,
+/// verified, in parallel.
+pub fn restore_files(
+    repo: &Repository,
+    index: &IndexCache,
+    m: &Manifest,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    use rayon::prelude::*;
+    let list = read_file_list(repo, index, m)?;
+    let safe = |rel: &str| -> Result<PathBuf> {
+        let p = Path::new(rel);
+        if p.is_absolute() || p.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return Err(Error::corrupt(
+                "snapshot",
+                format!("unsafe path `{rel}` in a physical snapshot"),
+            ));
+        }
+        Ok(dir.join(p))
+    };
+    for d in &list.dirs {
+        let p = safe(d)?;
+        crate::util::create_dir_private(&p).map_err(|e| Error::io(format!("cannot create {}", p.display()), e))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("cannot set the mode of {}", p.display()), e))?;
+    }
+    let total: u64 = m
+        .entries
+        .iter()
+        .filter(|e| e.path.starts_with(PREFIX))
+        .map(|e| e.size)
+        .sum();
+    progress.start("restore", Some(total));
+    let r: Result<Vec<u64>> = m
+        .entries
+        .par_iter()
+        .filter_map(|e| e.path.strip_prefix(PREFIX).map(|rel| (e, rel)))
+        .map(|(e, rel)| {
+            let dest = safe(rel)?;
+            crate::restore::restore_file(repo, index, e, &dest, true, progress)
+        })
+        .collect();
+    progress.finish();
+    Ok(r?.iter().sum())
+}
