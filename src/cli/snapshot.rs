@@ -130,30 +130,18 @@ fn files_backup(
     pgdata: &std::path::Path,
     bar: &super::output::Bar,
 ) -> anyhow::Result<dbbackup::format::snapshot::PhysicalSource> {
-    use dbbackup::sources::pgdata::{choose_parent, Mode};
-    let mut mode = match mode {
+    use dbbackup::sources::pgdata::Mode;
+    let requested = match mode {
         PhysicalMode::Full => Mode::Full,
         PhysicalMode::Incremental => Mode::Incremental,
         PhysicalMode::Differential => Mode::Differential,
     };
-    let system_id = conn.value("postgres", "select system_identifier from pg_control_system()")?;
-    let parent = choose_parent(repo, name, &system_id, mode)?;
-    if parent.is_none() && mode != Mode::Full {
-        tracing::warn!("no earlier file-by-file snapshot of `{name}` to compare with: taking a full one");
-        mode = Mode::Full;
+    let (p, r) = dbbackup::sources::pgdata::files_backup(w, repo, index, conn, pgdata, name, requested, bar)?;
+    if r.mode != requested {
+        tracing::warn!("no earlier file-by-file snapshot of `{name}` to compare with: took a full one");
     }
-    let (p, r) = dbbackup::sources::pgdata::files_backup(
-        w,
-        repo,
-        index,
-        conn,
-        pgdata,
-        mode,
-        parent.as_ref().map(|(id, m)| (*id, m)),
-        bar,
-    )?;
     tracing::info!(
-        mode = mode.as_str(),
+        mode = r.mode.as_str(),
         files_read = r.files_read,
         files_unchanged = r.files_reused,
         bytes_unchanged = r.bytes_reused,

@@ -7,7 +7,7 @@
 //! being read. The WAL from start to stop is taken from this repository's archive, so every
 //! snapshot restores on its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -33,9 +33,10 @@ pub const FILE_LIST: &str = "pgdata.files";
 pub const PREFIX: &str = "pgdata/";
 
 /// How the files of a file-by-file backup are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Mode {
     /// Read every file.
+    #[default]
     Full,
     /// Compare with the newest file-by-file snapshot of the same name and cluster.
     Incremental,
@@ -153,9 +154,17 @@ impl Drop for Session {
     }
 }
 
-fn relation_base(name: &str) -> &str {
-    let end = name.find(['_', '.']).unwrap_or(name.len());
-    &name[..end]
+/// Relation files pg_basebackup leaves out: the forks of unlogged relations (names in
+/// `unlogged`) other than their init fork, and temporary relations (`t<backend>_<node>`).
+fn left_out_relation(name: &str, unlogged: &HashSet<String>) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let node = name.split(['_', '.']).next().unwrap_or(name);
+    if digits(node) && !name.ends_with("_init") && unlogged.contains(node) {
+        return true;
+    }
+    name.strip_prefix('t')
+        .and_then(|rest| rest.split_once('_'))
+        .is_some_and(|(backend, _)| digits(backend))
 }
 
 /// List the data directory as pg_basebackup would back it up.
@@ -186,7 +195,7 @@ fn walk(root: &Path, dir: &Path, list: &mut FileList) -> Result<()> {
         names.push((n, e.path()));
     }
     // Unlogged relations: only their init fork is backed up.
-    let unlogged: Vec<String> = names
+    let unlogged: HashSet<String> = names
         .iter()
         .filter_map(|(n, _)| n.strip_suffix("_init").map(str::to_string))
         .collect();
@@ -224,18 +233,7 @@ fn walk(root: &Path, dir: &Path, list: &mut FileList) -> Result<()> {
         if !md.is_file() {
             continue;
         }
-        let is_rel_file = name.chars().next().is_some_and(|c| c.is_ascii_digit());
-        if is_rel_file && !name.ends_with("_init") && unlogged.iter().any(|u| u == relation_base(&name)) {
-            continue;
-        }
-        // Temporary relations: t<backend>_<relfilenode>.
-        if name.starts_with('t')
-            && name[1..]
-                .split('_')
-                .next()
-                .is_some_and(|b| !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()))
-            && name.contains('_')
-        {
+        if left_out_relation(&name, &unlogged) {
             continue;
         }
         list.files.push(FileMeta {
@@ -285,6 +283,8 @@ fn parent_files(
 /// What a file-by-file backup did, beside its source record.
 #[derive(Debug, Clone, Default)]
 pub struct FilesReport {
+    /// The mode taken: `Full` when an incremental or differential one had no parent.
+    pub mode: Mode,
     /// Files read.
     pub files_read: u64,
     /// Files recorded from the parent without reading.
@@ -294,7 +294,8 @@ pub struct FilesReport {
 }
 
 /// Back up the cluster `conn` reaches, whose data directory is `pgdata`, file by file into
-/// `w`. `parent` is the snapshot to compare with (none: read everything).
+/// `w` as snapshot source `name`. An incremental or differential backup compares with the
+/// parent [`choose_parent`] finds; with none, it reads everything and reports `Full`.
 #[allow(clippy::too_many_arguments)]
 pub fn files_backup(
     w: &SnapshotWriter,
@@ -302,8 +303,8 @@ pub fn files_backup(
     index: &IndexCache,
     conn: &PgConn,
     pgdata: &Path,
-    mode: Mode,
-    parent: Option<(Id, &Manifest)>,
+    name: &str,
+    requested: Mode,
     progress: &dyn Progress,
 ) -> Result<(PhysicalSource, FilesReport)> {
     let (server_version, system_id, wal_segment_size) = server_info(conn)?;
@@ -317,23 +318,26 @@ pub fn files_backup(
             pgdata.display()
         )));
     }
-    let parent_map = match parent {
-        Some((_, m)) => parent_files(repo, index, m)?,
+    let parent = choose_parent(repo, name, &system_id, requested)?;
+    let mode = if parent.is_some() { requested } else { Mode::Full };
+    let parent_map = match &parent {
+        Some((_, m, _)) => parent_files(repo, index, m)?,
         None => HashMap::new(),
     };
-    let parent_started = parent.and_then(|(_, m)| match &m.source {
-        crate::format::snapshot::Source::Physical(p) => Some(p.started),
-        _ => None,
-    });
 
     let mut session = Session::open(conn)?;
     let started = jiff::Timestamp::now();
     session.row("select pg_backup_start('dbbackup', true)")?;
     let list = list_pgdata(pgdata)?;
-    let mut report = FilesReport::default();
+    let mut report = FilesReport {
+        mode,
+        ..FilesReport::default()
+    };
     // Files modified less than a second before the parent started may have changed again
     // within the same timestamp: those are read.
-    let cutoff = parent_started.map(|t| t.as_nanosecond() as i64 - 1_000_000_000);
+    let cutoff = parent
+        .as_ref()
+        .map(|(_, _, p)| p.started.as_nanosecond() as i64 - 1_000_000_000);
     for f in &list.files {
         let path = format!("{PREFIX}{}", f.path);
         if let (Some((pf, pe)), Some(cut)) = (parent_map.get(&f.path), cutoff) {
@@ -422,7 +426,7 @@ pub fn files_backup(
             finished,
             backup_label: label_text,
             mode: Some(mode.as_str().into()),
-            parent: parent.map(|(id, _)| id),
+            parent: parent.map(|(id, _, _)| id),
         },
         report,
     ))
@@ -430,24 +434,25 @@ pub fn files_backup(
 
 /// The snapshot an incremental (newest file-by-file one) or differential (newest full one)
 /// backup of `name` on cluster `system_id` compares with.
-pub fn choose_parent(repo: &Repository, name: &str, system_id: &str, mode: Mode) -> Result<Option<(Id, Manifest)>> {
+pub fn choose_parent(
+    repo: &Repository,
+    name: &str,
+    system_id: &str,
+    mode: Mode,
+) -> Result<Option<(Id, Manifest, PhysicalSource)>> {
     if mode == Mode::Full {
         return Ok(None);
     }
     let all = crate::wal::pitr::physical_snapshots(repo)?;
-    Ok(all
-        .into_iter()
-        .rev()
-        .find(|(_, m, p)| {
-            m.name == name
-                && p.system_id == system_id
-                && match (mode, p.mode.as_deref()) {
-                    (Mode::Differential, Some(x)) => x == "full",
-                    (_, Some(_)) => true,
-                    (_, None) => false,
-                }
-        })
-        .map(|(id, m, _)| (id, m)))
+    Ok(all.into_iter().rev().find(|(_, m, p)| {
+        m.name == name
+            && p.system_id == system_id
+            && match (mode, p.mode.as_deref()) {
+                (Mode::Differential, Some(x)) => x == "full",
+                (_, Some(_)) => true,
+                (_, None) => false,
+            }
+    }))
 }
 
 /// Restore a file-by-file snapshot into `dir` (prepared): directories, then every file,
@@ -495,4 +500,27 @@ pub fn restore_files(
         .collect();
     progress.finish();
     Ok(r?.iter().sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relations_pg_basebackup_leaves_out() {
+        let unlogged: HashSet<String> = ["16390".to_string()].into();
+        for n in ["16390", "16390.1", "16390_fsm", "16390_vm", "t3_16400", "t12_16401.2"] {
+            assert!(left_out_relation(n, &unlogged), "{n}");
+        }
+        for n in [
+            "16390_init",
+            "16384",
+            "16384_fsm",
+            "PG_VERSION",
+            "pg_filenode.map",
+            "t_x",
+        ] {
+            assert!(!left_out_relation(n, &unlogged), "{n}");
+        }
+    }
 }

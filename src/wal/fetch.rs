@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use super::catalog;
 use super::names::{segment_name, WalFile};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::wal::WalEntry;
 use crate::index::IndexCache;
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -20,17 +21,21 @@ use crate::restore::restore_file;
 /// verified chunk by chunk and as a whole before it is renamed into place. Returns its size.
 pub fn fetch(repo: &Repository, index: &IndexCache, file: &str, dest: &Path, progress: &dyn Progress) -> Result<u64> {
     WalFile::parse(file)?;
-    let found = catalog::find(repo, file)?;
-    let Some((_, e)) = found.first() else {
-        return Err(Error::not_found(format!("{file} is not in the WAL archive")));
-    };
-    if let Some((id, _)) = found.iter().find(|(_, x)| x.data.sha256 != e.data.sha256) {
+    let e = archived(repo, file)?.ok_or_else(|| Error::not_found(format!("{file} is not in the WAL archive")))?;
+    restore_file(repo, index, &e.data, dest, true, progress)
+}
+
+/// The catalog entry of `file`, if archived; two entries with different content are damage.
+fn archived(repo: &Repository, file: &str) -> Result<Option<WalEntry>> {
+    let mut found = catalog::find(repo, file)?.into_iter();
+    let Some((_, e)) = found.next() else { return Ok(None) };
+    if let Some((id, _)) = found.find(|(_, x)| x.data.sha256 != e.data.sha256) {
         return Err(Error::corrupt(
             format!("{}/{id}", catalog::entry_dir(repo, file)),
             format!("the archive holds {file} twice with different content"),
         ));
     }
-    restore_file(repo, index, &e.data, dest, true, progress)
+    Ok(Some(e))
 }
 
 /// Restore the `n` segments after `file` (same timeline) into `dir`, each verified before it
@@ -68,11 +73,13 @@ pub fn fetch_ahead(
     let fetched: Vec<Result<Option<String>>> = wanted
         .par_iter()
         .map(|(name, p)| {
-            let found = catalog::find(repo, name)?;
-            let Some((_, e)) = found.first() else { return Ok(None) };
-            if found.iter().any(|(_, x)| x.data.sha256 != e.data.sha256) {
-                return Ok(None); // the call for it reports the conflict
-            }
+            let e = match archived(repo, name) {
+                Ok(Some(e)) => e,
+                Ok(None) => return Ok(None),
+                // The call for it reports the conflict.
+                Err(e) if e.kind() == ErrorKind::Corrupt => return Ok(None),
+                Err(e) => return Err(e),
+            };
             restore_file(repo, index, &e.data, p, true, &crate::progress::NoProgress)?;
             Ok(Some(name.clone()))
         })

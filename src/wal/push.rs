@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::catalog;
 use super::names::{parse_segment_header, WalFile};
-use super::spool::{read_blocks, FileHash};
+use super::spool::{open_wal_file, read_blocks, FileHash};
 use super::DEFAULT_SEG_SIZE;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::{ArchiveInfo, WalEntry};
@@ -93,16 +93,6 @@ pub struct Done {
     pub hash: FileHash,
 }
 
-fn open(path: &Path) -> Result<std::fs::File> {
-    std::fs::File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::not_found(format!("WAL file {} does not exist", path.display()))
-        } else {
-            Error::io(format!("cannot open {}", path.display()), e)
-        }
-    })
-}
-
 /// The data directory a `%p` path lies in (`pg_wal/X` relative to it, or absolute).
 fn data_dir(path: &Path) -> PathBuf {
     match path.parent().and_then(Path::parent) {
@@ -127,7 +117,7 @@ fn inspect(path: &Path) -> Result<Local> {
         .ok_or_else(|| Error::usage(format!("{} has no file name", path.display())))?
         .to_string();
     let kind = WalFile::parse(&name)?;
-    let mut f = open(path)?;
+    let mut f = open_wal_file(path)?;
     let md = f
         .metadata()
         .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
@@ -339,7 +329,7 @@ fn store_new(
     let results: Mutex<Vec<(usize, Stored)>> = Mutex::default();
     let store_one = |local: &Local| -> Result<(WalEntry, FileHash)> {
         let mut src = Hashing {
-            inner: open(&local.path)?,
+            inner: open_wal_file(&local.path)?,
             h: blake3::Hasher::new(),
             size: 0,
         };

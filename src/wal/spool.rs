@@ -31,15 +31,20 @@ pub struct FileHash {
     pub blake3: blake3::Hash,
 }
 
-/// Read the file at `path` through, handing each block to `f`; returns its length.
-pub(crate) fn read_blocks(path: &Path, mut f: impl FnMut(&[u8])) -> Result<u64> {
-    let mut file = std::fs::File::open(path).map_err(|e| {
+/// Open a local WAL file; a missing one is a `NotFound` error.
+pub(crate) fn open_wal_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::not_found(format!("WAL file {} does not exist", path.display()))
         } else {
             Error::io(format!("cannot open {}", path.display()), e)
         }
-    })?;
+    })
+}
+
+/// Read the file at `path` through, handing each block to `f`; returns its length.
+pub(crate) fn read_blocks(path: &Path, mut f: impl FnMut(&[u8])) -> Result<u64> {
+    let mut file = open_wal_file(path)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
