@@ -83,8 +83,24 @@ fn primitives(c: &mut Criterion) {
             offset: 0,
             length: s.len() as u32,
             raw_length: chunk.len() as u32,
+            base: None,
         };
         g.bench_function("blob_open_1MiB", |b| b.iter(|| open_blob(&keys, &id, &loc, &s)));
+    }
+    // Near-duplicate chunks: the sketch of a new chunk, and a delta against a similar one
+    // (one byte in 40 000 changed).
+    let mut near = chunk.to_vec();
+    for i in (0..near.len()).step_by(40_000) {
+        near[i] ^= 1;
+    }
+    g.bench_function("sketch_1MiB", |b| b.iter(|| dbbackup::delta::sketch(&near)));
+    g.bench_function("delta_encode_1MiB", |b| {
+        b.iter(|| dbbackup::delta::encode(chunk, &near, 3))
+    });
+    if let Ok(d) = dbbackup::delta::encode(chunk, &near, 3) {
+        g.bench_function("delta_decode_1MiB", |b| {
+            b.iter(|| dbbackup::delta::decode(chunk, &d, near.len()))
+        });
     }
     g.finish();
 }

@@ -1,5 +1,6 @@
-//! Blob encoding: compress, seal with the blob's associated data; and the reverse, which
-//! authenticates, decompresses, and checks the plaintext against its chunk id.
+//! Blob encoding: compress (or delta-encode against a base chunk), seal with the blob's
+//! associated data; and the reverse, which authenticates, decodes, and checks the plaintext
+//! against its chunk id.
 
 use std::cell::RefCell;
 
@@ -49,7 +50,16 @@ fn decompress(body: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
 
 /// Compress `plain` with zstd at `level` (kept raw when that does not shrink it) and seal it.
 pub fn seal_blob(keys: &Keys, kind: BlobKind, id: &Id, plain: &[u8], level: i32) -> Result<(Encoding, Vec<u8>)> {
-    let z = compress(plain, level)?;
+    seal_compressed(keys, kind, id, plain, compress(plain, level)?)
+}
+
+/// Compress `plain` with zstd at `level` (the body [`seal_compressed`] takes).
+pub fn compress_chunk(plain: &[u8], level: i32) -> Result<Vec<u8>> {
+    compress(plain, level)
+}
+
+/// Seal `plain` whose zstd frame is `z` (kept raw when `z` is not smaller).
+pub fn seal_compressed(keys: &Keys, kind: BlobKind, id: &Id, plain: &[u8], z: Vec<u8>) -> Result<(Encoding, Vec<u8>)> {
     let (encoding, body) = if z.len() < plain.len() {
         (Encoding::Zstd, z.as_slice())
     } else {
@@ -59,6 +69,52 @@ pub fn seal_blob(keys: &Keys, kind: BlobKind, id: &Id, plain: &[u8], level: i32)
     Ok((encoding, sealed))
 }
 
+/// Seal data chunk `id` as a delta: `base id || frame` (repo-format §5.1).
+pub fn seal_delta(keys: &Keys, id: &Id, base: &Id, frame: &[u8]) -> Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(32 + frame.len());
+    body.extend_from_slice(&base.0);
+    body.extend_from_slice(frame);
+    keys.seal(&blob_aad(BlobKind::Data, Encoding::ZstdDelta, id), &body)
+}
+
+fn describe(id: &Id, loc: &BlobLocation) -> String {
+    format!("chunk {id} in pack data/{}", loc.pack)
+}
+
+/// Authenticate a sealed delta blob read from `loc` and return its zstd frame, after
+/// checking that the base it names is the one the index names.
+pub fn open_delta(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: Vec<u8>) -> Result<Vec<u8>> {
+    let object = || describe(id, loc);
+    let (mut buf, range) = keys
+        .open_in_place(&blob_aad(loc.kind, Encoding::ZstdDelta, id), sealed)
+        .ok_or_else(|| Error::corrupt(object(), "authentication failed"))?;
+    buf.truncate(range.end);
+    buf.drain(..range.start);
+    let named = buf.get(..32).and_then(Id::from_slice);
+    if named.is_none() || named != loc.base {
+        return Err(Error::corrupt(
+            object(),
+            "the delta names another base chunk than the index",
+        ));
+    }
+    buf.drain(..32);
+    Ok(buf)
+}
+
+/// Rebuild delta chunk `id` from its frame and its base's plaintext; the result is checked
+/// against the chunk id like any blob's.
+pub fn apply_delta(keys: &Keys, id: &Id, loc: &BlobLocation, base: &[u8], frame: &[u8]) -> Result<Vec<u8>> {
+    let object = || match loc.base {
+        Some(b) => format!("{} (a delta against chunk {b})", describe(id, loc)),
+        None => describe(id, loc),
+    };
+    let plain = crate::delta::decode(base, frame, loc.raw_length as usize).map_err(|e| Error::corrupt(object(), e))?;
+    if keys.chunk_id(&plain) != *id {
+        return Err(Error::corrupt(object(), "plaintext does not hash to its chunk id"));
+    }
+    Ok(plain)
+}
+
 /// Open a sealed blob read from `loc`, returning its verified plaintext.
 pub fn open_blob(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>> {
     open_blob_owned(keys, id, loc, sealed.to_vec())
@@ -66,7 +122,14 @@ pub fn open_blob(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: &[u8]) -> Res
 
 /// [`open_blob`] on a buffer it may decrypt in place.
 pub fn open_blob_owned(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: Vec<u8>) -> Result<Vec<u8>> {
-    let object = || format!("chunk {id} in pack data/{}", loc.pack);
+    open_plain(keys, id, loc, sealed, true)
+}
+
+/// Open a plainly stored blob (raw or zstd). With `hash` false the plaintext is only
+/// authenticated, not re-hashed: for a delta's base, whose use is verified through the
+/// delta's own chunk id.
+pub fn open_plain(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: Vec<u8>, hash: bool) -> Result<Vec<u8>> {
+    let object = || describe(id, loc);
     let (buf, range) = keys
         .open_in_place(&blob_aad(loc.kind, loc.encoding, id), sealed)
         .ok_or_else(|| Error::corrupt(object(), "authentication failed"))?;
@@ -79,13 +142,16 @@ pub fn open_blob_owned(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: Vec<u8>
         }
         Encoding::Zstd => decompress(&buf[range], loc.raw_length as usize).map_err(|e| Error::corrupt(object(), e))?,
         Encoding::ZstdDelta => {
-            return Err(Error::corrupt(object(), "delta-encoded blobs need a newer dbbackup"));
+            return Err(Error::corrupt(
+                object(),
+                "a delta chunk cannot be opened without its base",
+            ));
         }
     };
     if plain.len() != loc.raw_length as usize {
         return Err(Error::corrupt(object(), "plaintext length differs from the index"));
     }
-    if keys.chunk_id(&plain) != *id {
+    if hash && keys.chunk_id(&plain) != *id {
         return Err(Error::corrupt(object(), "plaintext does not hash to its chunk id"));
     }
     Ok(plain)

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::backend::pack_path;
-use crate::blob::open_blob;
+use crate::blob::{apply_delta, open_blob, open_delta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexSegment;
 use crate::format::keyfile::KeyFile;
@@ -249,6 +249,7 @@ impl ReadData {
 pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progress: &dyn Progress) -> Result<Report> {
     let mut rep = Report::default();
     let mut damaged_packs: BTreeMap<Id, String> = BTreeMap::new();
+    let mut broken_deltas: BTreeMap<Id, String> = BTreeMap::new();
     let bad = |rep: &mut Report, object: String, e: &Error| {
         rep.errors.push(Problem {
             object,
@@ -387,16 +388,30 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         let total: u64 = to_read.iter().map(|p| p.1).sum();
         progress.start("check", Some(total));
         let rt = repo.store().runtime().clone();
-        let results: Vec<(Id, Result<(u64, u64)>)> = rt.block_on(async {
+        type PackResult = Result<(u64, u64, Vec<(Id, Error)>)>;
+        let results: Vec<(Id, PackResult)> = rt.block_on(async {
             futures::stream::iter(to_read.iter().map(|(id, size)| {
                 let (id, size) = (*id, *size);
                 async move {
                     let r = async {
                         let bytes = repo.store().read_async(&pack_path(&id)).await?;
                         let keys = repo.keys().clone();
-                        tokio::task::spawn_blocking(move || verify_pack(&keys, &id, &bytes))
-                            .await
-                            .map_err(|e| Error::general(format!("check task failed: {e}")))?
+                        let n = bytes.len() as u64;
+                        let (entries, bytes) =
+                            tokio::task::spawn_blocking(move || open_pack(&keys, &id, &bytes).map(|e| (e, bytes)))
+                                .await
+                                .map_err(|e| Error::general(format!("check task failed: {e}")))??;
+                        // Every delta is rebuilt from its base and checked against its id.
+                        let mut broken = Vec::new();
+                        for e in entries.iter().filter(|e| e.base.is_some()) {
+                            if let Err(er) = rebuild_delta(repo, index, &id, e, &bytes).await {
+                                if !matches!(er.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) {
+                                    return Err(er);
+                                }
+                                broken.push((e.id, er));
+                            }
+                        }
+                        Ok((entries.len() as u64, n, broken))
                     }
                     .await;
                     progress.advance(size);
@@ -410,10 +425,13 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         progress.finish();
         for (id, r) in results {
             match r {
-                Ok((blobs, bytes)) => {
+                Ok((blobs, bytes, broken)) => {
                     rep.packs_read += 1;
                     rep.blobs_read += blobs;
                     rep.bytes_read += bytes;
+                    for (chunk, e) in broken {
+                        broken_deltas.insert(chunk, format!("{} (read from {})", e, pack_path(&id)));
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
                     damaged_packs.insert(id, e.to_string());
@@ -423,23 +441,42 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         }
     }
 
-    if !damaged_packs.is_empty() {
-        // Which snapshots need the damaged packs?
+    if !damaged_packs.is_empty() || !broken_deltas.is_empty() {
+        // Which snapshots need the damaged packs (directly, or for a delta's base) and the
+        // deltas that could not be rebuilt?
         let mut affects: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
+        let mut delta_affects: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
         for sid in &snaps {
             if let Ok(m) = repo.load_manifest(sid) {
                 let mut hit = HashSet::new();
-                let _ = for_each_chunk(repo, index, &m.entries, |_, loc| {
+                let mut hit_deltas = HashSet::new();
+                let _ = for_each_chunk(repo, index, &m.entries, |id, loc| {
+                    if broken_deltas.contains_key(id) {
+                        hit_deltas.insert(*id);
+                    }
                     if let Some(l) = loc {
-                        if damaged_packs.contains_key(&l.pack) {
-                            hit.insert(l.pack);
+                        let base_pack = l.base.and_then(|b| index.lookup(&b).ok().flatten()).map(|b| b.pack);
+                        for p in std::iter::once(l.pack).chain(base_pack) {
+                            if damaged_packs.contains_key(&p) {
+                                hit.insert(p);
+                            }
                         }
                     }
                 });
                 for p in hit {
                     affects.entry(p).or_default().push(*sid);
                 }
+                for d in hit_deltas {
+                    delta_affects.entry(d).or_default().push(*sid);
+                }
             }
+        }
+        for (d, msg) in broken_deltas {
+            rep.errors.push(Problem {
+                object: format!("chunk {d}"),
+                message: msg,
+                affects: delta_affects.remove(&d).unwrap_or_default(),
+            });
         }
         for (p, msg) in damaged_packs {
             rep.errors.push(Problem {
@@ -452,7 +489,8 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
     Ok(rep)
 }
 
-/// Visit every chunk of every entry of `m` (content lists are read and verified).
+/// Visit every chunk of every entry of `m` (content lists are read and verified), and the
+/// base of every delta among them.
 fn for_each_chunk(
     repo: &Repository,
     index: &IndexCache,
@@ -471,11 +509,49 @@ fn for_each_chunk(
             ))?;
             for rec in list.chunks_exact(36) {
                 let id = Id::from_slice(&rec[..32]).unwrap_or_default();
-                f(&id, index.lookup(&id)?);
+                let loc = index.lookup(&id)?;
+                let base = loc.and_then(|l| l.base);
+                f(&id, loc);
+                // A delta needs its base as much as the snapshot needs the delta.
+                if let Some(b) = base {
+                    f(&b, index.lookup(&b)?);
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Rebuild delta entry `e` of pack `pack` (whose bytes are `bytes`) from its base, read
+/// through the index and fully verified, and check it against its chunk id.
+async fn rebuild_delta(repo: &Repository, index: &IndexCache, pack: &Id, e: &BlobEntry, bytes: &[u8]) -> Result<()> {
+    let loc = BlobLocation::of(pack, e);
+    let Some(base) = e.base else { return Ok(()) };
+    let s = e.offset as usize;
+    let sealed = bytes
+        .get(s..s + e.length as usize)
+        .ok_or_else(|| Error::corrupt(pack_path(pack), "blob outside the pack"))?
+        .to_vec();
+    let base_plain = crate::restore::fetch_blob(repo, index, base, BlobKind::Data)
+        .await
+        .map_err(|er| {
+            Error::new(
+                er.kind(),
+                format!(
+                    "delta chunk {} in {} cannot be rebuilt: its base chunk {base} is damaged or missing: {er}",
+                    e.id,
+                    pack_path(pack)
+                ),
+            )
+        })?;
+    let keys = repo.keys().clone();
+    let id = e.id;
+    tokio::task::spawn_blocking(move || {
+        let frame = open_delta(&keys, &id, &loc, sealed)?;
+        apply_delta(&keys, &id, &loc, &base_plain, &frame).map(|_| ())
+    })
+    .await
+    .map_err(|er| Error::general(format!("check task failed: {er}")))?
 }
 
 /// Verify a whole pack: name, trailer, header, and every blob. Returns (blobs, bytes).
@@ -495,16 +571,15 @@ pub fn open_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Ve
     }
     let entries = pack_header(keys, id, bytes)?;
     for e in &entries {
-        let loc = BlobLocation {
-            pack: *id,
-            kind: e.kind,
-            encoding: e.encoding,
-            offset: e.offset,
-            length: e.length,
-            raw_length: e.raw_length,
-        };
+        let loc = BlobLocation::of(id, e);
         let s = e.offset as usize;
-        open_blob(keys, &e.id, &loc, &bytes[s..s + e.length as usize])?;
+        let sealed = &bytes[s..s + e.length as usize];
+        if e.base.is_some() {
+            // Authenticated here; rebuilt from its base by `check_deltas`.
+            open_delta(keys, &e.id, &loc, sealed.to_vec())?;
+        } else {
+            open_blob(keys, &e.id, &loc, sealed)?;
+        }
     }
     Ok(entries)
 }

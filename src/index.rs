@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pack::BlobEntry;
@@ -31,9 +32,13 @@ const SEG_PACKS: TableDefinition<u64, ()> = TableDefinition::new("seg_packs");
 const PLANS: TableDefinition<[u8; 32], ()> = TableDefinition::new("plans");
 const PLAN_BLOBS: TableDefinition<[u8; 32], [u8; 22]> = TableDefinition::new("plan_blobs");
 const CONDEMNED: TableDefinition<u64, ()> = TableDefinition::new("condemned");
+/// Base chunk of every delta blob (segments and plans alike).
+const DELTA_BASES: TableDefinition<[u8; 32], [u8; 32]> = TableDefinition::new("delta_bases");
+/// Super-feature -> the chunk whose sketch last recorded it (repo-format §7.1).
+const SKETCHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("sketches");
 
 /// Schema of the cache file; bump to force a rebuild after layout changes.
-const SCHEMA: &[u8] = b"dbbackup-index-cache-2";
+const SCHEMA: &[u8] = b"dbbackup-index-cache-3";
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +55,23 @@ pub struct BlobLocation {
     pub length: u32,
     /// Plaintext length.
     pub raw_length: u32,
+    /// The base chunk of a delta blob.
+    pub base: Option<Id>,
+}
+
+impl BlobLocation {
+    /// Where entry `e` of pack `pack` lives.
+    pub fn of(pack: &Id, e: &BlobEntry) -> BlobLocation {
+        BlobLocation {
+            pack: *pack,
+            kind: e.kind,
+            encoding: e.encoding,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+            base: e.base,
+        }
+    }
 }
 
 /// Counters from a sync.
@@ -215,6 +237,8 @@ impl IndexCache {
                 tx.open_table(PLANS)?;
                 tx.open_table(PLAN_BLOBS)?;
                 tx.open_table(CONDEMNED)?;
+                tx.open_table(DELTA_BASES)?;
+                tx.open_table(SKETCHES)?;
             }
             if fresh {
                 tx.commit()?;
@@ -265,7 +289,7 @@ impl IndexCache {
         read_objects_skipping_damage(repo, ObjectKind::Index, segments, |id, plain| {
             match IndexSegment::decode(&plain) {
                 Ok(seg) => {
-                    self.insert_segment(&id, &seg.packs)?;
+                    self.insert_segment(&id, &seg.packs, &seg.sketches)?;
                     stats.segments_read += 1;
                 }
                 Err(e) => tracing::warn!(segment = %id, error = %e, "skipping a damaged index segment"),
@@ -318,6 +342,10 @@ impl IndexCache {
         tx.open_table(PACK_NO).map_err(|x| e(x.into()))?;
         tx.delete_table(PACK_ID).map_err(|x| e(x.into()))?;
         tx.open_table(PACK_ID).map_err(|x| e(x.into()))?;
+        tx.delete_table(DELTA_BASES).map_err(|x| e(x.into()))?;
+        tx.open_table(DELTA_BASES).map_err(|x| e(x.into()))?;
+        tx.delete_table(SKETCHES).map_err(|x| e(x.into()))?;
+        tx.open_table(SKETCHES).map_err(|x| e(x.into()))?;
         tx.commit().map_err(|x| e(x.into()))
     }
 
@@ -334,15 +362,15 @@ impl IndexCache {
     }
 
     /// Record a segment (written by this process or read from the repository).
-    pub fn insert_segment(&self, segment: &Id, packs: &[PackBlobs]) -> Result<()> {
-        self.insert(segment, packs, false)
+    pub fn insert_segment(&self, segment: &Id, packs: &[PackBlobs], sketches: &[(Id, Sketch)]) -> Result<()> {
+        self.insert(segment, packs, sketches, false)
     }
 
     fn insert_plan(&self, plan: &Id, packs: &[PackBlobs]) -> Result<()> {
-        self.insert(plan, packs, true)
+        self.insert(plan, packs, &[], true)
     }
 
-    fn insert(&self, object: &Id, packs: &[PackBlobs], plan: bool) -> Result<()> {
+    fn insert(&self, object: &Id, packs: &[PackBlobs], sketches: &[(Id, Sketch)], plan: bool) -> Result<()> {
         let e = |e: redb::Error| db_err("write", e);
         let tx = self.db.begin_write().map_err(|x| e(x.into()))?;
         {
@@ -357,6 +385,8 @@ impl IndexCache {
             let mut marks = tx
                 .open_table(if plan { CONDEMNED } else { SEG_PACKS })
                 .map_err(|x| e(x.into()))?;
+            let mut deltas = tx.open_table(DELTA_BASES).map_err(|x| e(x.into()))?;
+            let mut sk_table = tx.open_table(SKETCHES).map_err(|x| e(x.into()))?;
             let mut next = pid
                 .last()
                 .map_err(|x| e(x.into()))?
@@ -376,9 +406,26 @@ impl IndexCache {
                 };
                 marks.insert(no, ()).map_err(|x| e(x.into()))?;
                 for b in &p.blobs {
-                    if blobs.get(b.id.0).map_err(|x| e(x.into()))?.is_none() {
+                    // The first copy of a chunk wins, except that a plainly stored copy
+                    // replaces a delta (a base must be plain: delta depth 1).
+                    let cur = blobs.get(b.id.0).map_err(|x| e(x.into()))?.map(|v| v.value()[9]);
+                    let replace = match cur {
+                        None => true,
+                        Some(enc) => enc == Encoding::ZstdDelta as u8 && b.base.is_none(),
+                    };
+                    if replace {
                         blobs.insert(b.id.0, encode_value(no, b)).map_err(|x| e(x.into()))?;
+                        // Bases are only read for entries whose encoding is a delta, so a
+                        // base left behind by a replaced delta is never used.
+                        if let Some(base) = b.base {
+                            deltas.insert(b.id.0, base.0).map_err(|x| e(x.into()))?;
+                        }
                     }
+                }
+            }
+            for (id, sk) in sketches {
+                for f in sk.0 {
+                    sk_table.insert(f, id.0).map_err(|x| e(x.into()))?;
                 }
             }
             objects.insert(object.0, ()).map_err(|x| e(x.into()))?;
@@ -393,7 +440,7 @@ impl IndexCache {
         for table in [BLOBS, PLAN_BLOBS] {
             let blobs = tx.open_table(table).map_err(|e| db_err("read", e))?;
             if let Some(v) = blobs.get(id.0).map_err(|e| db_err("read", e))? {
-                return Self::location(&tx, &v.value()).map(Some);
+                return Self::location(&tx, id, &v.value()).map(Some);
             }
         }
         Ok(None)
@@ -404,12 +451,12 @@ impl IndexCache {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
         let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
         match blobs.get(id.0).map_err(|e| db_err("read", e))? {
-            Some(v) => Self::location(&tx, &v.value()).map(Some),
+            Some(v) => Self::location(&tx, id, &v.value()).map(Some),
             None => Ok(None),
         }
     }
 
-    fn location(tx: &redb::ReadTransaction, v: &[u8; 22]) -> Result<BlobLocation> {
+    fn location(tx: &redb::ReadTransaction, id: &Id, v: &[u8; 22]) -> Result<BlobLocation> {
         let inconsistent = || Error::new(ErrorKind::Io, "local index cache is inconsistent; delete it to rebuild");
         let packs = tx.open_table(PACK_ID).map_err(|e| db_err("read", e))?;
         let pack = packs
@@ -420,6 +467,13 @@ impl IndexCache {
         let (Some(kind), Some(encoding)) = (BlobKind::from_u8(v[8]), Encoding::from_u8(v[9])) else {
             return Err(inconsistent());
         };
+        let base = if encoding == Encoding::ZstdDelta {
+            let t = tx.open_table(DELTA_BASES).map_err(|e| db_err("read", e))?;
+            let b = t.get(id.0).map_err(|e| db_err("read", e))?.ok_or_else(inconsistent)?;
+            Some(Id(b.value()))
+        } else {
+            None
+        };
         Ok(BlobLocation {
             pack,
             kind,
@@ -427,7 +481,46 @@ impl IndexCache {
             offset: u32_at(v, 10),
             length: u32_at(v, 14),
             raw_length: u32_at(v, 18),
+            base,
         })
+    }
+
+    /// A stored chunk that a chunk with sketch `sk` may be stored as a delta against: the
+    /// chunk sharing most super-features with it (or, when that one is itself a delta, its
+    /// base), plainly stored data that a writer may deduplicate against (§10.1).
+    pub fn find_base(&self, sk: &Sketch) -> Result<Option<(Id, BlobLocation)>> {
+        let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
+        let t = tx.open_table(SKETCHES).map_err(|e| db_err("read", e))?;
+        let mut found: Vec<(Id, usize)> = Vec::with_capacity(sk.0.len());
+        for f in sk.0 {
+            if let Some(v) = t.get(f).map_err(|e| db_err("read", e))? {
+                let id = Id(v.value());
+                match found.iter_mut().find(|(c, _)| *c == id) {
+                    Some((_, n)) => *n += 1,
+                    None => found.push((id, 1)),
+                }
+            }
+        }
+        drop(t);
+        drop(tx);
+        // Most shared super-features first; ties keep the order of the features.
+        found.sort_by_key(|c| std::cmp::Reverse(c.1));
+        for (cand, _) in found {
+            let Some(loc) = self.lookup_indexed(&cand)? else {
+                continue;
+            };
+            let (id, loc) = match loc.base {
+                Some(b) => match self.lookup_indexed(&b)? {
+                    Some(l) => (b, l),
+                    None => continue,
+                },
+                None => (cand, loc),
+            };
+            if loc.kind == BlobKind::Data && loc.base.is_none() && self.contains(&id)? {
+                return Ok(Some((id, loc)));
+            }
+        }
+        Ok(None)
     }
 
     /// May a writer deduplicate against chunk `id`? Only when an index segment names it in a
@@ -456,15 +549,26 @@ impl IndexCache {
         Ok(seg.get(no.value()).map_err(|e| db_err("read", e))?.is_some())
     }
 
-    /// Visit every blob (for stats): `(raw_length, sealed length)`.
-    pub fn for_each_blob(&self, mut f: impl FnMut(&Id, BlobKind, u32, u32)) -> Result<()> {
+    /// Visit every indexed blob (for stats): its kind, `raw_length`, sealed length, and for
+    /// a delta its base's `(raw_length, sealed length)`.
+    pub fn for_each_blob(&self, mut f: impl FnMut(&Id, BlobKind, u32, u32, Option<(u32, u32)>)) -> Result<()> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
         let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
+        let deltas = tx.open_table(DELTA_BASES).map_err(|e| db_err("read", e))?;
         for r in blobs.iter().map_err(|e| db_err("read", e))? {
             let (k, v) = r.map_err(|e| db_err("read", e))?;
             let v = v.value();
             let kind = BlobKind::from_u8(v[8]).unwrap_or(BlobKind::Data);
-            f(&Id(k.value()), kind, u32_at(&v, 18), u32_at(&v, 14));
+            let mut base = None;
+            if v[9] == Encoding::ZstdDelta as u8 {
+                if let Some(b) = deltas.get(k.value()).map_err(|e| db_err("read", e))? {
+                    if let Some(bv) = blobs.get(b.value()).map_err(|e| db_err("read", e))? {
+                        let bv = bv.value();
+                        base = Some((u32_at(&bv, 18), u32_at(&bv, 14)));
+                    }
+                }
+            }
+            f(&Id(k.value()), kind, u32_at(&v, 18), u32_at(&v, 14), base);
         }
         Ok(())
     }

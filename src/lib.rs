@@ -9,6 +9,7 @@ pub mod blob;
 pub mod check;
 pub mod chunking;
 pub mod crypto;
+pub mod delta;
 pub mod error;
 pub mod format;
 pub mod index;

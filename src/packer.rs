@@ -83,8 +83,16 @@ impl Packer {
         }
     }
 
-    /// Append a sealed blob.
-    pub fn add(&mut self, id: Id, kind: BlobKind, encoding: Encoding, raw_length: u32, sealed: &[u8]) -> Result<()> {
+    /// Append a sealed blob (`base`: the base chunk of a delta blob).
+    pub fn add(
+        &mut self,
+        id: Id,
+        kind: BlobKind,
+        encoding: Encoding,
+        raw_length: u32,
+        base: Option<Id>,
+        sealed: &[u8],
+    ) -> Result<()> {
         let offset = u32::try_from(self.cur.len()).map_err(|_| Error::general("pack too large"))?;
         let length = u32::try_from(sealed.len()).map_err(|_| Error::general("blob too large"))?;
         self.cur.extend_from_slice(sealed);
@@ -95,6 +103,7 @@ impl Packer {
             offset,
             length,
             raw_length,
+            base,
         });
         if self.cur.len() >= self.target {
             self.flush()?;

@@ -2,7 +2,7 @@
 //! compressed and sealed on rayon, packed and uploaded; index segments follow their packs and
 //! the manifest is written last. Every stage is joined by a bounded queue.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -12,9 +12,10 @@ use bytes::Bytes;
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use sha2::{Digest, Sha256};
 
-use crate::blob::seal_blob;
+use crate::blob::{compress_chunk, seal_blob, seal_compressed, seal_delta};
 use crate::chunking::Chunker;
 use crate::crypto::Keys;
+use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::snapshot::{Entry, Manifest, Source, Summary};
@@ -44,6 +45,8 @@ pub struct SnapshotOptions {
     pub hostname: Option<String>,
     /// Read every new pack back and verify it before the snapshot is committed.
     pub verify: bool,
+    /// Store new chunks similar to stored ones as deltas (format version 2 repositories).
+    pub deltas: bool,
 }
 
 impl SnapshotOptions {
@@ -56,6 +59,7 @@ impl SnapshotOptions {
             time: None,
             hostname: None,
             verify: true,
+            deltas: true,
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct StreamCounts {
     pub chunks_new: u64,
     /// Bytes those chunks took in packs.
     pub bytes_stored: u64,
+    /// How many new chunks were stored as deltas.
+    pub chunks_delta: u64,
 }
 
 /// Writes one snapshot: add streams (from several threads at once if wanted), then
@@ -86,6 +92,7 @@ pub struct SnapshotWriter<'a> {
     index: &'a IndexCache,
     pending: Mutex<HashSet<Id>>,
     level: i32,
+    deltas: bool,
     shared: Mutex<Shared>,
     entries: Mutex<Vec<Entry>>,
     started: Instant,
@@ -98,6 +105,20 @@ struct Shared {
     packer: Packer,
     summary: Summary,
     pending_packs: Vec<PackBlobs>,
+    /// Sketches of new data chunks, until the segment indexing them is written.
+    sketches: HashMap<Id, Sketch>,
+}
+
+/// How a new chunk is stored.
+struct Stored {
+    encoding: Encoding,
+    sealed: Vec<u8>,
+    /// The base chunk of a delta.
+    base: Option<Id>,
+    /// Its sketch (data chunks of format version 2 repositories).
+    sketch: Option<Sketch>,
+    /// Bytes the delta saved against the chunk plainly compressed.
+    saved: u64,
 }
 
 /// A finished chunk from a worker.
@@ -111,8 +132,7 @@ enum Work {
         seq: u64,
         id: Id,
         len: u32,
-        encoding: Encoding,
-        sealed: Vec<u8>,
+        stored: Stored,
     },
     /// The worker failed; its error is in the stream's error slot.
     Failed,
@@ -139,10 +159,12 @@ impl<'a> SnapshotWriter<'a> {
             index,
             pending: Mutex::default(),
             level,
+            deltas: opts.deltas && repo.config().deltas(),
             shared: Mutex::new(Shared {
                 packer,
                 summary: Summary::default(),
                 pending_packs: Vec::new(),
+                sketches: HashMap::new(),
             }),
             entries: Mutex::default(),
             started: Instant::now(),
@@ -173,7 +195,7 @@ impl<'a> SnapshotWriter<'a> {
             let (enc, sealed) = seal_blob(self.repo.keys(), kind, &id, plain, self.level)?;
             let mut sh = self.shared.lock().map_err(|_| poisoned())?;
             sh.summary.bytes_stored += sealed.len() as u64;
-            sh.packer.add(id, kind, enc, plain.len() as u32, &sealed)?;
+            sh.packer.add(id, kind, enc, plain.len() as u32, None, &sealed)?;
         }
         Ok(id)
     }
@@ -215,6 +237,8 @@ impl<'a> SnapshotWriter<'a> {
         let (done_tx, done_rx) = unbounded::<Work>();
         let index = self.index;
         let pending = &self.pending;
+        let repo = self.repo;
+        let deltas = self.deltas;
         let mut sha_out = None;
         let mut bytes_read = 0u64;
 
@@ -238,7 +262,15 @@ impl<'a> SnapshotWriter<'a> {
                             let done_tx = done_tx.clone();
                             let keys = keys.clone();
                             rs.spawn(move |_| {
-                                let w = Self::work(&keys, index, pending, level, seq, &c).unwrap_or_else(|e| {
+                                let ctx = WorkCtx {
+                                    repo,
+                                    keys: &keys,
+                                    index,
+                                    pending,
+                                    level,
+                                    deltas,
+                                };
+                                let w = ctx.work(seq, &c).unwrap_or_else(|e| {
                                     fail_ref(e);
                                     Work::Failed
                                 });
@@ -332,30 +364,6 @@ impl<'a> SnapshotWriter<'a> {
         }
     }
 
-    /// Hash one chunk, look it up, and compress and seal it when new.
-    fn work(
-        keys: &Keys,
-        index: &IndexCache,
-        pending: &Mutex<HashSet<Id>>,
-        level: i32,
-        seq: u64,
-        c: &[u8],
-    ) -> Result<Work> {
-        let id = keys.chunk_id(c);
-        let len = c.len() as u32;
-        if !Self::claim(index, pending, &id)? {
-            return Ok(Work::Dup { seq, id, len });
-        }
-        let (encoding, sealed) = seal_blob(keys, BlobKind::Data, &id, c, level)?;
-        Ok(Work::New {
-            seq,
-            id,
-            len,
-            encoding,
-            sealed,
-        })
-    }
-
     /// Receives finished chunks (each frees an in-flight slot), packs the new ones and builds
     /// the content list in stream order. Returns `None` when a stage failed.
     fn collect(
@@ -373,21 +381,25 @@ impl<'a> SnapshotWriter<'a> {
             let (seq, id, len) = match w {
                 Work::Failed => return Ok(None),
                 Work::Dup { seq, id, len } => (seq, id, len),
-                Work::New {
-                    seq,
-                    id,
-                    len,
-                    encoding,
-                    sealed,
-                } => {
+                Work::New { seq, id, len, stored } => {
+                    let n = stored.sealed.len() as u64;
                     let mut sh = self.shared.lock().map_err(|_| poisoned())?;
                     sh.summary.bytes_new += u64::from(len);
                     sh.summary.chunks_new += 1;
-                    sh.summary.bytes_stored += sealed.len() as u64;
-                    sh.packer.add(id, BlobKind::Data, encoding, len, &sealed)?;
+                    sh.summary.bytes_stored += n;
+                    if stored.base.is_some() {
+                        sh.summary.chunks_delta += 1;
+                        sh.summary.bytes_delta_saved += stored.saved;
+                        counts.chunks_delta += 1;
+                    }
+                    if let Some(sk) = stored.sketch {
+                        sh.sketches.insert(id, sk);
+                    }
+                    sh.packer
+                        .add(id, BlobKind::Data, stored.encoding, len, stored.base, &stored.sealed)?;
                     counts.bytes_new += u64::from(len);
                     counts.chunks_new += 1;
-                    counts.bytes_stored += sealed.len() as u64;
+                    counts.bytes_stored += n;
                     (seq, id, len)
                 }
             };
@@ -427,20 +439,23 @@ impl<'a> SnapshotWriter<'a> {
             return Ok(());
         }
         let packs = std::mem::take(&mut sh.pending_packs);
+        let sketches = take_sketches(&mut sh.sketches, &packs);
         drop(sh);
-        self.write_segment(packs)
+        self.write_segment(packs, sketches)
     }
 
-    fn write_segment(&self, packs: Vec<PackBlobs>) -> Result<()> {
+    /// Write one index segment naming `packs`, with the sketches of their new data chunks.
+    fn write_segment(&self, packs: Vec<PackBlobs>, sketches: Vec<(Id, Sketch)>) -> Result<()> {
         if packs.is_empty() {
             return Ok(());
         }
         let seg = IndexSegment {
             supersedes: vec![],
             packs,
+            sketches,
         };
         let id = self.repo.save_object(ObjectKind::Index, &seg.encode())?;
-        self.index.insert_segment(&id, &seg.packs)?;
+        self.index.insert_segment(&id, &seg.packs, &seg.sketches)?;
         if let Ok(mut p) = self.pending.lock() {
             for pb in &seg.packs {
                 for b in &pb.blobs {
@@ -481,18 +496,125 @@ impl<'a> SnapshotWriter<'a> {
     /// durable and indexed. Returns the entries (sorted by path) and the counters; the caller
     /// records them (a manifest, a WAL catalog entry).
     pub fn finish_data(self) -> Result<(Vec<Entry>, Summary)> {
-        let (packs, mut summary) = {
+        let (packs, summary) = {
             let mut sh = self.shared.lock().map_err(|_| poisoned())?;
             let mut packs = std::mem::take(&mut sh.pending_packs);
             packs.extend(sh.packer.finish()?);
             let mut summary = sh.summary.clone();
             summary.packs_written = sh.packer.packs_written;
-            (packs, summary)
+            let sketches = take_sketches(&mut sh.sketches, &packs);
+            (packs, (summary, sketches))
         };
-        self.write_segment(packs)?;
+        let (mut summary, sketches) = summary;
+        self.write_segment(packs, sketches)?;
         summary.duration_ms = self.started.elapsed().as_millis() as u64;
         let mut entries = self.entries.into_inner().map_err(|_| poisoned())?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((entries, summary))
+    }
+}
+
+/// Remove and return the sketches of the blobs `packs` hold.
+fn take_sketches(sketches: &mut HashMap<Id, Sketch>, packs: &[PackBlobs]) -> Vec<(Id, Sketch)> {
+    packs
+        .iter()
+        .flat_map(|p| &p.blobs)
+        .filter_map(|b| sketches.remove(&b.id).map(|s| (b.id, s)))
+        .collect()
+}
+
+/// What a chunk worker needs.
+struct WorkCtx<'a> {
+    repo: &'a Repository,
+    keys: &'a Keys,
+    index: &'a IndexCache,
+    pending: &'a Mutex<HashSet<Id>>,
+    level: i32,
+    deltas: bool,
+}
+
+/// A delta is kept without compressing the chunk plainly when it is at most this fraction
+/// of the chunk's plain size as estimated from its base; otherwise it must be at most
+/// [`DELTA_KEEP`] of the measured plain size.
+const DELTA_SURE: u64 = 8;
+/// A delta must be at most 1/2 of the plainly compressed chunk to be kept.
+const DELTA_KEEP: u64 = 2;
+
+impl WorkCtx<'_> {
+    /// Hash one chunk, look it up, and when new compress (or delta-encode) and seal it.
+    fn work(&self, seq: u64, c: &[u8]) -> Result<Work> {
+        let id = self.keys.chunk_id(c);
+        let len = c.len() as u32;
+        if !SnapshotWriter::claim(self.index, self.pending, &id)? {
+            return Ok(Work::Dup { seq, id, len });
+        }
+        let stored = if self.deltas {
+            self.store_near_duplicate(&id, c)?
+        } else {
+            let (encoding, sealed) = seal_blob(self.keys, BlobKind::Data, &id, c, self.level)?;
+            Stored {
+                encoding,
+                sealed,
+                base: None,
+                sketch: None,
+                saved: 0,
+            }
+        };
+        Ok(Work::New { seq, id, len, stored })
+    }
+
+    /// Sketch a new chunk; when a similar plainly stored chunk exists, store the chunk as a
+    /// delta against it if that is clearly smaller (repo-format §5.1), else plainly.
+    fn store_near_duplicate(&self, id: &Id, c: &[u8]) -> Result<Stored> {
+        let sketch = crate::delta::sketch(c);
+        let overhead = (crate::crypto::OVERHEAD + 32) as u64;
+        let mut plain_z = None;
+        if let Some((base, bloc)) = self.index.find_base(&sketch)? {
+            let rt = self.repo.store().runtime();
+            // Read through the index like a restore: authenticated and checked against its id.
+            match rt.block_on(crate::restore::fetch_blob(self.repo, self.index, base, BlobKind::Data)) {
+                Ok(base_plain) => {
+                    let frame = crate::delta::encode(&base_plain, c, self.level).map_err(Error::general)?;
+                    let delta_len = frame.len() as u64 + overhead;
+                    // The base's own compression ratio estimates this chunk's plain size.
+                    let estimate = u64::from(bloc.length) * c.len() as u64 / u64::from(bloc.raw_length.max(1));
+                    let plain_len = if delta_len * DELTA_SURE <= estimate {
+                        estimate
+                    } else {
+                        let z = compress_chunk(c, self.level)?;
+                        let n = z.len().min(c.len()) as u64 + crate::crypto::OVERHEAD as u64;
+                        plain_z = Some(z);
+                        n
+                    };
+                    if delta_len * DELTA_KEEP <= plain_len {
+                        return Ok(Stored {
+                            encoding: Encoding::ZstdDelta,
+                            sealed: seal_delta(self.keys, id, &base, &frame)?,
+                            base: Some(base),
+                            sketch: Some(sketch),
+                            saved: plain_len - delta_len,
+                        });
+                    }
+                }
+                // A base that cannot be read is no reason to fail the snapshot: the chunk is
+                // stored plainly, and `check` reports the damage.
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    tracing::warn!(base = %base, error = %e, "cannot read a delta base; storing the chunk plainly");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let z = match plain_z {
+            Some(z) => z,
+            None => compress_chunk(c, self.level)?,
+        };
+        let (encoding, sealed) = seal_compressed(self.keys, BlobKind::Data, id, c, z)?;
+        Ok(Stored {
+            encoding,
+            sealed,
+            base: None,
+            sketch: Some(sketch),
+            saved: 0,
+        })
     }
 }

@@ -30,6 +30,14 @@ pub struct Stats {
     pub compression_ratio: f64,
     /// logical / stored.
     pub total_ratio: f64,
+    /// Data chunks stored as deltas against a similar chunk (their plaintext is counted in
+    /// `unique_bytes`).
+    pub delta_chunks: u64,
+    /// Sealed bytes those deltas take.
+    pub delta_stored_bytes: u64,
+    /// Bytes the deltas saved: what the chunks would take compressed plainly (estimated from
+    /// each base's own compression ratio) minus what the deltas take.
+    pub delta_saved_bytes: u64,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -45,11 +53,18 @@ pub fn compute(repo: &Repository, index: &IndexCache) -> Result<Stats> {
     let manifests = repo.manifests()?;
     let logical: u64 = manifests.iter().map(|(_, m)| m.size()).sum();
     let (mut unique, mut sealed, mut chunks, mut lists) = (0u64, 0u64, 0u64, 0u64);
-    index.for_each_blob(|_, kind, raw, len| match kind {
+    let (mut deltas, mut delta_stored, mut delta_saved) = (0u64, 0u64, 0u64);
+    index.for_each_blob(|_, kind, raw, len, base| match kind {
         BlobKind::Data => {
             unique += u64::from(raw);
             sealed += u64::from(len);
             chunks += 1;
+            if let Some((braw, blen)) = base {
+                deltas += 1;
+                delta_stored += u64::from(len);
+                let plain = u64::from(blen) * u64::from(raw) / u64::from(braw.max(1));
+                delta_saved += plain.saturating_sub(u64::from(len));
+            }
         }
         BlobKind::ContentList => lists += 1,
     })?;
@@ -66,5 +81,8 @@ pub fn compute(repo: &Repository, index: &IndexCache) -> Result<Stats> {
         dedup_ratio: ratio(logical, unique),
         compression_ratio: ratio(unique, sealed),
         total_ratio: ratio(logical, stored),
+        delta_chunks: deltas,
+        delta_stored_bytes: delta_stored,
+        delta_saved_bytes: delta_saved,
     })
 }

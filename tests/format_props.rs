@@ -11,18 +11,28 @@ fn entry() -> impl Strategy<Value = BlobEntry> {
     (
         any::<[u8; 32]>(),
         any::<bool>(),
-        0u8..2,
+        0u8..3,
         any::<u32>(),
         any::<u32>(),
         any::<u32>(),
+        any::<[u8; 32]>(),
     )
-        .prop_map(|(id, list, enc, offset, length, raw_length)| BlobEntry {
-            id: Id(id),
-            kind: if list { BlobKind::ContentList } else { BlobKind::Data },
-            encoding: if enc == 0 { Encoding::Raw } else { Encoding::Zstd },
-            offset,
-            length,
-            raw_length,
+        .prop_map(|(id, list, enc, offset, length, raw_length, base)| {
+            // Only data chunks are delta-encoded, and never against themselves.
+            let delta = enc == 2 && !list && base != id;
+            BlobEntry {
+                id: Id(id),
+                kind: if list { BlobKind::ContentList } else { BlobKind::Data },
+                encoding: match enc {
+                    0 => Encoding::Raw,
+                    _ if delta => Encoding::ZstdDelta,
+                    _ => Encoding::Zstd,
+                },
+                offset,
+                length,
+                raw_length,
+                base: delta.then_some(Id(base)),
+            }
         })
 }
 
@@ -31,10 +41,12 @@ proptest! {
     fn index_segments_round_trip(
         sup in prop::collection::vec(any::<[u8; 32]>(), 0..4),
         packs in prop::collection::vec((any::<[u8; 32]>(), prop::collection::vec(entry(), 0..20)), 0..6),
+        sketches in prop::collection::vec((any::<[u8; 32]>(), any::<[u64; 3]>()), 0..5),
     ) {
         let seg = IndexSegment {
             supersedes: sup.into_iter().map(Id).collect(),
             packs: packs.into_iter().map(|(p, blobs)| PackBlobs { pack: Id(p), blobs }).collect(),
+            sketches: sketches.into_iter().map(|(i, s)| (Id(i), dbbackup::delta::Sketch(s))).collect(),
         };
         let b = seg.encode();
         let back = IndexSegment::decode(&b).unwrap();

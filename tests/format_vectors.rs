@@ -105,6 +105,7 @@ fn build() -> Value {
             offset: 0,
             length: sealed_blob.len() as u32,
             raw_length: plain.len() as u32,
+            base: None,
         },
         BlobEntry {
             id: lid,
@@ -113,6 +114,7 @@ fn build() -> Value {
             offset: sealed_blob.len() as u32,
             length: sealed_list.len() as u32,
             raw_length: list.len() as u32,
+            base: None,
         },
     ];
     let header_nonce = [0x55u8; NONCE_LEN];
@@ -133,6 +135,7 @@ fn build() -> Value {
             pack: pack_id,
             blobs: entries,
         }],
+        sketches: vec![],
     };
     let seg_payload = seg.encode();
     let seg_z = zstd::bulk::compress(&seg_payload, 3).unwrap();
@@ -184,6 +187,7 @@ fn build() -> Value {
             chunks_new: 1,
             packs_written: 1,
             duration_ms: 12,
+            ..Default::default()
         },
     };
     let m_payload = m.encode();
@@ -357,14 +361,7 @@ fn vectors_decode_and_reencode_byte_for_byte() {
         let bv = &v[name];
         let sealed = &pack[e.offset as usize..(e.offset + e.length) as usize];
         assert_eq!(hex::encode(sealed), bv["sealed"].as_str().unwrap());
-        let loc = BlobLocation {
-            pack: pack_id,
-            kind: e.kind,
-            encoding: e.encoding,
-            offset: e.offset,
-            length: e.length,
-            raw_length: e.raw_length,
-        };
+        let loc = BlobLocation::of(&pack_id, e);
         let plain = open_blob(&keys, &e.id, &loc, sealed).unwrap();
         assert_eq!(hex::encode(&plain), bv["plaintext"].as_str().unwrap());
         assert_eq!(keys.chunk_id(&plain).to_hex(), bv["chunk_id"].as_str().unwrap());
@@ -426,5 +423,189 @@ fn vectors_decode_and_reencode_byte_for_byte() {
         build(),
         v,
         "vectors are stale: the format changed without updating repo-format/"
+    );
+}
+
+const PATH_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/repo-format/vectors/v2.json");
+
+/// What format version 2 adds: a delta blob against a zstd base, the pack holding both (a
+/// 78-byte delta entry), a version 2 index segment with sketches, and sketches on their own.
+fn build_v2() -> Value {
+    let keys = MasterKey::from_bytes(std::array::from_fn(|i| i as u8)).derive();
+    let base = b"COPY public.t (id, name) FROM stdin;\n1\talice\n2\tbob\n3\tcarol\n\\.\n".repeat(4);
+    let mut new = base.clone();
+    new[48..51].copy_from_slice(b"bea");
+    new.extend_from_slice(b"4\tdave\n");
+    let (bid, nid) = (keys.chunk_id(&base), keys.chunk_id(&new));
+    let base_body = zstd::bulk::compress(&base, 3).unwrap();
+    let base_sealed = seal(
+        &keys,
+        &[0x44; NONCE_LEN],
+        &blob_aad(BlobKind::Data, Encoding::Zstd, &bid),
+        &base_body,
+    );
+    let frame = dbbackup::delta::encode(&base, &new, 3).unwrap();
+    let body = [bid.0.as_slice(), &frame].concat();
+    let delta_nonce = [0x46u8; NONCE_LEN];
+    let delta_sealed = seal(
+        &keys,
+        &delta_nonce,
+        &blob_aad(BlobKind::Data, Encoding::ZstdDelta, &nid),
+        &body,
+    );
+    let entries = vec![
+        BlobEntry {
+            id: bid,
+            kind: BlobKind::Data,
+            encoding: Encoding::Zstd,
+            offset: 0,
+            length: base_sealed.len() as u32,
+            raw_length: base.len() as u32,
+            base: None,
+        },
+        BlobEntry {
+            id: nid,
+            kind: BlobKind::Data,
+            encoding: Encoding::ZstdDelta,
+            offset: base_sealed.len() as u32,
+            length: delta_sealed.len() as u32,
+            raw_length: new.len() as u32,
+            base: Some(bid),
+        },
+    ];
+    let header_nonce = [0x56u8; NONCE_LEN];
+    let header = seal(
+        &keys,
+        &header_nonce,
+        ObjectKind::PackHeader.aad(),
+        &encode_header(&entries),
+    );
+    let mut pack = [base_sealed, delta_sealed.clone(), header.clone()].concat();
+    pack.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    pack.extend_from_slice(PACK_MAGIC);
+    let pack_id = Id::of_stored(&pack);
+    let seg = IndexSegment {
+        supersedes: vec![],
+        packs: vec![PackBlobs {
+            pack: pack_id,
+            blobs: entries,
+        }],
+        sketches: vec![
+            (bid, dbbackup::delta::sketch(&base)),
+            (nid, dbbackup::delta::sketch(&new)),
+        ],
+    };
+    let seg_payload = seg.encode();
+    let seg_z = zstd::bulk::compress(&seg_payload, 3).unwrap();
+    let seg_nonce = [0x67u8; NONCE_LEN];
+    let seg_stored = seal(&keys, &seg_nonce, ObjectKind::Index.aad(), &seg_z);
+    // A longer text, so that many positions are sampled.
+    let text: Vec<u8> = (0..65536u32)
+        .map(|i| b"abcdefghij,;\n 0123456789"[((i.wrapping_mul(2_654_435_761) >> 7) % 24) as usize])
+        .collect();
+    let sk = |s: dbbackup::delta::Sketch| s.0.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+    json!({
+        "comment": "dbbackup repository format v2 test vectors (what v2 adds to v1.json; same master key). Hex unless noted.",
+        "delta": {
+            "base_plaintext": hex::encode(&base), "base_chunk_id": bid,
+            "plaintext": hex::encode(&new), "chunk_id": nid,
+            "frame": hex::encode(&frame), "nonce": hex::encode(delta_nonce), "sealed": hex::encode(&delta_sealed),
+        },
+        "pack": { "name": pack_id, "stored": hex::encode(&pack), "header_nonce": hex::encode(header_nonce) },
+        "index_segment": { "name": Id::of_stored(&seg_stored), "payload": hex::encode(&seg_payload), "zstd": hex::encode(&seg_z), "nonce": hex::encode(seg_nonce), "stored": hex::encode(&seg_stored) },
+        "sketches": {
+            "text_64KiB": hex::encode(&text), "text_64KiB_super_features_decimal": sk(dbbackup::delta::sketch(&text)),
+            "empty_super_features_decimal": sk(dbbackup::delta::sketch(&[])),
+        },
+    })
+}
+
+#[test]
+#[ignore = "regenerates the vectors; run only when the format changes"]
+fn regenerate_v2() {
+    std::fs::write(PATH_V2, serde_json::to_string_pretty(&build_v2()).unwrap() + "\n").unwrap();
+}
+
+#[test]
+fn v2_vectors_decode_rebuild_and_reencode_byte_for_byte() {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(PATH_V2).unwrap()).unwrap();
+    let keys = MasterKey::from_bytes(std::array::from_fn(|i| i as u8)).derive();
+    let d = &v["delta"];
+    let base = h(&d["base_plaintext"]);
+    let want = h(&d["plaintext"]);
+    // The pack: both blobs authenticate; the delta entry carries its base id (78 bytes).
+    let pack = h(&v["pack"]["stored"]);
+    let pack_id: Id = v["pack"]["name"].as_str().unwrap().parse().unwrap();
+    let (blobs, _) = verify_pack(&keys, &pack_id, &pack).unwrap();
+    assert_eq!(blobs, 2);
+    let hl = u32::from_le_bytes(pack[pack.len() - 8..pack.len() - 4].try_into().unwrap()) as usize;
+    let header_plain = keys
+        .open(ObjectKind::PackHeader.aad(), &pack[pack.len() - 8 - hl..pack.len() - 8])
+        .unwrap();
+    assert_eq!(header_plain.len(), 4 + 46 + 78);
+    let entries = decode_header(&header_plain).unwrap();
+    assert_eq!(encode_header(&entries), header_plain);
+    let e = &entries[1];
+    assert_eq!((e.encoding, e.base), (Encoding::ZstdDelta, Some(entries[0].id)));
+    // The delta: authenticated, its base id checked, rebuilt from the base and verified.
+    let sealed = &pack[e.offset as usize..(e.offset + e.length) as usize];
+    assert_eq!(hex::encode(sealed), d["sealed"].as_str().unwrap());
+    let loc = BlobLocation::of(&pack_id, e);
+    let frame = dbbackup::blob::open_delta(&keys, &e.id, &loc, sealed.to_vec()).unwrap();
+    assert_eq!(hex::encode(&frame), d["frame"].as_str().unwrap());
+    assert_eq!(
+        dbbackup::blob::apply_delta(&keys, &e.id, &loc, &base, &frame).unwrap(),
+        want
+    );
+    assert_eq!(e.id.to_hex(), d["chunk_id"].as_str().unwrap());
+    let body = keys
+        .open(&blob_aad(BlobKind::Data, Encoding::ZstdDelta, &e.id), sealed)
+        .unwrap();
+    assert_eq!(&body[..32], &entries[0].id.0);
+    assert_eq!(
+        seal(
+            &keys,
+            &n24(&d["nonce"]),
+            &blob_aad(BlobKind::Data, Encoding::ZstdDelta, &e.id),
+            &body
+        ),
+        sealed
+    );
+    // Another base does not rebuild it; the delta is not a plain blob.
+    let other: Vec<u8> = base.iter().map(|b| b ^ 1).collect();
+    assert!(dbbackup::blob::apply_delta(&keys, &e.id, &loc, &other, &frame).is_err());
+    assert!(open_blob(&keys, &e.id, &loc, sealed).is_err());
+    // The index segment: version 2 with the sketches of both chunks.
+    let ov = &v["index_segment"];
+    let stored = h(&ov["stored"]);
+    let payload = open_object(&keys, ObjectKind::Index, ov["name"].as_str().unwrap(), &stored).unwrap();
+    assert_eq!(payload, h(&ov["payload"]));
+    assert_eq!(payload[4], 2);
+    let seg = IndexSegment::decode(&payload).unwrap();
+    assert_eq!(seg.encode(), payload);
+    assert_eq!(seg.packs[0].blobs, entries);
+    assert_eq!(seg.sketches[0], (entries[0].id, dbbackup::delta::sketch(&base)));
+    assert_eq!(seg.sketches[1], (entries[1].id, dbbackup::delta::sketch(&want)));
+    // Sketches of their own.
+    let s = &v["sketches"];
+    let dec = |x: &Value| -> Vec<u64> {
+        x.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        dbbackup::delta::sketch(&h(&s["text_64KiB"])).0.to_vec(),
+        dec(&s["text_64KiB_super_features_decimal"])
+    );
+    assert_eq!(
+        dbbackup::delta::sketch(&[]).0.to_vec(),
+        dec(&s["empty_super_features_decimal"])
+    );
+    assert_eq!(
+        build_v2(),
+        v,
+        "v2 vectors are stale: the format changed without updating repo-format/"
     );
 }

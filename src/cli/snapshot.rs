@@ -84,6 +84,10 @@ pub struct Args {
     /// (verification is on by default; see docs/benchmarks.md for its cost)
     #[arg(long)]
     no_verify: bool,
+    /// Store every new chunk whole, never as a delta against a similar stored chunk
+    /// (deltas are on by default in format version 2 repositories; docs/deltas.md)
+    #[arg(long)]
+    no_deltas: bool,
     /// Record this time instead of now (RFC 3339 or `YYYY-MM-DD HH:MM:SS` UTC), e.g. importing old dumps
     #[arg(long)]
     time: Option<String>,
@@ -190,6 +194,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         time,
         hostname: a.hostname.clone(),
         verify: !a.no_verify,
+        deltas: !a.no_deltas,
     };
     let w = SnapshotWriter::new(&repo, &index, opts)?.with_lock(&lock);
     let bar = ctx.progress();

@@ -28,5 +28,13 @@ pub fn run(ctx: &Ctx, _a: Args) -> anyhow::Result<()> {
     println!("dedup ratio       {:.2}x", s.dedup_ratio);
     println!("compression ratio {:.2}x", s.compression_ratio);
     println!("total ratio       {:.2}x", s.total_ratio);
+    if s.delta_chunks > 0 {
+        println!(
+            "delta chunks      {} taking {}, saving {} (estimated)",
+            s.delta_chunks,
+            human_bytes(s.delta_stored_bytes),
+            human_bytes(s.delta_saved_bytes)
+        );
+    }
     Ok(())
 }

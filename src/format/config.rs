@@ -2,7 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Id, FORMAT_VERSION};
+use super::Id;
+
+/// The repository format version `init` writes: 2, which adds near-duplicate (delta) chunks
+/// and resemblance sketches to version 1 (repo-format §11).
+pub const REPO_VERSION: u32 = 2;
+/// The oldest repository format version this build reads and writes (without deltas).
+pub const MIN_REPO_VERSION: u32 = 1;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Content-defined chunking parameters, fixed for the repository's life.
@@ -58,7 +64,7 @@ pub enum CompressionAlgorithm {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Format version; readers refuse versions they do not know.
+    /// Repository format version (1 or 2); readers refuse versions they do not know.
     pub version: u32,
     /// Random repository id; keys the local index cache.
     pub id: Id,
@@ -74,7 +80,7 @@ impl Config {
     /// A new config with a random id.
     pub fn new(chunker: ChunkerParams, level: i32) -> Self {
         Config {
-            version: FORMAT_VERSION,
+            version: REPO_VERSION,
             id: Id(crate::crypto::random_bytes()),
             chunker,
             compression: CompressionParams {
@@ -100,9 +106,9 @@ impl Config {
         }
         let v: V = serde_json::from_slice(b)
             .map_err(|e| Error::new(ErrorKind::Corrupt, "repository config is not valid JSON").with_source(e))?;
-        if v.version != FORMAT_VERSION {
+        if !(MIN_REPO_VERSION..=REPO_VERSION).contains(&v.version) {
             return Err(Error::config(format!(
-                "repository format version {} is not supported by this dbbackup (it reads version {FORMAT_VERSION}); upgrade dbbackup",
+                "repository format version {} is not supported by this dbbackup (it reads versions {MIN_REPO_VERSION} to {REPO_VERSION}); upgrade dbbackup",
                 v.version
             )));
         }
@@ -110,6 +116,12 @@ impl Config {
             .map_err(|e| Error::new(ErrorKind::Corrupt, "repository config is invalid").with_source(e))?;
         c.validate()?;
         Ok(c)
+    }
+
+    /// Whether writers may store near-duplicate chunks as deltas and record sketches
+    /// (format version 2 and later).
+    pub fn deltas(&self) -> bool {
+        self.version >= 2
     }
 
     /// Check the parameters are in the ranges this build supports.

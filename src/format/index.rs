@@ -2,6 +2,10 @@
 
 use super::pack::{BlobEntry, ENTRY_LEN};
 use super::{Id, Reader};
+use crate::delta::{Sketch, SKETCH_FEATURES};
+
+/// Encoded size of one sketch record: chunk id, then its super-features.
+const SKETCH_LEN: usize = 32 + 8 * SKETCH_FEATURES;
 
 /// Magic at the start of an index segment's payload.
 pub const INDEX_MAGIC: &[u8; 4] = b"DBIX";
@@ -22,6 +26,8 @@ pub struct IndexSegment {
     pub supersedes: Vec<Id>,
     /// Packs and their blobs.
     pub packs: Vec<PackBlobs>,
+    /// Resemblance sketches of data chunks (version 2): where writers look for delta bases.
+    pub sketches: Vec<(Id, Sketch)>,
 }
 
 impl IndexSegment {
@@ -30,16 +36,27 @@ impl IndexSegment {
         self.packs.iter().map(|p| p.blobs.len()).sum()
     }
 
-    /// Encode the payload.
+    /// Encode the payload: version 1 without sketches, version 2 with them.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(13 + self.packs.len() * 36 + self.blob_count() * ENTRY_LEN);
+        let mut out = Vec::with_capacity(
+            17 + self.packs.len() * 36 + self.blob_count() * ENTRY_LEN + self.sketches.len() * SKETCH_LEN,
+        );
         out.extend_from_slice(INDEX_MAGIC);
-        out.push(1);
+        out.push(if self.sketches.is_empty() { 1 } else { 2 });
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for s in &self.supersedes {
             out.extend_from_slice(&s.0);
         }
         encode_packs(&mut out, &self.packs);
+        if !self.sketches.is_empty() {
+            out.extend_from_slice(&(self.sketches.len() as u32).to_le_bytes());
+            for (id, sk) in &self.sketches {
+                out.extend_from_slice(&id.0);
+                for f in sk.0 {
+                    out.extend_from_slice(&f.to_le_bytes());
+                }
+            }
+        }
         out
     }
 
@@ -50,7 +67,7 @@ impl IndexSegment {
             return Err("index segment magic missing".into());
         }
         let v = r.u8()?;
-        if v != 1 {
+        if v != 1 && v != 2 {
             return Err(format!("index segment version {v} is not supported by this dbbackup"));
         }
         let n = r.u32()? as usize;
@@ -59,8 +76,28 @@ impl IndexSegment {
         }
         let supersedes = (0..n).map(|_| r.id()).collect::<Result<Vec<_>, _>>()?;
         let packs = decode_packs(&mut r)?;
+        let mut sketches = Vec::new();
+        if v == 2 {
+            let k = r.u32()? as usize;
+            if k.saturating_mul(SKETCH_LEN) != r.remaining() {
+                return Err("index segment sketch section truncated".into());
+            }
+            sketches.reserve(k);
+            for _ in 0..k {
+                let id = r.id()?;
+                let mut sk = [0u64; SKETCH_FEATURES];
+                for f in &mut sk {
+                    *f = r.u64()?;
+                }
+                sketches.push((id, Sketch(sk)));
+            }
+        }
         r.done()?;
-        Ok(IndexSegment { supersedes, packs })
+        Ok(IndexSegment {
+            supersedes,
+            packs,
+            sketches,
+        })
     }
 }
 

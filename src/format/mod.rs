@@ -16,7 +16,8 @@ pub use id::Id;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
-/// The repository format version this build writes and reads.
+/// Version of the objects this build writes (manifests, locks, key files, WAL catalog
+/// entries); the repository's own format version is [`config::REPO_VERSION`].
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Largest plaintext a whole object (index segment, manifest, lock) may decompress to.
@@ -98,8 +99,8 @@ pub enum Encoding {
     Raw = 0,
     /// One zstd frame.
     Zstd = 1,
-    /// Reserved: a zstd frame compressed with another chunk's plaintext as the reference
-    /// (`--patch-from`); the first 32 bytes are the base chunk's id. Not written by v1.
+    /// The base chunk's id (32 bytes), then a zstd frame compressed with that chunk's
+    /// plaintext as its reference prefix (`--patch-from`). Format version 2.
     ZstdDelta = 2,
 }
 

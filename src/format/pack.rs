@@ -9,8 +9,10 @@ use crate::error::{Error, Result};
 pub const PACK_MAGIC: &[u8; 4] = b"DBP1";
 /// Trailer length: u32 header length + magic.
 pub const TRAILER_LEN: usize = 8;
-/// Encoded size of one [`BlobEntry`].
+/// Encoded size of one [`BlobEntry`] (a delta entry carries its base id too: [`DELTA_ENTRY_LEN`]).
 pub const ENTRY_LEN: usize = 46;
+/// Encoded size of the entry of a `zstd-delta` blob: the entry, then its base chunk's id.
+pub const DELTA_ENTRY_LEN: usize = ENTRY_LEN + 32;
 /// Largest chunk plaintext a v1 blob may hold (16 MiB).
 pub const MAX_CHUNK: u32 = 16 << 20;
 
@@ -29,10 +31,12 @@ pub struct BlobEntry {
     pub length: u32,
     /// Length of the chunk's plaintext.
     pub raw_length: u32,
+    /// The base chunk of a `zstd-delta` blob (`Some` exactly when `encoding` is `ZstdDelta`).
+    pub base: Option<Id>,
 }
 
 impl BlobEntry {
-    /// Append the 46-byte encoding.
+    /// Append the encoding: 46 bytes, then the base chunk id of a delta blob.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.id.0);
         out.push(self.kind as u8);
@@ -40,6 +44,18 @@ impl BlobEntry {
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.length.to_le_bytes());
         out.extend_from_slice(&self.raw_length.to_le_bytes());
+        if let Some(b) = &self.base {
+            out.extend_from_slice(&b.0);
+        }
+    }
+
+    /// Bytes [`BlobEntry::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        if self.base.is_some() {
+            DELTA_ENTRY_LEN
+        } else {
+            ENTRY_LEN
+        }
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> std::result::Result<BlobEntry, String> {
@@ -48,20 +64,32 @@ impl BlobEntry {
         let kind = BlobKind::from_u8(kind).ok_or_else(|| format!("unknown blob kind {kind}"))?;
         let enc = r.u8()?;
         let encoding = Encoding::from_u8(enc).ok_or_else(|| format!("unknown blob encoding {enc}"))?;
+        let (offset, length, raw_length) = (r.u32()?, r.u32()?, r.u32()?);
+        let base = match encoding {
+            Encoding::ZstdDelta if kind != BlobKind::Data => {
+                return Err(format!("blob {id}: only data chunks may be delta-encoded"))
+            }
+            Encoding::ZstdDelta => Some(r.id()?),
+            _ => None,
+        };
+        if base == Some(id) {
+            return Err(format!("blob {id} is a delta against itself"));
+        }
         Ok(BlobEntry {
             id,
             kind,
             encoding,
-            offset: r.u32()?,
-            length: r.u32()?,
-            raw_length: r.u32()?,
+            offset,
+            length,
+            raw_length,
+            base,
         })
     }
 }
 
 /// Encode a pack header's plaintext: u32 count, then the entries.
 pub fn encode_header(entries: &[BlobEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + entries.len() * ENTRY_LEN);
+    let mut out = Vec::with_capacity(4 + entries.iter().map(BlobEntry::encoded_len).sum::<usize>());
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for e in entries {
         e.encode(&mut out);
@@ -73,7 +101,7 @@ pub fn encode_header(entries: &[BlobEntry]) -> Vec<u8> {
 pub fn decode_header(b: &[u8]) -> std::result::Result<Vec<BlobEntry>, String> {
     let mut r = Reader::new(b, "pack header");
     let n = r.u32()? as usize;
-    if n.saturating_mul(ENTRY_LEN) != r.remaining() {
+    if n.saturating_mul(ENTRY_LEN) > r.remaining() {
         return Err("pack header length does not match its entry count".into());
     }
     let mut v = Vec::with_capacity(n);

@@ -193,6 +193,16 @@ pub struct Summary {
     pub packs_written: u64,
     /// Wall time of the run in milliseconds.
     pub duration_ms: u64,
+    /// New chunks stored as deltas against a similar stored chunk (format version 2).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chunks_delta: u64,
+    /// Bytes those deltas saved against storing the chunks plainly compressed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_delta_saved: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A snapshot manifest.

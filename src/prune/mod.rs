@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::backend::pack_path;
+use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pack::BlobEntry;
@@ -154,6 +155,8 @@ pub struct PruneReport {
 #[derive(Debug, Clone, Copy, Default)]
 struct PackStat {
     live_blobs: u32,
+    /// Bytes the live blobs' entries take in the pack header (46, or 78 for a delta).
+    live_entry_bytes: u64,
     live_bytes: u64,
 }
 
@@ -193,6 +196,8 @@ pub fn prune(
     let mut snaps: Vec<Id> = primaries.union(&copies).copied().collect();
     snaps.sort();
     snaps.retain(|s| !opts.ignore.contains(s));
+    // The WAL catalog too is listed before the index is synced (segments precede entries).
+    let wal_listing = crate::wal::catalog::list(repo)?;
     index.sync(repo)?;
     progress.start("references", Some(snaps.len() as u64));
     let mut bases = Vec::new();
@@ -207,7 +212,7 @@ pub fn prune(
     let mut seen_wal: HashSet<Id> = HashSet::new();
     let mut expired: Vec<(String, Id)> = Vec::new();
     let keep = crate::wal::retention::keep_from(&bases);
-    rep.chunks_referenced += add_wal_roots(repo, index, &live, &mut seen_wal, keep, &mut expired)?;
+    rep.chunks_referenced += add_wal_roots(repo, index, &live, &mut seen_wal, keep, &mut expired, wal_listing)?;
     rep.wal_files = (seen_wal.len() - expired.len()) as u64;
     rep.wal_files_expired = expired.len() as u64;
     if !opts.dry_run {
@@ -245,7 +250,7 @@ pub fn prune(
             fates[o] = Fate::Condemn;
             continue;
         };
-        let used = st.live_bytes + 46 * u64::from(st.live_blobs);
+        let used = st.live_bytes + st.live_entry_bytes;
         let unused = size.saturating_sub(used + 52);
         rep.used_bytes += used;
         if st.live_blobs == 0 {
@@ -300,7 +305,7 @@ pub fn prune(
     let new_packs = repack(repo, &ix, &fates, &live, &mut rep, progress)?;
     if rewrite || !unindexed.is_empty() {
         let mut plan = Batcher::new(repo, ObjectKind::Pending);
-        collect_packs(repo, &ix, |o| fates[o] != Fate::Keep, |p| plan.push(p))?;
+        collect_packs(repo, &ix, |o| fates[o] != Fate::Keep, |p| plan.push(p), |_| Ok(()))?;
         for p in &unindexed {
             let size = sizes.get(p).copied().unwrap_or(0);
             let blobs = match crate::check::read_pack_header(repo, p, size) {
@@ -321,7 +326,23 @@ pub fn prune(
         for p in new_packs {
             segs.push(p)?;
         }
-        collect_packs(repo, &ix, |o| fates[o] == Fate::Keep, |p| segs.push(p))?;
+        // Sketches of the chunks that stay are carried over: writers keep finding bases.
+        let mut kept_sketches = Vec::new();
+        collect_packs(
+            repo,
+            &ix,
+            |o| fates[o] == Fate::Keep,
+            |p| segs.push(p),
+            |sk| {
+                for (id, s) in sk {
+                    if live.contains(&id)? {
+                        kept_sketches.push((id, s));
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        segs.push_sketches(kept_sketches)?;
         segs.finish(ix.segments.clone())?;
         delete_all(repo, ix.segments.iter().map(|s| format!("index/{s}")).collect())?;
         rep.segments_replaced = ix.segments.len() as u64;
@@ -376,7 +397,8 @@ fn add_roots(
 
 /// Add the chunks of every WAL catalog entry not in `seen` to `live` (and their ids to
 /// `seen`), except entries that WAL retention (`keep`, see [`crate::wal::retention`]) lets
-/// go: those are pushed to `expired` instead. Returns the chunks added.
+/// go: those are pushed to `expired` instead. `listing`: the catalog as listed before the
+/// index was synced. Returns the chunks added.
 pub(super) fn add_wal_roots(
     repo: &Repository,
     index: &IndexCache,
@@ -384,11 +406,9 @@ pub(super) fn add_wal_roots(
     seen: &mut HashSet<Id>,
     keep: Option<(u64, u32)>,
     expired: &mut Vec<(String, Id)>,
+    listing: Vec<(String, Id)>,
 ) -> Result<u64> {
-    let fresh: Vec<(String, Id)> = crate::wal::catalog::list(repo)?
-        .into_iter()
-        .filter(|(_, id)| !seen.contains(id))
-        .collect();
+    let fresh: Vec<(String, Id)> = listing.into_iter().filter(|(_, id)| !seen.contains(id)).collect();
     let mut n = 0;
     crate::wal::catalog::read(repo, fresh, |id, e| {
         seen.insert(id);
@@ -425,10 +445,19 @@ fn add_entry_roots(
                 *lid,
                 BlobKind::ContentList,
             ))?;
-            n += live.add(
-                list.chunks_exact(36)
-                    .filter_map(|rec| rec.get(..32).and_then(Id::from_slice)),
-            )?;
+            let ids: Vec<Id> = list
+                .chunks_exact(36)
+                .filter_map(|rec| rec.get(..32).and_then(Id::from_slice))
+                .collect();
+            // A delta keeps its base alive (repo-format §10.3).
+            let mut bases = Vec::new();
+            for id in &ids {
+                if let Some(b) = index.lookup(id)?.and_then(|l| l.base) {
+                    bases.push(b);
+                }
+            }
+            n += live.add(ids)?;
+            n += live.add(bases)?;
         }
     }
     Ok(n)
@@ -459,6 +488,7 @@ fn read_index(repo: &Repository, live: &LiveSet) -> Result<Indexed> {
             for (b, m) in p.blobs.iter().zip(mine) {
                 if m {
                     st.live_blobs += 1;
+                    st.live_entry_bytes += b.encoded_len() as u64;
                     st.live_bytes += u64::from(b.length);
                 }
             }
@@ -528,7 +558,7 @@ fn repack(
                 let sealed = bytes
                     .get(s..s + e.length as usize)
                     .ok_or_else(|| Error::corrupt(pack_path(&pack), "blob outside the pack"))?;
-                packer.add(e.id, e.kind, e.encoding, e.raw_length, sealed)?;
+                packer.add(e.id, e.kind, e.encoding, e.raw_length, e.base, sealed)?;
                 rep.repack_copied_bytes += u64::from(e.length);
             }
         }
@@ -542,16 +572,18 @@ fn repack(
 }
 
 /// Re-read the index segments and pass each pack (with its entries) whose ordinal `pick`
-/// selects to `sink`, once.
+/// selects to `sink`, once, and each segment's sketches to `sketches`.
 fn collect_packs(
     repo: &Repository,
     ix: &Indexed,
     pick: impl Fn(usize) -> bool,
     mut sink: impl FnMut(PackBlobs) -> Result<()>,
+    mut sketches: impl FnMut(Vec<(Id, Sketch)>) -> Result<()>,
 ) -> Result<()> {
     let mut done: HashSet<Id> = HashSet::new();
     read_objects(repo, ObjectKind::Index, ix.segments.clone(), |sid, plain| {
         let seg = IndexSegment::decode(&plain).map_err(|e| Error::corrupt(format!("index/{sid}"), e))?;
+        sketches(seg.sketches)?;
         for p in seg.packs {
             let Some(&o) = ix.ord.get(&p.pack) else { continue };
             if pick(o as usize) && done.insert(p.pack) {
@@ -567,6 +599,7 @@ struct Batcher<'r> {
     repo: &'r Repository,
     kind: ObjectKind,
     buf: Vec<PackBlobs>,
+    sketches: Vec<(Id, Sketch)>,
     blobs: usize,
 }
 
@@ -576,8 +609,21 @@ impl<'r> Batcher<'r> {
             repo,
             kind,
             buf: vec![],
+            sketches: vec![],
             blobs: 0,
         }
+    }
+
+    /// Sketches to carry in the segments (written in batches like entries).
+    fn push_sketches(&mut self, sk: Vec<(Id, Sketch)>) -> Result<()> {
+        for chunk in sk.chunks(OBJECT_BLOBS) {
+            self.blobs += chunk.len();
+            self.sketches.extend_from_slice(chunk);
+            if self.blobs >= OBJECT_BLOBS {
+                self.write(vec![])?;
+            }
+        }
+        Ok(())
     }
 
     fn push(&mut self, p: PackBlobs) -> Result<()> {
@@ -592,7 +638,10 @@ impl<'r> Batcher<'r> {
     /// Write what is left; a segment batch's last object lists `supersedes` (and is written
     /// even when empty, to carry that list).
     fn finish(mut self, supersedes: Vec<Id>) -> Result<()> {
-        if !self.buf.is_empty() || (self.kind == ObjectKind::Index && !supersedes.is_empty()) {
+        if !self.buf.is_empty()
+            || !self.sketches.is_empty()
+            || (self.kind == ObjectKind::Index && !supersedes.is_empty())
+        {
             self.write(supersedes)?;
         }
         Ok(())
@@ -604,7 +653,11 @@ impl<'r> Batcher<'r> {
         if self.kind == ObjectKind::Pending {
             return publish_plan(self.repo, packs);
         }
-        let seg = IndexSegment { supersedes, packs };
+        let seg = IndexSegment {
+            supersedes,
+            packs,
+            sketches: std::mem::take(&mut self.sketches),
+        };
         self.repo.save_object(ObjectKind::Index, &seg.encode())?;
         Ok(())
     }
@@ -658,5 +711,9 @@ fn delete_all(repo: &Repository, paths: Vec<String>) -> Result<()> {
 
 /// Bytes a pack's entries account for (for reports when the pack's size is unknown).
 fn entries_bytes(blobs: &[BlobEntry]) -> u64 {
-    blobs.iter().map(|b| u64::from(b.length) + 46).sum::<u64>() + 52
+    blobs
+        .iter()
+        .map(|b| u64::from(b.length) + b.encoded_len() as u64)
+        .sum::<u64>()
+        + 52
 }

@@ -82,15 +82,17 @@ pub(super) fn sweep(
     if eligible.is_empty() {
         return Ok(());
     }
-    // Snapshots finished since the first listing add their roots; the index adds their segments.
-    for sid in repo.snapshot_ids()? {
-        if !seen.contains(&sid) {
-            add_roots(repo, index, live, &sid, &mut Vec::new())?;
-        }
+    // Snapshots finished since the first listing add their roots. Listed before the index is
+    // synced (a writer's segments precede its manifest), read after, so their content lists
+    // and their deltas' bases are found.
+    let fresh: Vec<Id> = repo.snapshot_ids()?.into_iter().filter(|s| !seen.contains(s)).collect();
+    let wal_listing = crate::wal::catalog::list(repo)?;
+    index.sync(repo)?;
+    for sid in &fresh {
+        add_roots(repo, index, live, sid, &mut Vec::new())?;
     }
     // WAL pushed since the first listing is the newest: kept.
-    add_wal_roots(repo, index, live, seen_wal, None, &mut Vec::new())?;
-    index.sync(repo)?;
+    add_wal_roots(repo, index, live, seen_wal, None, &mut Vec::new(), wal_listing)?;
     for (id, plan) in eligible {
         let mut revive: Vec<PackBlobs> = Vec::new();
         let mut delete: Vec<Id> = Vec::new();
@@ -116,9 +118,10 @@ pub(super) fn sweep(
             let seg = IndexSegment {
                 supersedes: vec![],
                 packs: revive,
+                sketches: vec![],
             };
             let sid = repo.save_object(ObjectKind::Index, &seg.encode())?;
-            index.insert_segment(&sid, &seg.packs)?;
+            index.insert_segment(&sid, &seg.packs, &[])?;
         }
         rep.packs_deleted += delete.len() as u64;
         rep.bytes_freed += delete.iter().filter_map(|p| sizes.get(p)).sum::<u64>();

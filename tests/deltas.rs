@@ -1,0 +1,397 @@
+//! Near-duplicate chunks (repo-format §5.1): a day's dump whose rows changed here and there is
+//! stored as deltas against the previous days' chunks and restores byte for byte; a damaged
+//! base fails restore and check with exit 65 naming the delta and its base; prune keeps the
+//! bases that kept deltas need (and repacks deltas with their bases); a snapshot killed at
+//! any storage write leaves a clean repository; WAL pushes use deltas too; a version 1
+//! repository is read and written without them.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use common::ops::{check_clean, restores, run, snapshot_named};
+use common::{cli, init_repo, json, packs, stderr, Gen};
+
+/// Day 0: a dump-like stream. Day n: day n-1 with `edits` scattered 40-byte rewrites and a
+/// 20 KB insertion, like a table whose rows were updated and inserted.
+fn days(dir: &Path, n: usize, len: u64, edits: usize) -> Vec<PathBuf> {
+    let mut cur = Vec::new();
+    Gen::dump(11, len).read_to_end(&mut cur).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::new();
+    for d in 0..n {
+        if d > 0 {
+            for _ in 0..edits {
+                let at = (next() % (cur.len() as u64 - 64)) as usize;
+                let v = next();
+                for (i, b) in cur[at..at + 40].iter_mut().enumerate() {
+                    *b = b'a' + ((v >> (i % 60)) % 26) as u8;
+                }
+            }
+            let at = (next() % cur.len() as u64) as usize;
+            let ins: Vec<u8> = (0..20_000).map(|i| b"0123456789,\t\n"[(i * 7 + d) % 13]).collect();
+            cur.splice(at..at, ins);
+        }
+        let p = dir.join(format!("day{d}"));
+        std::fs::write(&p, &cur).unwrap();
+        out.push(p);
+    }
+    out
+}
+
+/// A repository with 1 MiB packs and 64 KiB chunks: a few MB make many chunks and packs.
+fn repo(home: &Path) -> PathBuf {
+    let r = home.join("repo");
+    init_repo(home, &r, &["--pack-size", "1M", "--chunk-avg", "65536"]);
+    r
+}
+
+/// `snapshot --no-deltas` of `file` as source `plain`; the command's JSON result.
+fn snapshot_without_deltas(h: &Path, r: &Path, file: &Path) -> serde_json::Value {
+    let o = cli(h)
+        .arg("-r")
+        .arg(r)
+        .args(["--json", "snapshot", "--stdin", "--name", "plain", "--no-deltas"])
+        .pipe_stdin(file)
+        .unwrap()
+        .output()
+        .unwrap();
+    json(&o)
+}
+
+fn summary(v: &serde_json::Value, field: &str) -> u64 {
+    v["snapshot"]["summary"][field].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn changed_days_are_stored_as_small_deltas_and_restore_byte_for_byte() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let r = repo(h);
+    let files = days(h, 4, 12_000_000, 300);
+    let first = snapshot_named(h, &r, "db", &files[0]);
+    let full = summary(&first, "bytes_stored");
+    assert_eq!(summary(&first, "chunks_delta"), 0);
+    let mut ids = vec![first["id"].as_str().unwrap().to_string()];
+    for f in &files[1..] {
+        let v = snapshot_named(h, &r, "db", f);
+        let (new, delta) = (summary(&v, "chunks_new"), summary(&v, "chunks_delta"));
+        let stored = summary(&v, "bytes_stored");
+        eprintln!(
+            "{}: {new} new chunks, {delta} deltas, {stored} bytes stored ({:.2}% of the first snapshot)",
+            f.display(),
+            stored as f64 * 100.0 / full as f64
+        );
+        // Nearly every chunk changed, so exact dedup alone would store most of the day again;
+        // as deltas the day takes a few percent.
+        assert!(new > 100, "{new} new chunks");
+        assert!(delta * 10 >= new * 9, "{delta} of {new} new chunks are deltas");
+        assert!(
+            stored * 20 < full,
+            "a day stored {stored} bytes against {full} for the first"
+        );
+        assert!(summary(&v, "bytes_delta_saved") > full / 2);
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    for (id, f) in ids.iter().zip(&files) {
+        restores(h, &r, id, f);
+    }
+    let st = json(&run(h, &r, &["--json", "stats"]));
+    assert!(st["delta_chunks"].as_u64().unwrap() > 300, "{st}");
+    assert!(st["delta_saved_bytes"].as_u64().unwrap() > 2 * full, "{st}");
+    let c = check_clean(h, &r, true);
+    assert_eq!(c["errors"], serde_json::json!([]));
+
+    // Without deltas the same kind of day stores most of itself again.
+    let v = snapshot_without_deltas(h, &r, &files[0]);
+    assert_eq!(
+        summary(&v, "chunks_new"),
+        0,
+        "day 0 is stored already: exact duplicates"
+    );
+    let mut edited = std::fs::read(&files[3]).unwrap();
+    for i in 0..300 {
+        let at = (i * 39_989 + 17) % (edited.len() - 50);
+        edited[at..at + 8].copy_from_slice(b"CHANGED!");
+    }
+    let e = h.join("edited");
+    std::fs::write(&e, &edited).unwrap();
+    let v = snapshot_without_deltas(h, &r, &e);
+    assert_eq!(summary(&v, "chunks_delta"), 0);
+    assert!(
+        summary(&v, "bytes_stored") * 3 > full,
+        "no deltas: most of the day again"
+    );
+    restores(h, &r, v["id"].as_str().unwrap(), &e);
+}
+
+/// The packs `f` wrote.
+fn packs_written_by(repo: &Path, f: impl FnOnce()) -> Vec<PathBuf> {
+    let before = if repo.join("data").exists() {
+        packs(repo)
+    } else {
+        vec![]
+    };
+    f();
+    packs(repo).into_iter().filter(|p| !before.contains(p)).collect()
+}
+
+fn pack_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_damaged_base_fails_restore_and_check_naming_the_delta_and_its_base() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let r = repo(h);
+    let files = days(h, 2, 6_000_000, 150);
+    let base_packs = packs_written_by(&r, || {
+        snapshot_named(h, &r, "db", &files[0]);
+    });
+    let mut day1 = String::new();
+    let delta_packs = packs_written_by(&r, || {
+        let v = snapshot_named(h, &r, "db", &files[1]);
+        assert!(summary(&v, "chunks_delta") > 50);
+        day1 = v["id"].as_str().unwrap().to_string();
+    });
+    // One byte flipped in the middle of every pack of day 0: blobs there are the bases.
+    for p in &base_packs {
+        let mut b = std::fs::read(p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x40;
+        std::fs::write(p, &b).unwrap();
+    }
+    let target = h.join("out");
+    let o = run(h, &r, &["restore", &day1, "--target", target.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("is a delta against chunk"), "{err}");
+    assert!(
+        delta_packs.iter().any(|p| err.contains(&pack_name(p))),
+        "names the delta's pack: {err}"
+    );
+    assert!(
+        base_packs.iter().any(|p| err.contains(&pack_name(p))),
+        "names the base's pack: {err}"
+    );
+    assert!(!target.exists(), "no partial file is left");
+    let leftovers: Vec<_> = std::fs::read_dir(h)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    let o = run(h, &r, &["--json", "check", "--read-data"]);
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let errors = rep["errors"].as_array().unwrap();
+    let delta_errors: Vec<&serde_json::Value> = errors
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().contains("its base chunk"))
+        .collect();
+    assert!(!delta_errors.is_empty(), "{rep}");
+    for e in &delta_errors {
+        let m = e["message"].as_str().unwrap();
+        assert!(delta_packs.iter().any(|p| m.contains(&pack_name(p))), "{m}");
+        assert!(e["affects"].as_array().unwrap().iter().any(|s| s == &day1), "{e}");
+    }
+    for p in &base_packs {
+        let name = pack_name(p);
+        assert!(
+            errors.iter().any(|e| e["object"].as_str().unwrap().contains(&name)),
+            "the damaged pack {name} is reported: {rep}"
+        );
+    }
+}
+
+#[test]
+fn prune_keeps_the_bases_that_kept_deltas_need() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let r = repo(h);
+    let files = days(h, 3, 8_000_000, 200);
+    let ids: Vec<String> = files
+        .iter()
+        .map(|f| snapshot_named(h, &r, "db", f)["id"].as_str().unwrap().to_string())
+        .collect();
+    // Forget the day that introduced the bases, and the day between; repack everything that
+    // is partly unused, so deltas and bases are copied into new packs.
+    json(&run(h, &r, &["--json", "forget", &ids[0], &ids[1]]));
+    let v = json(&run(h, &r, &["--json", "prune", "--max-unused", "0%"]));
+    assert!(v["prune"]["packs_deleted"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["prune"]["repacked_packs"].as_u64().unwrap() > 0, "{v}");
+    restores(h, &r, &ids[2], &files[2]);
+    check_clean(h, &r, true);
+    // The bases were kept, and so were their sketches: a fourth day is stored as deltas.
+    let mut day3 = std::fs::read(&files[2]).unwrap();
+    for i in 0..200 {
+        let at = (i * 37_813 + 5) % (day3.len() - 50);
+        day3[at..at + 6].copy_from_slice(b"day 3!");
+    }
+    let f3 = h.join("day3");
+    std::fs::write(&f3, &day3).unwrap();
+    let cache = h.join("cache");
+    std::fs::remove_dir_all(&cache).unwrap(); // sketches come back from the index segments
+    let v = snapshot_named(h, &r, "db", &f3);
+    assert!(
+        summary(&v, "chunks_delta") * 10 >= summary(&v, "chunks_new") * 9,
+        "{}",
+        v["snapshot"]["summary"]
+    );
+    restores(h, &r, v["id"].as_str().unwrap(), &f3);
+    check_clean(h, &r, true);
+}
+
+#[test]
+fn a_delta_snapshot_killed_at_any_storage_write_leaves_the_repository_clean() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let r = repo(h);
+    let files = days(h, 2, 4_000_000, 100);
+    let first = snapshot_named(h, &r, "db", &files[0])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut killed = 0;
+    for at in 1.. {
+        let o = cli(h)
+            .env("DBBACKUP_TEST_KILL_AT_MUTATION", at.to_string())
+            .args(["-r", r.to_str().unwrap(), "snapshot", "--stdin", "--name", "db"])
+            .pipe_stdin(&files[1])
+            .unwrap()
+            .output()
+            .unwrap();
+        if o.status.success() {
+            break;
+        }
+        assert_eq!(o.status.code(), None, "killed by a signal: {}", stderr(&o));
+        killed += 1;
+        // Every earlier snapshot restores and the repository checks clean after each kill.
+        restores(h, &r, &first, &files[0]);
+        let o = run(h, &r, &["check", "--read-data"]);
+        assert!(o.status.success(), "after a kill at write {at}: {}", stderr(&o));
+        assert!(at < 50, "the snapshot never finished");
+    }
+    assert!(
+        killed >= 4,
+        "the snapshot wrote packs, a segment, a manifest and its copy"
+    );
+    let ids = common::ops::snapshot_ids(h, &r);
+    let last = ids.iter().find(|i| **i != first).unwrap();
+    restores(h, &r, last, &files[1]);
+    json(&run(h, &r, &["--json", "prune"]));
+    check_clean(h, &r, true);
+    restores(h, &r, &first, &files[0]);
+    restores(h, &r, last, &files[1]);
+}
+
+#[test]
+fn wal_pushes_store_similar_segments_as_deltas() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let r = repo(h);
+    let data = h.join("data");
+    std::fs::create_dir_all(data.join("pg_wal")).unwrap();
+    std::fs::create_dir_all(data.join("global")).unwrap();
+    const SYSID: u64 = 7_311_234_567_890_123_456;
+    std::fs::write(data.join("global/pg_control"), SYSID.to_le_bytes()).unwrap();
+    // Two 1 MiB segments whose pages are mostly the same (full-page images of the same
+    // pages after a checkpoint), each with a valid long page header.
+    let mut body = Vec::new();
+    Gen::dump(3, 1 << 20).read_to_end(&mut body).unwrap();
+    let mut stored = Vec::new();
+    for segno in 1..=2u64 {
+        let mut b = body.clone();
+        for i in 0..20 {
+            let at = 4096 + i * 50_000 + segno as usize * 100;
+            b[at..at + 16].copy_from_slice(&(segno * 1000 + i as u64).to_le_bytes().repeat(2));
+        }
+        b[..40].fill(0);
+        b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+        b[2..4].copy_from_slice(&2u16.to_le_bytes());
+        b[4..8].copy_from_slice(&1u32.to_le_bytes());
+        b[8..16].copy_from_slice(&(segno << 20).to_le_bytes());
+        b[24..32].copy_from_slice(&SYSID.to_le_bytes());
+        b[32..36].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        b[36..40].copy_from_slice(&8192u32.to_le_bytes());
+        let name = format!("0000000100000000{segno:08X}");
+        std::fs::write(data.join("pg_wal").join(&name), &b).unwrap();
+        let o = cli(h)
+            .current_dir(&data)
+            .args([
+                "-r",
+                r.to_str().unwrap(),
+                "--json",
+                "wal",
+                "push",
+                &format!("pg_wal/{name}"),
+            ])
+            .output()
+            .unwrap();
+        let v = json(&o);
+        stored.push((name, b, v));
+    }
+    let first = stored[0].2.to_string();
+    let second = &stored[1].2;
+    eprintln!("first push: {first}\nsecond push: {second}");
+    let bytes = |v: &serde_json::Value| {
+        v["bytes_stored"]
+            .as_u64()
+            .or_else(|| v["pushed"][0]["bytes_stored"].as_u64())
+            .unwrap_or_else(|| panic!("no bytes_stored in {v}"))
+    };
+    assert!(
+        bytes(second) * 10 < bytes(&stored[0].2),
+        "the second segment is a delta"
+    );
+    for (name, b, _) in &stored {
+        let dest = h.join(format!("fetched-{name}"));
+        let o = cli(h)
+            .args(["-r", r.to_str().unwrap(), "wal", "fetch", name, dest.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(&std::fs::read(&dest).unwrap(), b);
+    }
+    assert!(
+        json(&run(h, &r, &["--json", "stats"]))["delta_chunks"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    check_clean(h, &r, true);
+}
+
+#[test]
+fn a_version_1_repository_is_read_and_written_without_deltas() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let r = repo(h);
+    let cfg = std::fs::read_to_string(r.join("config")).unwrap();
+    assert!(cfg.starts_with("{\"version\":2,"), "{cfg}");
+    std::fs::write(r.join("config"), cfg.replacen("\"version\":2,", "\"version\":1,", 1)).unwrap();
+    let files = days(h, 2, 3_000_000, 100);
+    let a = snapshot_named(h, &r, "db", &files[0]);
+    let b = snapshot_named(h, &r, "db", &files[1]);
+    assert_eq!(summary(&b, "chunks_delta"), 0);
+    assert!(summary(&b, "chunks_new") > 20);
+    restores(h, &r, a["id"].as_str().unwrap(), &files[0]);
+    restores(h, &r, b["id"].as_str().unwrap(), &files[1]);
+    // Nothing it wrote needs format version 2: version 1 index segments, no delta entries.
+    check_clean(h, &r, true);
+    let st = json(&run(h, &r, &["--json", "stats"]));
+    assert_eq!(st["delta_chunks"], 0);
+    // A newer format is refused with exit 78.
+    std::fs::write(r.join("config"), cfg.replacen("\"version\":2,", "\"version\":3,", 1)).unwrap();
+    let o = run(h, &r, &["snapshots"]);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+}
