@@ -41,8 +41,8 @@ psql -d shop -c "
   create table events(id bigint primary key, at timestamptz, kind text, payload text);
   insert into events select g, now() - g * interval '1 second', (array['login','view','cart','buy'])[1+g%4], md5(g::text)||md5((g*31)::text)
     from generate_series(1, ${ORDERS}00000 * 4) g;
-  create index on orders(customer); create index on events(at);
-  vacuum analyze;"
+  create index on orders(customer); create index on events(at);"
+psql -d shop -c "vacuum analyze"
 
 # One day of activity: about 0.5% of all rows touched.
 change() {
@@ -77,7 +77,8 @@ for day in $(seq 0 "$DAYS"); do
     cat "$WORK/today.dump" > /dev/null
     BD=$( [ -d "$WORK/delta/data" ] && data_bytes "$WORK/delta" || echo 0 )
     BP=$( [ -d "$WORK/plain/data" ] && data_bytes "$WORK/plain" || echo 0 )
-    TD=$(secs sh -c "'$BIN' -r '$WORK/delta' snapshot --stdin --name shop < '$WORK/today.dump'")
+    TD=$(secs sh -c "'$BIN' -r '$WORK/delta' --json snapshot --stdin --name shop < '$WORK/today.dump' > '$WORK/last.json'")
+    python3 -c "import json; s=json.load(open('$WORK/last.json'))['snapshot']['summary']; print(f'    day $day: {s[\"chunks_new\"]} of {s[\"chunks_total\"]} chunks new, {s.get(\"chunks_delta\",0)} stored as deltas', flush=True)" >&2
     TP=$(secs sh -c "'$BIN' -r '$WORK/plain' snapshot --no-deltas --stdin --name shop < '$WORK/today.dump'")
     GD=$(( $(data_bytes "$WORK/delta") - BD )); GP=$(( $(data_bytes "$WORK/plain") - BP ))
     if [ "$day" -eq 0 ]; then

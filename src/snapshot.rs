@@ -533,11 +533,13 @@ struct WorkCtx<'a> {
     deltas: bool,
 }
 
-/// A delta is kept without compressing the chunk plainly when it is at most this fraction
+/// A delta is kept without compressing the chunk plainly when it is at most 1/[`DELTA_SURE`]
 /// of the chunk's plain size as estimated from its base; otherwise it must be at most
-/// [`DELTA_KEEP`] of the measured plain size.
+/// 1/[`DELTA_KEEP`] of the measured plain size.
 const DELTA_SURE: u64 = 8;
-/// A delta must be at most 1/2 of the plainly compressed chunk to be kept.
+/// A delta must be at most half of the plainly compressed chunk to be kept (measured on daily
+/// dumps, keeping deltas up to 4/5 of it stored more: such deltas drift further from their
+/// bases day after day instead of starting a new base; docs/benchmarks.md).
 const DELTA_KEEP: u64 = 2;
 
 impl WorkCtx<'_> {
