@@ -17,7 +17,9 @@ thread_local! {
     static DCTX: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-fn compress(plain: &[u8], level: i32) -> Result<Vec<u8>> {
+/// Compress a chunk with zstd at `level` (the body [`seal_compressed`] takes), reusing this
+/// thread's context.
+pub fn compress_chunk(plain: &[u8], level: i32) -> Result<Vec<u8>> {
     let err = |e: std::io::Error| Error::general(format!("zstd: {e}"));
     CCTX.with(|c| {
         let mut c = c.borrow_mut();
@@ -50,12 +52,7 @@ fn decompress(body: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
 
 /// Compress `plain` with zstd at `level` (kept raw when that does not shrink it) and seal it.
 pub fn seal_blob(keys: &Keys, kind: BlobKind, id: &Id, plain: &[u8], level: i32) -> Result<(Encoding, Vec<u8>)> {
-    seal_compressed(keys, kind, id, plain, compress(plain, level)?)
-}
-
-/// Compress `plain` with zstd at `level` (the body [`seal_compressed`] takes).
-pub fn compress_chunk(plain: &[u8], level: i32) -> Result<Vec<u8>> {
-    compress(plain, level)
+    seal_compressed(keys, kind, id, plain, compress_chunk(plain, level)?)
 }
 
 /// Seal `plain` whose zstd frame is `z` (kept raw when `z` is not smaller).

@@ -496,16 +496,15 @@ impl<'a> SnapshotWriter<'a> {
     /// durable and indexed. Returns the entries (sorted by path) and the counters; the caller
     /// records them (a manifest, a WAL catalog entry).
     pub fn finish_data(self) -> Result<(Vec<Entry>, Summary)> {
-        let (packs, summary) = {
+        let (packs, mut summary, sketches) = {
             let mut sh = self.shared.lock().map_err(|_| poisoned())?;
             let mut packs = std::mem::take(&mut sh.pending_packs);
             packs.extend(sh.packer.finish()?);
             let mut summary = sh.summary.clone();
             summary.packs_written = sh.packer.packs_written;
             let sketches = take_sketches(&mut sh.sketches, &packs);
-            (packs, (summary, sketches))
+            (packs, summary, sketches)
         };
-        let (mut summary, sketches) = summary;
         self.write_segment(packs, sketches)?;
         summary.duration_ms = self.started.elapsed().as_millis() as u64;
         let mut entries = self.entries.into_inner().map_err(|_| poisoned())?;

@@ -449,11 +449,14 @@ fn add_entry_roots(
                 .chunks_exact(36)
                 .filter_map(|rec| rec.get(..32).and_then(Id::from_slice))
                 .collect();
-            // A delta keeps its base alive (repo-format §10.3).
+            // A delta keeps its base alive (repo-format §10.3); only format version 2 has
+            // deltas, so version 1 repositories skip the lookups.
             let mut bases = Vec::new();
-            for id in &ids {
-                if let Some(b) = index.lookup(id)?.and_then(|l| l.base) {
-                    bases.push(b);
+            if repo.config().deltas() {
+                for id in &ids {
+                    if let Some(b) = index.lookup(id)?.and_then(|l| l.base) {
+                        bases.push(b);
+                    }
                 }
             }
             n += live.add(ids)?;
