@@ -83,7 +83,7 @@ fn primitives(c: &mut Criterion) {
             offset: 0,
             length: s.len() as u32,
             raw_length: chunk.len() as u32,
-            base: None,
+            bases: Vec::new(),
         };
         g.bench_function("blob_open_1MiB", |b| b.iter(|| open_blob(&keys, &id, &loc, &s)));
     }
@@ -93,7 +93,7 @@ fn primitives(c: &mut Criterion) {
     for i in (0..near.len()).step_by(40_000) {
         near[i] ^= 1;
     }
-    g.bench_function("sketch_1MiB", |b| b.iter(|| dbbackup::delta::sketch(&near)));
+    g.bench_function("sketch_1MiB", |b| b.iter(|| dbbackup::delta::sketch(&near, 17)));
     g.bench_function("delta_encode_1MiB", |b| {
         b.iter(|| dbbackup::delta::encode(chunk, &near, 3))
     });

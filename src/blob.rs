@@ -66,10 +66,13 @@ pub fn seal_compressed(keys: &Keys, kind: BlobKind, id: &Id, plain: &[u8], z: Ve
     Ok((encoding, sealed))
 }
 
-/// Seal data chunk `id` as a delta: `base id || frame` (repo-format §5.1).
-pub fn seal_delta(keys: &Keys, id: &Id, base: &Id, frame: &[u8]) -> Result<Vec<u8>> {
-    let mut body = Vec::with_capacity(32 + frame.len());
-    body.extend_from_slice(&base.0);
+/// Seal data chunk `id` as a delta: `u8 n || n base ids || frame` (repo-format §5.1).
+pub fn seal_delta(keys: &Keys, id: &Id, bases: &[Id], frame: &[u8]) -> Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(1 + 32 * bases.len() + frame.len());
+    body.push(bases.len() as u8);
+    for b in bases {
+        body.extend_from_slice(&b.0);
+    }
     body.extend_from_slice(frame);
     keys.seal(&blob_aad(BlobKind::Data, Encoding::ZstdDelta, id), &body)
 }
@@ -79,7 +82,7 @@ fn describe(id: &Id, loc: &BlobLocation) -> String {
 }
 
 /// Authenticate a sealed delta blob read from `loc` and return its zstd frame, after
-/// checking that the base it names is the one the index names.
+/// checking that the bases it names are the ones the index names.
 pub fn open_delta(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: Vec<u8>) -> Result<Vec<u8>> {
     let object = || describe(id, loc);
     let (mut buf, range) = keys
@@ -87,23 +90,33 @@ pub fn open_delta(keys: &Keys, id: &Id, loc: &BlobLocation, sealed: Vec<u8>) -> 
         .ok_or_else(|| Error::corrupt(object(), "authentication failed"))?;
     buf.truncate(range.end);
     buf.drain(..range.start);
-    let named = buf.get(..32).and_then(Id::from_slice);
-    if named.is_none() || named != loc.base {
+    let n = loc.bases.len();
+    let named = buf
+        .get(1..1 + 32 * n)
+        .map(|b| b.chunks_exact(32).map(Id::from_slice).collect::<Vec<_>>());
+    let same = buf.first() == Some(&(n as u8))
+        && named.is_some_and(|v| v.len() == n && v.iter().zip(&loc.bases).all(|(a, b)| a.as_ref() == Some(b)));
+    if n == 0 || !same {
         return Err(Error::corrupt(
             object(),
-            "the delta names another base chunk than the index",
+            "the delta names other base chunks than the index",
         ));
     }
-    buf.drain(..32);
+    buf.drain(..1 + 32 * n);
     Ok(buf)
 }
 
-/// Rebuild delta chunk `id` from its frame and its base's plaintext; the result is checked
-/// against the chunk id like any blob's.
+/// Rebuild delta chunk `id` from its frame and its bases' plaintexts concatenated in the
+/// order its entry lists them; the result is checked against the chunk id like any blob's.
 pub fn apply_delta(keys: &Keys, id: &Id, loc: &BlobLocation, base: &[u8], frame: &[u8]) -> Result<Vec<u8>> {
-    let object = || match loc.base {
-        Some(b) => format!("{} (a delta against chunk {b})", describe(id, loc)),
-        None => describe(id, loc),
+    let object = || match loc.bases.as_slice() {
+        [] => describe(id, loc),
+        [b] => format!("{} (a delta against chunk {b})", describe(id, loc)),
+        bs => format!(
+            "{} (a delta against chunks {})",
+            describe(id, loc),
+            bs.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ")
+        ),
     };
     let plain = crate::delta::decode(base, frame, loc.raw_length as usize).map_err(|e| Error::corrupt(object(), e))?;
     if keys.chunk_id(&plain) != *id {

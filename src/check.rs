@@ -389,6 +389,8 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         progress.start("check", Some(total));
         let rt = repo.store().runtime().clone();
         type PackResult = Result<(u64, u64, Vec<(Id, Error)>)>;
+        let cache = crate::restore::BaseCache::new(crate::restore::BASE_CACHE_BYTES);
+        let cache = &cache;
         let results: Vec<(Id, PackResult)> = rt.block_on(async {
             futures::stream::iter(to_read.iter().map(|(id, size)| {
                 let (id, size) = (*id, *size);
@@ -403,8 +405,8 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
                                 .map_err(|e| Error::general(format!("check task failed: {e}")))??;
                         // Every delta is rebuilt from its base and checked against its id.
                         let mut broken = Vec::new();
-                        for e in entries.iter().filter(|e| e.base.is_some()) {
-                            if let Err(er) = rebuild_delta(repo, index, &id, e, &bytes).await {
+                        for e in entries.iter().filter(|e| !e.bases.is_empty()) {
+                            if let Err(er) = rebuild_delta(repo, index, &id, e, &bytes, cache).await {
                                 if !matches!(er.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) {
                                     return Err(er);
                                 }
@@ -455,8 +457,12 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
                         hit_deltas.insert(*id);
                     }
                     if let Some(l) = loc {
-                        let base_pack = l.base.and_then(|b| index.lookup(&b).ok().flatten()).map(|b| b.pack);
-                        for p in std::iter::once(l.pack).chain(base_pack) {
+                        let base_packs = l
+                            .bases
+                            .iter()
+                            .filter_map(|b| index.lookup(b).ok().flatten())
+                            .map(|b| b.pack);
+                        for p in std::iter::once(l.pack).chain(base_packs) {
                             if damaged_packs.contains_key(&p) {
                                 hit.insert(p);
                             }
@@ -510,10 +516,10 @@ fn for_each_chunk(
             for rec in list.chunks_exact(36) {
                 let id = Id::from_slice(&rec[..32]).unwrap_or_default();
                 let loc = index.lookup(&id)?;
-                let base = loc.and_then(|l| l.base);
+                let bases = loc.as_ref().map(|l| l.bases.clone()).unwrap_or_default();
                 f(&id, loc);
-                // A delta needs its base as much as the snapshot needs the delta.
-                if let Some(b) = base {
+                // A delta needs its bases as much as the snapshot needs the delta.
+                for b in bases {
                     f(&b, index.lookup(&b)?);
                 }
             }
@@ -522,33 +528,44 @@ fn for_each_chunk(
     Ok(())
 }
 
-/// Rebuild delta entry `e` of pack `pack` (whose bytes are `bytes`) from its base, read
+/// Rebuild delta entry `e` of pack `pack` (whose bytes are `bytes`) from its bases, read
 /// through the index and fully verified, and check it against its chunk id.
-async fn rebuild_delta(repo: &Repository, index: &IndexCache, pack: &Id, e: &BlobEntry, bytes: &[u8]) -> Result<()> {
+async fn rebuild_delta(
+    repo: &Repository,
+    index: &IndexCache,
+    pack: &Id,
+    e: &BlobEntry,
+    bytes: &[u8],
+    cache: &crate::restore::BaseCache,
+) -> Result<()> {
     let loc = BlobLocation::of(pack, e);
-    let Some(base) = e.base else { return Ok(()) };
     let s = e.offset as usize;
     let sealed = bytes
         .get(s..s + e.length as usize)
         .ok_or_else(|| Error::corrupt(pack_path(pack), "blob outside the pack"))?
         .to_vec();
-    let base_plain = crate::restore::fetch_blob(repo, index, base, BlobKind::Data)
-        .await
-        .map_err(|er| {
-            Error::new(
-                er.kind(),
-                format!(
-                    "delta chunk {} in {} cannot be rebuilt: its base chunk {base} is damaged or missing: {er}",
-                    e.id,
-                    pack_path(pack)
-                ),
-            )
-        })?;
+    let mut bases = Vec::with_capacity(e.bases.len());
+    for &base in &e.bases {
+        let plain = crate::restore::fetch_base(repo, index, base, cache)
+            .await
+            .map_err(|er| {
+                Error::new(
+                    er.kind(),
+                    format!(
+                        "delta chunk {} in {} cannot be rebuilt: its base chunk {base} is damaged or missing: {er}",
+                        e.id,
+                        pack_path(pack)
+                    ),
+                )
+            })?;
+        bases.push(plain);
+    }
     let keys = repo.keys().clone();
     let id = e.id;
     tokio::task::spawn_blocking(move || {
         let frame = open_delta(&keys, &id, &loc, sealed)?;
-        apply_delta(&keys, &id, &loc, &base_plain, &frame).map(|_| ())
+        let reference = crate::restore::concat_bases(&bases);
+        apply_delta(&keys, &id, &loc, &reference, &frame).map(|_| ())
     })
     .await
     .map_err(|er| Error::general(format!("check task failed: {er}")))?
@@ -574,8 +591,8 @@ pub fn open_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Ve
         let loc = BlobLocation::of(id, e);
         let s = e.offset as usize;
         let sealed = &bytes[s..s + e.length as usize];
-        if e.base.is_some() {
-            // Authenticated here; rebuilt from its base by `check_deltas`.
+        if !e.bases.is_empty() {
+            // Authenticated here; rebuilt from its bases by `rebuild_delta`.
             open_delta(keys, &e.id, &loc, sealed.to_vec())?;
         } else {
             open_blob(keys, &e.id, &loc, sealed)?;

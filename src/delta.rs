@@ -1,25 +1,36 @@
-//! Near-duplicate chunks (repo-format §5.1): a chunk similar to a stored one is kept as a zstd
-//! frame compressed with the stored chunk's plaintext as its reference prefix (what
-//! `zstd --patch-from` does), and rebuilt from it. Bases are found through resemblance
-//! sketches: a few super-features per chunk that similar chunks share with high probability.
+//! Near-duplicate chunks (repo-format §5.1): a chunk similar to stored ones is kept as a zstd
+//! frame compressed with the stored chunks' plaintexts as its reference prefix (what
+//! `zstd --patch-from` does), and rebuilt from them. Bases are found through resemblance
+//! sketches: one super-feature per content-defined piece of a chunk, which similar pieces
+//! share with high probability wherever chunk boundaries fall.
 
 use zstd::zstd_safe::{CCtx, CParameter, DCtx, DParameter};
 
 use crate::format::pack::MAX_CHUNK;
 
-/// Features sampled per chunk; grouped four at a time into [`SKETCH_FEATURES`] super-features.
-const FEATURES: usize = 12;
-/// Super-features per sketch.
-pub const SKETCH_FEATURES: usize = 3;
+/// Features per piece, folded into the piece's one super-feature.
+const FEATURES: usize = 4;
 /// A position is sampled when the low bits of its rolling hash are zero: one in 32.
 const SAMPLE_MASK: u64 = (1 << 5) - 1;
+/// Most super-features one sketch holds (the last piece then runs to the chunk's end).
+pub const MAX_SUPER_FEATURES: usize = 128;
 
-/// A chunk's resemblance sketch: chunks sharing any super-feature are likely near-duplicates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Sketch(pub [u64; SKETCH_FEATURES]);
+/// The piece size exponent `p` for a repository whose chunks average `avg` bytes: pieces
+/// end where the top `p` bits of the rolling hash are zero, after at least `2^(p-2)` bytes,
+/// so a chunk has about 6 pieces (`p` = 17 for the default 1 MiB: pieces of about 160 KiB).
+pub fn piece_bits(avg: u32) -> u32 {
+    (31 - avg.max(1).leading_zeros()).saturating_sub(3).clamp(5, 25)
+}
+
+/// A chunk's resemblance sketch: one super-feature per content-defined piece. A chunk that
+/// shares a super-feature with a stored chunk very likely shares that piece's bytes, nearly
+/// unchanged, with it; a chunk whose boundaries moved (split, merged, shifted) still shares
+/// the pieces it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sketch(pub Vec<u64>);
 
 /// splitmix64: the constants of the gear table and the feature transforms, and the mixer
-/// that folds four features into one super-feature.
+/// that folds a piece's features into its super-feature.
 fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -52,16 +63,29 @@ fn tables() -> &'static Tables {
     })
 }
 
-/// The sketch of `data` (repo-format §7.1): a gear rolling hash over the bytes; at sampled
-/// positions each of 12 linear transforms of the hash keeps its maximum; super-feature `k`
-/// mixes features `4k..4k+4`.
-pub fn sketch(data: &[u8]) -> Sketch {
+/// Fold a piece's features into its super-feature.
+fn fold(feat: &[u64; FEATURES]) -> u64 {
+    feat.iter().fold(0u64, |x, f| splitmix(x ^ f))
+}
+
+/// The sketch of `data` (repo-format §7.1): a gear rolling hash runs over the bytes and cuts
+/// them into pieces at content-defined points; in each piece, at sampled positions, each of 4
+/// linear transforms of the hash keeps its maximum, and the 4 maxima fold into the piece's
+/// super-feature. Pieces without a sampled position have none. `bits` sizes the pieces
+/// ([`piece_bits`]).
+pub fn sketch(data: &[u8], bits: u32) -> Sketch {
+    let bits = bits.clamp(5, 25);
+    let (piece_min, tail_min, shift) = (1usize << (bits - 2), 1usize << (bits - 5), 64 - bits);
     let t = tables();
+    let mut out = Vec::new();
     let mut feat = [0u64; FEATURES];
+    let mut sampled = false;
     let mut h = 0u64;
-    for &b in data {
+    let mut start = 0usize;
+    for (i, &b) in data.iter().enumerate() {
         h = (h << 1).wrapping_add(t.gear[b as usize]);
         if h & SAMPLE_MASK == 0 {
+            sampled = true;
             for ((f, m), a) in feat.iter_mut().zip(&t.mul).zip(&t.add) {
                 let v = m.wrapping_mul(h).wrapping_add(*a);
                 if v > *f {
@@ -69,16 +93,17 @@ pub fn sketch(data: &[u8]) -> Sketch {
                 }
             }
         }
-    }
-    let mut s = [0u64; SKETCH_FEATURES];
-    for (k, sf) in s.iter_mut().enumerate() {
-        let mut x = k as u64;
-        for f in &feat[4 * k..4 * k + 4] {
-            x = splitmix(x ^ f);
+        if i + 1 - start >= piece_min && h >> shift == 0 && out.len() + 1 < MAX_SUPER_FEATURES {
+            if sampled {
+                out.push(fold(&feat));
+            }
+            (feat, sampled, start) = ([0; FEATURES], false, i + 1);
         }
-        *sf = x;
     }
-    Sketch(s)
+    if sampled && (data.len() - start >= tail_min || out.is_empty()) {
+        out.push(fold(&feat));
+    }
+    Sketch(out)
 }
 
 /// Window log covering the reference and the chunk, so every byte of the base is reachable.
@@ -87,7 +112,8 @@ fn window_log(total: usize) -> u32 {
     bits.clamp(10, 27)
 }
 
-/// Compress `plain` as a zstd frame whose reference prefix is `base`.
+/// Compress `plain` as a zstd frame whose reference prefix is `base` (the concatenated
+/// plaintexts of a delta's bases).
 pub fn encode(base: &[u8], plain: &[u8], level: i32) -> Result<Vec<u8>, String> {
     let err = |c: usize| format!("zstd: {}", zstd::zstd_safe::get_error_name(c));
     let mut c = CCtx::try_create().ok_or("zstd: cannot create a compression context")?;
@@ -105,7 +131,8 @@ pub fn encode(base: &[u8], plain: &[u8], level: i32) -> Result<Vec<u8>, String> 
     Ok(out)
 }
 
-/// Rebuild a chunk of exactly `len` bytes from its delta `frame` and its base's plaintext.
+/// Rebuild a chunk of exactly `len` bytes from its delta `frame` and its bases' plaintexts
+/// concatenated.
 pub fn decode(base: &[u8], frame: &[u8], len: usize) -> Result<Vec<u8>, String> {
     if len > MAX_CHUNK as usize {
         return Err("plaintext length exceeds the maximum chunk size".into());
@@ -163,6 +190,10 @@ mod tests {
         assert_eq!(decode(&[], &encode(&[], b"abc", 3).unwrap(), 3).unwrap(), b"abc");
     }
 
+    fn sketch_1m(data: &[u8]) -> Sketch {
+        sketch(data, piece_bits(1 << 20))
+    }
+
     #[test]
     fn similar_chunks_share_a_super_feature_and_different_ones_do_not() {
         let base = noise(1 << 20, 11);
@@ -171,11 +202,31 @@ mod tests {
             let at = i * 40_000 + 77;
             new[at..at + 200].copy_from_slice(&noise(200, i as u64 + 1000));
         }
-        let (a, b) = (sketch(&base), sketch(&new));
-        assert!(a.0.iter().zip(b.0).any(|(x, y)| *x == y), "{a:?} {b:?}");
-        let c = sketch(&noise(1 << 20, 12));
+        let (a, b) = (sketch_1m(&base), sketch_1m(&new));
+        assert!(a.0.len() >= 3 && a.0.len() <= 1024 / 32, "{} pieces", a.0.len());
+        let shared = b.0.iter().filter(|x| a.0.contains(x)).count();
+        assert!(shared * 2 >= b.0.len(), "{a:?} {b:?}");
+        let c = sketch_1m(&noise(1 << 20, 12));
         assert!(a.0.iter().all(|x| !c.0.contains(x)));
-        assert_eq!(sketch(&base), a, "sketches are deterministic");
+        assert_eq!(sketch_1m(&base), a, "sketches are deterministic");
+        // A chunk cut out of the middle of a stored one (its boundaries moved) still shares
+        // the pieces it holds, and so does one that spans two stored chunks.
+        let part = sketch_1m(&new[300_000..700_000]);
+        assert!(part.0.iter().any(|x| b.0.contains(x)), "{part:?} {b:?}");
+        let mut joined = new[600_000..].to_vec();
+        joined.extend_from_slice(&noise(1 << 19, 12));
+        let j = sketch_1m(&joined);
+        assert!(j.0.iter().any(|x| b.0.contains(x)) && j.0.iter().any(|x| c.0.contains(x)));
+        // Short chunks have one super-feature; nothing has none but empty or featureless input.
+        assert_eq!(sketch_1m(&noise(5000, 3)).0.len(), 1);
+        assert!(sketch_1m(&[]).0.is_empty());
+        // Pieces scale with the repository's chunk size.
+        assert_eq!(
+            (piece_bits(1 << 20), piece_bits(64 << 10), piece_bits(256)),
+            (17, 13, 5)
+        );
+        let small = sketch(&base[..64 << 10], piece_bits(64 << 10));
+        assert!(small.0.len() >= 3, "{small:?}");
         assert_eq!(window_log(1), 10);
         assert_eq!(window_log(3 << 20), 22);
         assert_eq!(window_log(8 << 20), 23);

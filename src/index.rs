@@ -32,16 +32,16 @@ const SEG_PACKS: TableDefinition<u64, ()> = TableDefinition::new("seg_packs");
 const PLANS: TableDefinition<[u8; 32], ()> = TableDefinition::new("plans");
 const PLAN_BLOBS: TableDefinition<[u8; 32], [u8; 22]> = TableDefinition::new("plan_blobs");
 const CONDEMNED: TableDefinition<u64, ()> = TableDefinition::new("condemned");
-/// Base chunk of every delta blob (segments and plans alike).
-const DELTA_BASES: TableDefinition<[u8; 32], [u8; 32]> = TableDefinition::new("delta_bases");
+/// Base chunks of every delta blob, their ids concatenated (segments and plans alike).
+const DELTA_BASES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("delta_bases");
 /// Super-feature -> the chunk whose sketch last recorded it (repo-format §7.1).
 const SKETCHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("sketches");
 
 /// Schema of the cache file; bump to force a rebuild after layout changes.
-const SCHEMA: &[u8] = b"dbbackup-index-cache-3";
+const SCHEMA: &[u8] = b"dbbackup-index-cache-4";
 
 /// Where a blob is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobLocation {
     /// Pack storage id.
     pub pack: Id,
@@ -55,8 +55,8 @@ pub struct BlobLocation {
     pub length: u32,
     /// Plaintext length.
     pub raw_length: u32,
-    /// The base chunk of a delta blob.
-    pub base: Option<Id>,
+    /// The base chunks of a delta blob, in reference order (empty for other blobs).
+    pub bases: Vec<Id>,
 }
 
 impl BlobLocation {
@@ -69,7 +69,7 @@ impl BlobLocation {
             offset: e.offset,
             length: e.length,
             raw_length: e.raw_length,
-            base: e.base,
+            bases: e.bases.clone(),
         }
     }
 }
@@ -411,21 +411,22 @@ impl IndexCache {
                     let cur = blobs.get(b.id.0).map_err(|x| e(x.into()))?.map(|v| v.value()[9]);
                     let replace = match cur {
                         None => true,
-                        Some(enc) => enc == Encoding::ZstdDelta as u8 && b.base.is_none(),
+                        Some(enc) => enc == Encoding::ZstdDelta as u8 && b.bases.is_empty(),
                     };
                     if replace {
                         blobs.insert(b.id.0, encode_value(no, b)).map_err(|x| e(x.into()))?;
                         // Bases are only read for entries whose encoding is a delta, so a
                         // base left behind by a replaced delta is never used.
-                        if let Some(base) = b.base {
-                            deltas.insert(b.id.0, base.0).map_err(|x| e(x.into()))?;
+                        if !b.bases.is_empty() {
+                            let ids: Vec<u8> = b.bases.iter().flat_map(|x| x.0).collect();
+                            deltas.insert(b.id.0, ids.as_slice()).map_err(|x| e(x.into()))?;
                         }
                     }
                 }
             }
             for (id, sk) in sketches {
-                for f in sk.0 {
-                    sk_table.insert(f, id.0).map_err(|x| e(x.into()))?;
+                for f in &sk.0 {
+                    sk_table.insert(*f, id.0).map_err(|x| e(x.into()))?;
                 }
             }
             objects.insert(object.0, ()).map_err(|x| e(x.into()))?;
@@ -467,12 +468,13 @@ impl IndexCache {
         let (Some(kind), Some(encoding)) = (BlobKind::from_u8(v[8]), Encoding::from_u8(v[9])) else {
             return Err(inconsistent());
         };
-        let base = if encoding == Encoding::ZstdDelta {
+        let bases = if encoding == Encoding::ZstdDelta {
             let t = tx.open_table(DELTA_BASES).map_err(|e| db_err("read", e))?;
             let b = t.get(id.0).map_err(|e| db_err("read", e))?.ok_or_else(inconsistent)?;
-            Some(Id(b.value()))
+            let ids = b.value().chunks(32).map(Id::from_slice).collect::<Option<Vec<_>>>();
+            ids.filter(|v| !v.is_empty()).ok_or_else(inconsistent)?
         } else {
-            None
+            Vec::new()
         };
         Ok(BlobLocation {
             pack,
@@ -481,19 +483,20 @@ impl IndexCache {
             offset: u32_at(v, 10),
             length: u32_at(v, 14),
             raw_length: u32_at(v, 18),
-            base,
+            bases,
         })
     }
 
-    /// A stored chunk that a chunk with sketch `sk` may be stored as a delta against: the
-    /// chunk sharing most super-features with it (or, when that one is itself a delta, its
-    /// base), plainly stored data that a writer may deduplicate against (§10.1).
-    pub fn find_base(&self, sk: &Sketch) -> Result<Option<(Id, BlobLocation)>> {
+    /// Stored chunks that a chunk with sketch `sk` may be stored as a delta against: the
+    /// chunks sharing super-features with it, most shared first (a chunk that is itself a
+    /// delta stands for its bases), each plainly stored data that a writer may deduplicate
+    /// against (§10.1). At most `max` bases of at most `max_bytes` plaintext in all.
+    pub fn find_bases(&self, sk: &Sketch, max: usize, max_bytes: u64) -> Result<Vec<(Id, BlobLocation)>> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
         let t = tx.open_table(SKETCHES).map_err(|e| db_err("read", e))?;
-        let mut found: Vec<(Id, usize)> = Vec::with_capacity(sk.0.len());
-        for f in sk.0 {
-            if let Some(v) = t.get(f).map_err(|e| db_err("read", e))? {
+        let mut found: Vec<(Id, usize)> = Vec::new();
+        for f in &sk.0 {
+            if let Some(v) = t.get(*f).map_err(|e| db_err("read", e))? {
                 let id = Id(v.value());
                 match found.iter_mut().find(|(c, _)| *c == id) {
                     Some((_, n)) => *n += 1,
@@ -503,24 +506,30 @@ impl IndexCache {
         }
         drop(t);
         drop(tx);
-        // Most shared super-features first; ties keep the order of the features.
+        // Most shared super-features first; ties keep the order of the pieces.
         found.sort_by_key(|c| std::cmp::Reverse(c.1));
-        for (cand, _) in found {
+        let mut out: Vec<(Id, BlobLocation)> = Vec::new();
+        let mut bytes = 0u64;
+        for (cand, _) in found.into_iter().take(4 * max) {
             let Some(loc) = self.lookup_indexed(&cand)? else {
                 continue;
             };
-            let (id, loc) = match loc.base {
-                Some(b) => match self.lookup_indexed(&b)? {
-                    Some(l) => (b, l),
-                    None => continue,
-                },
-                None => (cand, loc),
-            };
-            if loc.kind == BlobKind::Data && loc.base.is_none() && self.contains(&id)? {
-                return Ok(Some((id, loc)));
+            let bases = if loc.bases.is_empty() { vec![cand] } else { loc.bases };
+            for b in bases {
+                if out.len() == max || out.iter().any(|(x, _)| *x == b) {
+                    continue;
+                }
+                let Some(l) = self.lookup_indexed(&b)? else {
+                    continue;
+                };
+                let fits = bytes + u64::from(l.raw_length) <= max_bytes;
+                if fits && l.kind == BlobKind::Data && l.bases.is_empty() && self.contains(&b)? {
+                    bytes += u64::from(l.raw_length);
+                    out.push((b, l));
+                }
             }
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// May a writer deduplicate against chunk `id`? Only when an index segment names it in a
@@ -550,7 +559,7 @@ impl IndexCache {
     }
 
     /// Visit every indexed blob (for stats): its kind, `raw_length`, sealed length, and for
-    /// a delta its base's `(raw_length, sealed length)`.
+    /// a delta its bases' `(raw_length, sealed length)` summed.
     pub fn for_each_blob(&self, mut f: impl FnMut(&Id, BlobKind, u32, u32, Option<(u32, u32)>)) -> Result<()> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
         let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
@@ -562,10 +571,16 @@ impl IndexCache {
             let mut base = None;
             if v[9] == Encoding::ZstdDelta as u8 {
                 if let Some(b) = deltas.get(k.value()).map_err(|e| db_err("read", e))? {
-                    if let Some(bv) = blobs.get(b.value()).map_err(|e| db_err("read", e))? {
-                        let bv = bv.value();
-                        base = Some((u32_at(&bv, 18), u32_at(&bv, 14)));
+                    let (mut raw, mut len) = (0u32, 0u32);
+                    for id in b.value().chunks_exact(32) {
+                        let Some(id) = Id::from_slice(id) else { continue };
+                        if let Some(bv) = blobs.get(id.0).map_err(|e| db_err("read", e))? {
+                            let bv = bv.value();
+                            raw = raw.saturating_add(u32_at(&bv, 18));
+                            len = len.saturating_add(u32_at(&bv, 14));
+                        }
                     }
+                    base = Some((raw, len));
                 }
             }
             f(&Id(k.value()), kind, u32_at(&v, 18), u32_at(&v, 14), base);

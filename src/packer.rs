@@ -83,14 +83,14 @@ impl Packer {
         }
     }
 
-    /// Append a sealed blob (`base`: the base chunk of a delta blob).
+    /// Append a sealed blob (`bases`: the base chunks of a delta blob, else empty).
     pub fn add(
         &mut self,
         id: Id,
         kind: BlobKind,
         encoding: Encoding,
         raw_length: u32,
-        base: Option<Id>,
+        bases: Vec<Id>,
         sealed: &[u8],
     ) -> Result<()> {
         let offset = u32::try_from(self.cur.len()).map_err(|_| Error::general("pack too large"))?;
@@ -103,7 +103,7 @@ impl Packer {
             offset,
             length,
             raw_length,
-            base,
+            bases,
         });
         if self.cur.len() >= self.target {
             self.flush()?;

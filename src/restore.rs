@@ -6,6 +6,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
@@ -87,39 +88,149 @@ async fn with_sealed<T: Send + 'static>(
         .map_err(|e| Error::general(format!("decode task failed: {e}")))?
 }
 
-/// Read and verify one blob. A delta chunk is rebuilt from its base, read at the same time
-/// (repo-format §5.1: one extra read, never more).
+/// Recently used delta bases (verified plaintexts), so that neighbouring deltas, which share
+/// most of their bases, read and decompress each base once. Bounded in bytes.
+pub struct BaseCache {
+    cap: usize,
+    inner: std::sync::Mutex<Lru>,
+}
+
+/// Least recently used first.
+#[derive(Default)]
+struct Lru {
+    bytes: usize,
+    entries: std::collections::VecDeque<(Id, Arc<Vec<u8>>)>,
+}
+
+impl BaseCache {
+    /// A cache holding at most `cap` bytes of plaintext.
+    pub fn new(cap: usize) -> Self {
+        BaseCache {
+            cap,
+            inner: std::sync::Mutex::default(),
+        }
+    }
+
+    fn get(&self, id: &Id) -> Option<Arc<Vec<u8>>> {
+        let mut g = self.inner.lock().ok()?;
+        let i = g.entries.iter().position(|(k, _)| k == id)?;
+        let e = g.entries.remove(i)?;
+        let v = e.1.clone();
+        g.entries.push_back(e);
+        Some(v)
+    }
+
+    fn put(&self, id: Id, v: Arc<Vec<u8>>) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        if v.len() > self.cap || g.entries.iter().any(|(k, _)| *k == id) {
+            return;
+        }
+        g.bytes += v.len();
+        g.entries.push_back((id, v));
+        while g.bytes > self.cap {
+            match g.entries.pop_front() {
+                Some((_, old)) => g.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// Bytes of base plaintext a restore keeps for neighbouring deltas.
+pub const BASE_CACHE_BYTES: usize = 32 << 20;
+
+/// Read and verify one blob. A delta chunk is rebuilt from its bases, read at the same time
+/// as it (repo-format §5.1: bases are plainly stored, never deltas themselves).
 pub async fn fetch_blob(repo: &Repository, index: &IndexCache, id: Id, want: BlobKind) -> Result<Vec<u8>> {
+    fetch_blob_cached(repo, index, id, want, None).await
+}
+
+/// [`fetch_blob`], taking delta bases from `cache` and keeping those it reads there.
+pub async fn fetch_blob_cached(
+    repo: &Repository,
+    index: &IndexCache,
+    id: Id,
+    want: BlobKind,
+    cache: Option<&BaseCache>,
+) -> Result<Vec<u8>> {
     let loc = locate(index, &id, want)?;
     let keys = repo.keys().clone();
-    let Some(base) = loc.base else {
-        return with_sealed(repo, id, loc, move |sealed| open_blob_owned(&keys, &id, &loc, sealed)).await;
-    };
-    let both = |what: String| {
-        format!(
-            "chunk {id} in pack data/{} is a delta against chunk {base}, which {what}",
-            loc.pack
-        )
-    };
-    let bloc = locate(index, &base, BlobKind::Data).map_err(|e| Error::new(e.kind(), both(e.to_string())))?;
-    if bloc.base.is_some() {
-        return Err(Error::corrupt(
-            format!("chunk {id}"),
-            both(format!("is itself a delta (in pack data/{})", bloc.pack)),
-        ));
+    if loc.bases.is_empty() {
+        return with_sealed(repo, id, loc.clone(), move |sealed| {
+            open_blob_owned(&keys, &id, &loc, sealed)
+        })
+        .await;
     }
-    let k = keys.clone();
-    let base_plain = with_sealed(repo, base, bloc, move |sealed| {
-        open_plain(&k, &base, &bloc, sealed, false)
+    let reads = loc.bases.iter().map(|&base| {
+        let loc = &loc;
+        async move {
+            let both = |what: String| {
+                format!(
+                    "chunk {id} in pack data/{} is a delta against chunk {base}, which {what}",
+                    loc.pack
+                )
+            };
+            read_base(repo, index, base, cache)
+                .await
+                .map_err(|e| Error::new(e.kind(), both(e.to_string())))
+        }
     });
     let k = keys.clone();
-    let frame = with_sealed(repo, id, loc, move |sealed| open_delta(&k, &id, &loc, sealed));
-    let (base_plain, frame) = futures::join!(base_plain, frame);
-    let base_plain = base_plain.map_err(|e| Error::new(e.kind(), both(format!("cannot be used: {e}"))))?;
+    let l = loc.clone();
+    let frame = with_sealed(repo, id, loc.clone(), move |sealed| open_delta(&k, &id, &l, sealed));
+    let (bases, frame) = futures::join!(futures::future::join_all(reads), frame);
+    let bases = bases.into_iter().collect::<Result<Vec<_>>>()?;
     let frame = frame?;
-    tokio::task::spawn_blocking(move || apply_delta(&keys, &id, &loc, &base_plain, &frame))
-        .await
-        .map_err(|e| Error::general(format!("decode task failed: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        let reference = concat_bases(&bases);
+        apply_delta(&keys, &id, &loc, &reference, &frame)
+    })
+    .await
+    .map_err(|e| Error::general(format!("decode task failed: {e}")))?
+}
+
+/// Read and authenticate delta base `base` (a plainly stored data chunk), through `cache`.
+/// Its use is verified through the delta's own chunk id.
+pub async fn fetch_base(repo: &Repository, index: &IndexCache, base: Id, cache: &BaseCache) -> Result<Arc<Vec<u8>>> {
+    read_base(repo, index, base, Some(cache)).await
+}
+
+async fn read_base(repo: &Repository, index: &IndexCache, base: Id, cache: Option<&BaseCache>) -> Result<Arc<Vec<u8>>> {
+    if let Some(p) = cache.and_then(|c| c.get(&base)) {
+        return Ok(p);
+    }
+    let bloc = locate(index, &base, BlobKind::Data)?;
+    if !bloc.bases.is_empty() {
+        return Err(Error::corrupt(
+            format!("chunk {base}"),
+            format!("is itself a delta (in pack data/{}), so it cannot be a base", bloc.pack),
+        ));
+    }
+    let keys = repo.keys().clone();
+    let bl = bloc.clone();
+    let plain = with_sealed(repo, base, bloc, move |sealed| {
+        open_plain(&keys, &base, &bl, sealed, false)
+    })
+    .await?;
+    let plain = Arc::new(plain);
+    if let Some(c) = cache {
+        c.put(base, plain.clone());
+    }
+    Ok(plain)
+}
+
+/// A delta's reference prefix: its bases' plaintexts in order (borrowed when there is one).
+pub fn concat_bases(bases: &[Arc<Vec<u8>>]) -> std::borrow::Cow<'_, [u8]> {
+    match bases {
+        [one] => std::borrow::Cow::Borrowed(one.as_slice()),
+        many => {
+            let mut v = Vec::with_capacity(many.iter().map(|b| b.len()).sum());
+            for b in many {
+                v.extend_from_slice(b);
+            }
+            std::borrow::Cow::Owned(v)
+        }
+    }
 }
 
 /// Parse a content-list blob into (chunk id, length) records.
@@ -150,6 +261,8 @@ pub fn restore_entry(
 ) -> Result<u64> {
     let rt = repo.store().runtime().clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(FETCH_AHEAD);
+    let cache = BaseCache::new(BASE_CACHE_BYTES);
+    let cache = &cache;
     std::thread::scope(|s| {
         let writer = s.spawn(move || -> Result<(u64, String)> {
             let mut h = Sha256::new();
@@ -175,7 +288,7 @@ pub fn restore_entry(
                 .try_flatten();
             let mut chunks = lists
                 .map_ok(|(id, len)| async move {
-                    let c = fetch_blob(repo, index, id, BlobKind::Data).await?;
+                    let c = fetch_blob_cached(repo, index, id, BlobKind::Data, Some(cache)).await?;
                     if c.len() != len as usize {
                         return Err(Error::corrupt(
                             format!("chunk {id}"),

@@ -18,12 +18,14 @@ use crate::crypto::Keys;
 use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
+use crate::format::pack::MAX_BASES;
 use crate::format::snapshot::{Entry, Manifest, Source, Summary};
 use crate::format::{BlobKind, Encoding, Id, ObjectKind, FORMAT_VERSION};
 use crate::index::IndexCache;
 use crate::packer::Packer;
 use crate::progress::Progress;
 use crate::repo::Repository;
+use crate::restore::BaseCache;
 
 /// Records per content-list blob (36 bytes each: 2.25 MiB).
 const LIST_RECORDS: usize = 65536;
@@ -93,6 +95,8 @@ pub struct SnapshotWriter<'a> {
     pending: Mutex<HashSet<Id>>,
     level: i32,
     deltas: bool,
+    /// Delta bases recently read, shared by the workers.
+    base_cache: BaseCache,
     shared: Mutex<Shared>,
     entries: Mutex<Vec<Entry>>,
     started: Instant,
@@ -113,8 +117,8 @@ struct Shared {
 struct Stored {
     encoding: Encoding,
     sealed: Vec<u8>,
-    /// The base chunk of a delta.
-    base: Option<Id>,
+    /// The base chunks of a delta (empty when stored plainly).
+    bases: Vec<Id>,
     /// Its sketch (data chunks of format version 2 repositories).
     sketch: Option<Sketch>,
     /// Bytes the delta saved against the chunk plainly compressed.
@@ -160,6 +164,7 @@ impl<'a> SnapshotWriter<'a> {
             pending: Mutex::default(),
             level,
             deltas: opts.deltas && repo.config().deltas(),
+            base_cache: BaseCache::new(crate::restore::BASE_CACHE_BYTES),
             shared: Mutex::new(Shared {
                 packer,
                 summary: Summary::default(),
@@ -195,7 +200,7 @@ impl<'a> SnapshotWriter<'a> {
             let (enc, sealed) = seal_blob(self.repo.keys(), kind, &id, plain, self.level)?;
             let mut sh = self.shared.lock().map_err(|_| poisoned())?;
             sh.summary.bytes_stored += sealed.len() as u64;
-            sh.packer.add(id, kind, enc, plain.len() as u32, None, &sealed)?;
+            sh.packer.add(id, kind, enc, plain.len() as u32, Vec::new(), &sealed)?;
         }
         Ok(id)
     }
@@ -239,6 +244,7 @@ impl<'a> SnapshotWriter<'a> {
         let pending = &self.pending;
         let repo = self.repo;
         let deltas = self.deltas;
+        let base_cache = &self.base_cache;
         let mut sha_out = None;
         let mut bytes_read = 0u64;
 
@@ -269,6 +275,7 @@ impl<'a> SnapshotWriter<'a> {
                                     pending,
                                     level,
                                     deltas,
+                                    bases: base_cache,
                                 };
                                 let w = ctx.work(seq, &c).unwrap_or_else(|e| {
                                     fail_ref(e);
@@ -387,16 +394,16 @@ impl<'a> SnapshotWriter<'a> {
                     sh.summary.bytes_new += u64::from(len);
                     sh.summary.chunks_new += 1;
                     sh.summary.bytes_stored += n;
-                    if stored.base.is_some() {
+                    if !stored.bases.is_empty() {
                         sh.summary.chunks_delta += 1;
                         sh.summary.bytes_delta_saved += stored.saved;
                         counts.chunks_delta += 1;
                     }
-                    if let Some(sk) = stored.sketch {
+                    if let Some(sk) = stored.sketch.filter(|sk| !sk.0.is_empty()) {
                         sh.sketches.insert(id, sk);
                     }
                     sh.packer
-                        .add(id, BlobKind::Data, stored.encoding, len, stored.base, &stored.sealed)?;
+                        .add(id, BlobKind::Data, stored.encoding, len, stored.bases, &stored.sealed)?;
                     counts.bytes_new += u64::from(len);
                     counts.chunks_new += 1;
                     counts.bytes_stored += n;
@@ -530,7 +537,12 @@ struct WorkCtx<'a> {
     pending: &'a Mutex<HashSet<Id>>,
     level: i32,
     deltas: bool,
+    bases: &'a BaseCache,
 }
+
+/// Most bases one delta names ([`MAX_BASES`]), and most plaintext they hold together: a chunk
+/// whose boundaries moved spans pieces of two or three stored chunks.
+const MAX_REFERENCE: u64 = 8 << 20;
 
 /// A delta is kept without compressing the chunk plainly when it is at most 1/[`DELTA_SURE`]
 /// of the chunk's plain size as estimated from its base; otherwise it must be at most
@@ -556,7 +568,7 @@ impl WorkCtx<'_> {
             Stored {
                 encoding,
                 sealed,
-                base: None,
+                bases: Vec::new(),
                 sketch: None,
                 saved: 0,
             }
@@ -564,21 +576,31 @@ impl WorkCtx<'_> {
         Ok(Work::New { seq, id, len, stored })
     }
 
-    /// Sketch a new chunk; when a similar plainly stored chunk exists, store the chunk as a
-    /// delta against it if that is clearly smaller (repo-format §5.1), else plainly.
+    /// Sketch a new chunk; when similar plainly stored chunks exist, store the chunk as a
+    /// delta against them if that is clearly smaller (repo-format §5.1), else plainly.
     fn store_near_duplicate(&self, id: &Id, c: &[u8]) -> Result<Stored> {
-        let sketch = crate::delta::sketch(c);
-        let overhead = (crate::crypto::OVERHEAD + 32) as u64;
+        let sketch = crate::delta::sketch(c, crate::delta::piece_bits(self.repo.config().chunker.avg_size));
         let mut plain_z = None;
-        if let Some((base, bloc)) = self.index.find_base(&sketch)? {
+        let found = self.index.find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
+        if !found.is_empty() {
             let rt = self.repo.store().runtime();
-            // Read through the index like a restore: authenticated and checked against its id.
-            match rt.block_on(crate::restore::fetch_blob(self.repo, self.index, base, BlobKind::Data)) {
-                Ok(base_plain) => {
-                    let frame = crate::delta::encode(&base_plain, c, self.level).map_err(Error::general)?;
+            // Read through the index like a restore, authenticated; neighbouring chunks share
+            // bases, so they come from the cache.
+            let reads = found
+                .iter()
+                .map(|(b, _)| crate::restore::fetch_base(self.repo, self.index, *b, self.bases));
+            match rt.block_on(futures::future::try_join_all(reads)) {
+                Ok(plains) => {
+                    let reference = crate::restore::concat_bases(&plains);
+                    let frame = crate::delta::encode(&reference, c, self.level).map_err(Error::general)?;
+                    let bases: Vec<Id> = found.iter().map(|(b, _)| *b).collect();
+                    let overhead = (crate::crypto::OVERHEAD + 1 + 32 * bases.len()) as u64;
                     let delta_len = frame.len() as u64 + overhead;
-                    // The base's own compression ratio estimates this chunk's plain size.
-                    let estimate = u64::from(bloc.length) * c.len() as u64 / u64::from(bloc.raw_length.max(1));
+                    // The bases' own compression ratio estimates this chunk's plain size.
+                    let (stored, raw) = found.iter().fold((0u64, 0u64), |(s, r), (_, l)| {
+                        (s + u64::from(l.length), r + u64::from(l.raw_length))
+                    });
+                    let estimate = stored * c.len() as u64 / raw.max(1);
                     let plain_len = if delta_len * DELTA_SURE <= estimate {
                         estimate
                     } else {
@@ -590,8 +612,8 @@ impl WorkCtx<'_> {
                     if delta_len * DELTA_KEEP <= plain_len {
                         return Ok(Stored {
                             encoding: Encoding::ZstdDelta,
-                            sealed: seal_delta(self.keys, id, &base, &frame)?,
-                            base: Some(base),
+                            sealed: seal_delta(self.keys, id, &bases, &frame)?,
+                            bases,
                             sketch: Some(sketch),
                             saved: plain_len - delta_len,
                         });
@@ -600,7 +622,7 @@ impl WorkCtx<'_> {
                 // A base that cannot be read is no reason to fail the snapshot: the chunk is
                 // stored plainly, and `check` reports the damage.
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    tracing::warn!(base = %base, error = %e, "cannot read a delta base; storing the chunk plainly");
+                    tracing::warn!(error = %e, "cannot read a delta base; storing the chunk plainly");
                 }
                 Err(e) => return Err(e),
             }
@@ -613,7 +635,7 @@ impl WorkCtx<'_> {
         Ok(Stored {
             encoding,
             sealed,
-            base: None,
+            bases: Vec::new(),
             sketch: Some(sketch),
             saved: 0,
         })

@@ -15,11 +15,13 @@ fn entry() -> impl Strategy<Value = BlobEntry> {
         any::<u32>(),
         any::<u32>(),
         any::<u32>(),
-        any::<[u8; 32]>(),
+        prop::collection::vec(any::<[u8; 32]>(), 1..=4),
     )
-        .prop_map(|(id, list, enc, offset, length, raw_length, base)| {
-            // Only data chunks are delta-encoded, and never against themselves.
-            let delta = enc == 2 && !list && base != id;
+        .prop_map(|(id, list, enc, offset, length, raw_length, mut bases)| {
+            // Only data chunks are delta-encoded, against 1 to 4 distinct other chunks.
+            bases.sort();
+            bases.dedup();
+            let delta = enc == 2 && !list && !bases.contains(&id);
             BlobEntry {
                 id: Id(id),
                 kind: if list { BlobKind::ContentList } else { BlobKind::Data },
@@ -31,7 +33,11 @@ fn entry() -> impl Strategy<Value = BlobEntry> {
                 offset,
                 length,
                 raw_length,
-                base: delta.then_some(Id(base)),
+                bases: if delta {
+                    bases.into_iter().map(Id).collect()
+                } else {
+                    vec![]
+                },
             }
         })
 }
@@ -41,7 +47,7 @@ proptest! {
     fn index_segments_round_trip(
         sup in prop::collection::vec(any::<[u8; 32]>(), 0..4),
         packs in prop::collection::vec((any::<[u8; 32]>(), prop::collection::vec(entry(), 0..20)), 0..6),
-        sketches in prop::collection::vec((any::<[u8; 32]>(), any::<[u64; 3]>()), 0..5),
+        sketches in prop::collection::vec((any::<[u8; 32]>(), prop::collection::vec(any::<u64>(), 1..40)), 0..5),
     ) {
         let seg = IndexSegment {
             supersedes: sup.into_iter().map(Id).collect(),

@@ -105,7 +105,7 @@ fn build() -> Value {
             offset: 0,
             length: sealed_blob.len() as u32,
             raw_length: plain.len() as u32,
-            base: None,
+            bases: vec![],
         },
         BlobEntry {
             id: lid,
@@ -114,7 +114,7 @@ fn build() -> Value {
             offset: sealed_blob.len() as u32,
             length: sealed_list.len() as u32,
             raw_length: list.len() as u32,
-            base: None,
+            bases: vec![],
         },
     ];
     let header_nonce = [0x55u8; NONCE_LEN];
@@ -428,15 +428,18 @@ fn vectors_decode_and_reencode_byte_for_byte() {
 
 const PATH_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/repo-format/vectors/v2.json");
 
-/// What format version 2 adds: a delta blob against a zstd base, the pack holding both (a
-/// 78-byte delta entry), a version 2 index segment with sketches, and sketches on their own.
+/// What format version 2 adds: a delta blob against two bases (one zstd, one raw), the pack
+/// holding all three (a 111-byte delta entry), a version 2 index segment with sketches, and
+/// sketches on their own.
 fn build_v2() -> Value {
     let keys = MasterKey::from_bytes(std::array::from_fn(|i| i as u8)).derive();
     let base = b"COPY public.t (id, name) FROM stdin;\n1\talice\n2\tbob\n3\tcarol\n\\.\n".repeat(4);
+    let base2 = b"COPY public.u (k, v) FROM stdin;\nx\t42\ny\t7\n\\.\n".to_vec();
     let mut new = base.clone();
     new[48..51].copy_from_slice(b"bea");
     new.extend_from_slice(b"4\tdave\n");
-    let (bid, nid) = (keys.chunk_id(&base), keys.chunk_id(&new));
+    new.extend_from_slice(&base2[..40]);
+    let (bid, b2id, nid) = (keys.chunk_id(&base), keys.chunk_id(&base2), keys.chunk_id(&new));
     let base_body = zstd::bulk::compress(&base, 3).unwrap();
     let base_sealed = seal(
         &keys,
@@ -444,8 +447,14 @@ fn build_v2() -> Value {
         &blob_aad(BlobKind::Data, Encoding::Zstd, &bid),
         &base_body,
     );
-    let frame = dbbackup::delta::encode(&base, &new, 3).unwrap();
-    let body = [bid.0.as_slice(), &frame].concat();
+    let base2_sealed = seal(
+        &keys,
+        &[0x45; NONCE_LEN],
+        &blob_aad(BlobKind::Data, Encoding::Raw, &b2id),
+        &base2,
+    );
+    let frame = dbbackup::delta::encode(&[base.as_slice(), &base2].concat(), &new, 3).unwrap();
+    let body = [&[2u8][..], &bid.0, &b2id.0, &frame].concat();
     let delta_nonce = [0x46u8; NONCE_LEN];
     let delta_sealed = seal(
         &keys,
@@ -453,24 +462,32 @@ fn build_v2() -> Value {
         &blob_aad(BlobKind::Data, Encoding::ZstdDelta, &nid),
         &body,
     );
+    let plain_entry = |id, encoding, offset, length, raw_length| BlobEntry {
+        id,
+        kind: BlobKind::Data,
+        encoding,
+        offset,
+        length,
+        raw_length,
+        bases: vec![],
+    };
     let entries = vec![
-        BlobEntry {
-            id: bid,
-            kind: BlobKind::Data,
-            encoding: Encoding::Zstd,
-            offset: 0,
-            length: base_sealed.len() as u32,
-            raw_length: base.len() as u32,
-            base: None,
-        },
+        plain_entry(bid, Encoding::Zstd, 0, base_sealed.len() as u32, base.len() as u32),
+        plain_entry(
+            b2id,
+            Encoding::Raw,
+            base_sealed.len() as u32,
+            base2_sealed.len() as u32,
+            base2.len() as u32,
+        ),
         BlobEntry {
             id: nid,
             kind: BlobKind::Data,
             encoding: Encoding::ZstdDelta,
-            offset: base_sealed.len() as u32,
+            offset: (base_sealed.len() + base2_sealed.len()) as u32,
             length: delta_sealed.len() as u32,
             raw_length: new.len() as u32,
-            base: Some(bid),
+            bases: vec![bid, b2id],
         },
     ];
     let header_nonce = [0x56u8; NONCE_LEN];
@@ -480,7 +497,7 @@ fn build_v2() -> Value {
         ObjectKind::PackHeader.aad(),
         &encode_header(&entries),
     );
-    let mut pack = [base_sealed, delta_sealed.clone(), header.clone()].concat();
+    let mut pack = [base_sealed, base2_sealed, delta_sealed.clone(), header.clone()].concat();
     pack.extend_from_slice(&(header.len() as u32).to_le_bytes());
     pack.extend_from_slice(PACK_MAGIC);
     let pack_id = Id::of_stored(&pack);
@@ -491,33 +508,40 @@ fn build_v2() -> Value {
             blobs: entries,
         }],
         sketches: vec![
-            (bid, dbbackup::delta::sketch(&base)),
-            (nid, dbbackup::delta::sketch(&new)),
+            (bid, dbbackup::delta::sketch(&base, 17)),
+            (nid, dbbackup::delta::sketch(&new, 17)),
         ],
     };
     let seg_payload = seg.encode();
     let seg_z = zstd::bulk::compress(&seg_payload, 3).unwrap();
     let seg_nonce = [0x67u8; NONCE_LEN];
     let seg_stored = seal(&keys, &seg_nonce, ObjectKind::Index.aad(), &seg_z);
-    // A longer text, so that many positions are sampled.
-    let text: Vec<u8> = (0..65536u32)
-        .map(|i| b"abcdefghij,;\n 0123456789"[((i.wrapping_mul(2_654_435_761) >> 7) % 24) as usize])
-        .collect();
+    let text = sketch_text(65536);
     let sk = |s: dbbackup::delta::Sketch| s.0.iter().map(|f| f.to_string()).collect::<Vec<_>>();
     json!({
-        "comment": "dbbackup repository format v2 test vectors (what v2 adds to v1.json; same master key). Hex unless noted.",
+        "comment": "dbbackup repository format v2 test vectors (what v2 adds to v1.json; same master key). Hex unless noted. Sketches use piece bits 17 (1 MiB chunks) unless named otherwise. text_N is byte i = \"abcdefghij,;\\n 0123456789\"[((i * 2654435761 mod 2^32) >> 7) mod 24] for i < N.",
         "delta": {
             "base_plaintext": hex::encode(&base), "base_chunk_id": bid,
+            "base2_plaintext": hex::encode(&base2), "base2_chunk_id": b2id,
             "plaintext": hex::encode(&new), "chunk_id": nid,
             "frame": hex::encode(&frame), "nonce": hex::encode(delta_nonce), "sealed": hex::encode(&delta_sealed),
         },
         "pack": { "name": pack_id, "stored": hex::encode(&pack), "header_nonce": hex::encode(header_nonce) },
         "index_segment": { "name": Id::of_stored(&seg_stored), "payload": hex::encode(&seg_payload), "zstd": hex::encode(&seg_z), "nonce": hex::encode(seg_nonce), "stored": hex::encode(&seg_stored) },
         "sketches": {
-            "text_64KiB": hex::encode(&text), "text_64KiB_super_features_decimal": sk(dbbackup::delta::sketch(&text)),
-            "empty_super_features_decimal": sk(dbbackup::delta::sketch(&[])),
+            "text_64KiB": hex::encode(&text), "text_64KiB_super_features_decimal": sk(dbbackup::delta::sketch(&text, 17)),
+            "text_64KiB_piece_bits_13_super_features_decimal": sk(dbbackup::delta::sketch(&text, 13)),
+            "text_1MiB_super_features_decimal": sk(dbbackup::delta::sketch(&sketch_text(1 << 20), 17)),
+            "empty_super_features_decimal": sk(dbbackup::delta::sketch(&[], 17)),
         },
     })
+}
+
+/// The vectors' sketch input of `n` bytes (its formula is in v2.json's comment).
+fn sketch_text(n: u32) -> Vec<u8> {
+    (0..n)
+        .map(|i| b"abcdefghij,;\n 0123456789"[((i.wrapping_mul(2_654_435_761) >> 7) % 24) as usize])
+        .collect()
 }
 
 #[test]
@@ -533,20 +557,25 @@ fn v2_vectors_decode_rebuild_and_reencode_byte_for_byte() {
     let d = &v["delta"];
     let base = h(&d["base_plaintext"]);
     let want = h(&d["plaintext"]);
-    // The pack: both blobs authenticate; the delta entry carries its base id (78 bytes).
+    let base2 = h(&d["base2_plaintext"]);
+    let reference = [base.as_slice(), &base2].concat();
+    // The pack: all blobs authenticate; the delta entry lists its two bases (111 bytes).
     let pack = h(&v["pack"]["stored"]);
     let pack_id: Id = v["pack"]["name"].as_str().unwrap().parse().unwrap();
     let (blobs, _) = verify_pack(&keys, &pack_id, &pack).unwrap();
-    assert_eq!(blobs, 2);
+    assert_eq!(blobs, 3);
     let hl = u32::from_le_bytes(pack[pack.len() - 8..pack.len() - 4].try_into().unwrap()) as usize;
     let header_plain = keys
         .open(ObjectKind::PackHeader.aad(), &pack[pack.len() - 8 - hl..pack.len() - 8])
         .unwrap();
-    assert_eq!(header_plain.len(), 4 + 46 + 78);
+    assert_eq!(header_plain.len(), 4 + 46 + 46 + 111);
     let entries = decode_header(&header_plain).unwrap();
     assert_eq!(encode_header(&entries), header_plain);
-    let e = &entries[1];
-    assert_eq!((e.encoding, e.base), (Encoding::ZstdDelta, Some(entries[0].id)));
+    let e = &entries[2];
+    assert_eq!(
+        (e.encoding, e.bases.clone()),
+        (Encoding::ZstdDelta, vec![entries[0].id, entries[1].id])
+    );
     // The delta: authenticated, its base id checked, rebuilt from the base and verified.
     let sealed = &pack[e.offset as usize..(e.offset + e.length) as usize];
     assert_eq!(hex::encode(sealed), d["sealed"].as_str().unwrap());
@@ -554,14 +583,16 @@ fn v2_vectors_decode_rebuild_and_reencode_byte_for_byte() {
     let frame = dbbackup::blob::open_delta(&keys, &e.id, &loc, sealed.to_vec()).unwrap();
     assert_eq!(hex::encode(&frame), d["frame"].as_str().unwrap());
     assert_eq!(
-        dbbackup::blob::apply_delta(&keys, &e.id, &loc, &base, &frame).unwrap(),
+        dbbackup::blob::apply_delta(&keys, &e.id, &loc, &reference, &frame).unwrap(),
         want
     );
     assert_eq!(e.id.to_hex(), d["chunk_id"].as_str().unwrap());
     let body = keys
         .open(&blob_aad(BlobKind::Data, Encoding::ZstdDelta, &e.id), sealed)
         .unwrap();
-    assert_eq!(&body[..32], &entries[0].id.0);
+    assert_eq!(body[0], 2);
+    assert_eq!(&body[1..33], &entries[0].id.0);
+    assert_eq!(&body[33..65], &entries[1].id.0);
     assert_eq!(
         seal(
             &keys,
@@ -571,9 +602,17 @@ fn v2_vectors_decode_rebuild_and_reencode_byte_for_byte() {
         ),
         sealed
     );
-    // Another base does not rebuild it; the delta is not a plain blob.
-    let other: Vec<u8> = base.iter().map(|b| b ^ 1).collect();
+    // Other bases, or these in another order, do not rebuild it; an entry naming other bases
+    // is refused; the delta is not a plain blob.
+    let other: Vec<u8> = reference.iter().map(|b| b ^ 1).collect();
     assert!(dbbackup::blob::apply_delta(&keys, &e.id, &loc, &other, &frame).is_err());
+    let swapped = [base2.as_slice(), &base].concat();
+    assert!(dbbackup::blob::apply_delta(&keys, &e.id, &loc, &swapped, &frame).is_err());
+    let mut wrong = loc.clone();
+    wrong.bases.reverse();
+    assert!(dbbackup::blob::open_delta(&keys, &e.id, &wrong, sealed.to_vec()).is_err());
+    wrong.bases.truncate(1);
+    assert!(dbbackup::blob::open_delta(&keys, &e.id, &wrong, sealed.to_vec()).is_err());
     assert!(open_blob(&keys, &e.id, &loc, sealed).is_err());
     // The index segment: version 2 with the sketches of both chunks.
     let ov = &v["index_segment"];
@@ -584,8 +623,8 @@ fn v2_vectors_decode_rebuild_and_reencode_byte_for_byte() {
     let seg = IndexSegment::decode(&payload).unwrap();
     assert_eq!(seg.encode(), payload);
     assert_eq!(seg.packs[0].blobs, entries);
-    assert_eq!(seg.sketches[0], (entries[0].id, dbbackup::delta::sketch(&base)));
-    assert_eq!(seg.sketches[1], (entries[1].id, dbbackup::delta::sketch(&want)));
+    assert_eq!(seg.sketches[0], (entries[0].id, dbbackup::delta::sketch(&base, 17)));
+    assert_eq!(seg.sketches[1], (entries[2].id, dbbackup::delta::sketch(&want, 17)));
     // Sketches of their own.
     let s = &v["sketches"];
     let dec = |x: &Value| -> Vec<u64> {
@@ -596,11 +635,17 @@ fn v2_vectors_decode_rebuild_and_reencode_byte_for_byte() {
             .collect()
     };
     assert_eq!(
-        dbbackup::delta::sketch(&h(&s["text_64KiB"])).0.to_vec(),
+        dbbackup::delta::sketch(&h(&s["text_64KiB"]), 17).0.to_vec(),
         dec(&s["text_64KiB_super_features_decimal"])
     );
+    let small = dbbackup::delta::sketch(&h(&s["text_64KiB"]), 13).0;
+    assert!(small.len() > 1, "pieces scale with the chunk size");
+    assert_eq!(small, dec(&s["text_64KiB_piece_bits_13_super_features_decimal"]));
+    let long = dbbackup::delta::sketch(&sketch_text(1 << 20), 17).0;
+    assert!(long.len() > 1, "a 1 MiB text has several pieces");
+    assert_eq!(long, dec(&s["text_1MiB_super_features_decimal"]));
     assert_eq!(
-        dbbackup::delta::sketch(&[]).0.to_vec(),
+        dbbackup::delta::sketch(&[], 17).0.to_vec(),
         dec(&s["empty_super_features_decimal"])
     );
     assert_eq!(

@@ -2,10 +2,7 @@
 
 use super::pack::{BlobEntry, ENTRY_LEN};
 use super::{Id, Reader};
-use crate::delta::{Sketch, SKETCH_FEATURES};
-
-/// Encoded size of one sketch record: chunk id, then its super-features.
-const SKETCH_LEN: usize = 32 + 8 * SKETCH_FEATURES;
+use crate::delta::{Sketch, MAX_SUPER_FEATURES};
 
 /// Magic at the start of an index segment's payload.
 pub const INDEX_MAGIC: &[u8; 4] = b"DBIX";
@@ -38,9 +35,8 @@ impl IndexSegment {
 
     /// Encode the payload: version 1 without sketches, version 2 with them.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            17 + self.packs.len() * 36 + self.blob_count() * ENTRY_LEN + self.sketches.len() * SKETCH_LEN,
-        );
+        let mut out =
+            Vec::with_capacity(17 + self.packs.len() * 36 + self.blob_count() * ENTRY_LEN + self.sketches.len() * 81);
         out.extend_from_slice(INDEX_MAGIC);
         out.push(if self.sketches.is_empty() { 1 } else { 2 });
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
@@ -52,7 +48,8 @@ impl IndexSegment {
             out.extend_from_slice(&(self.sketches.len() as u32).to_le_bytes());
             for (id, sk) in &self.sketches {
                 out.extend_from_slice(&id.0);
-                for f in sk.0 {
+                out.push(sk.0.len() as u8);
+                for f in &sk.0 {
                     out.extend_from_slice(&f.to_le_bytes());
                 }
             }
@@ -79,16 +76,18 @@ impl IndexSegment {
         let mut sketches = Vec::new();
         if v == 2 {
             let k = r.u32()? as usize;
-            if k.saturating_mul(SKETCH_LEN) != r.remaining() {
+            // Every record takes at least 41 bytes.
+            if k.saturating_mul(41) > r.remaining() {
                 return Err("index segment sketch section truncated".into());
             }
             sketches.reserve(k);
             for _ in 0..k {
                 let id = r.id()?;
-                let mut sk = [0u64; SKETCH_FEATURES];
-                for f in &mut sk {
-                    *f = r.u64()?;
+                let m = r.u8()? as usize;
+                if m == 0 || m > MAX_SUPER_FEATURES {
+                    return Err(format!("sketch of chunk {id} has {m} super-features"));
                 }
+                let sk = (0..m).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
                 sketches.push((id, Sketch(sk)));
             }
         }

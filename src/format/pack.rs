@@ -9,15 +9,15 @@ use crate::error::{Error, Result};
 pub const PACK_MAGIC: &[u8; 4] = b"DBP1";
 /// Trailer length: u32 header length + magic.
 pub const TRAILER_LEN: usize = 8;
-/// Encoded size of one [`BlobEntry`] (a delta entry carries its base id too: [`DELTA_ENTRY_LEN`]).
+/// Encoded size of one [`BlobEntry`] (a delta entry also lists its bases).
 pub const ENTRY_LEN: usize = 46;
-/// Encoded size of the entry of a `zstd-delta` blob: the entry, then its base chunk's id.
-pub const DELTA_ENTRY_LEN: usize = ENTRY_LEN + 32;
+/// Most bases one delta blob names (repo-format §5.1).
+pub const MAX_BASES: usize = 4;
 /// Largest chunk plaintext a v1 blob may hold (16 MiB).
 pub const MAX_CHUNK: u32 = 16 << 20;
 
 /// Where one blob lives inside its pack, and what it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobEntry {
     /// Chunk id (keyed BLAKE3 of the plaintext).
     pub id: Id,
@@ -31,12 +31,13 @@ pub struct BlobEntry {
     pub length: u32,
     /// Length of the chunk's plaintext.
     pub raw_length: u32,
-    /// The base chunk of a `zstd-delta` blob (`Some` exactly when `encoding` is `ZstdDelta`).
-    pub base: Option<Id>,
+    /// The base chunks of a `zstd-delta` blob, in reference order (1 to [`MAX_BASES`] of them
+    /// exactly when `encoding` is `ZstdDelta`, else none).
+    pub bases: Vec<Id>,
 }
 
 impl BlobEntry {
-    /// Append the encoding: 46 bytes, then the base chunk id of a delta blob.
+    /// Append the encoding: 46 bytes, then for a delta blob its base count (u8) and base ids.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.id.0);
         out.push(self.kind as u8);
@@ -44,17 +45,20 @@ impl BlobEntry {
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.length.to_le_bytes());
         out.extend_from_slice(&self.raw_length.to_le_bytes());
-        if let Some(b) = &self.base {
-            out.extend_from_slice(&b.0);
+        if !self.bases.is_empty() {
+            out.push(self.bases.len() as u8);
+            for b in &self.bases {
+                out.extend_from_slice(&b.0);
+            }
         }
     }
 
     /// Bytes [`BlobEntry::encode`] writes.
     pub fn encoded_len(&self) -> usize {
-        if self.base.is_some() {
-            DELTA_ENTRY_LEN
-        } else {
+        if self.bases.is_empty() {
             ENTRY_LEN
+        } else {
+            ENTRY_LEN + 1 + 32 * self.bases.len()
         }
     }
 
@@ -65,16 +69,20 @@ impl BlobEntry {
         let enc = r.u8()?;
         let encoding = Encoding::from_u8(enc).ok_or_else(|| format!("unknown blob encoding {enc}"))?;
         let (offset, length, raw_length) = (r.u32()?, r.u32()?, r.u32()?);
-        let base = match encoding {
+        let bases = match encoding {
             Encoding::ZstdDelta if kind != BlobKind::Data => {
                 return Err(format!("blob {id}: only data chunks may be delta-encoded"))
             }
-            Encoding::ZstdDelta => Some(r.id()?),
-            _ => None,
+            Encoding::ZstdDelta => {
+                let n = r.u8()? as usize;
+                if n == 0 || n > MAX_BASES {
+                    return Err(format!("delta blob {id} names {n} bases (1 to {MAX_BASES} allowed)"));
+                }
+                (0..n).map(|_| r.id()).collect::<std::result::Result<Vec<_>, _>>()?
+            }
+            _ => Vec::new(),
         };
-        if base == Some(id) {
-            return Err(format!("blob {id} is a delta against itself"));
-        }
+        check_bases(&id, &bases)?;
         Ok(BlobEntry {
             id,
             kind,
@@ -82,9 +90,22 @@ impl BlobEntry {
             offset,
             length,
             raw_length,
-            base,
+            bases,
         })
     }
+}
+
+/// A delta's bases must be distinct and must not include the chunk itself.
+pub fn check_bases(id: &Id, bases: &[Id]) -> std::result::Result<(), String> {
+    for (i, b) in bases.iter().enumerate() {
+        if b == id {
+            return Err(format!("blob {id} is a delta against itself"));
+        }
+        if bases[..i].contains(b) {
+            return Err(format!("delta blob {id} names base {b} twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Encode a pack header's plaintext: u32 count, then the entries.

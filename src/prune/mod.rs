@@ -449,13 +449,13 @@ fn add_entry_roots(
                 .chunks_exact(36)
                 .filter_map(|rec| rec.get(..32).and_then(Id::from_slice))
                 .collect();
-            // A delta keeps its base alive (repo-format §10.3); only format version 2 has
+            // A delta keeps its bases alive (repo-format §10.3); only format version 2 has
             // deltas, so version 1 repositories skip the lookups.
             let mut bases = Vec::new();
             if repo.config().deltas() {
                 for id in &ids {
-                    if let Some(b) = index.lookup(id)?.and_then(|l| l.base) {
-                        bases.push(b);
+                    if let Some(l) = index.lookup(id)? {
+                        bases.extend(l.bases);
                     }
                 }
             }
@@ -561,7 +561,7 @@ fn repack(
                 let sealed = bytes
                     .get(s..s + e.length as usize)
                     .ok_or_else(|| Error::corrupt(pack_path(&pack), "blob outside the pack"))?;
-                packer.add(e.id, e.kind, e.encoding, e.raw_length, e.base, sealed)?;
+                packer.add(e.id, e.kind, e.encoding, e.raw_length, e.bases.clone(), sealed)?;
                 rep.repack_copied_bytes += u64::from(e.length);
             }
         }
