@@ -74,6 +74,16 @@ impl BlobLocation {
     }
 }
 
+/// What [`IndexCache::find_bases`] found for a new chunk.
+#[derive(Debug, Clone, Default)]
+pub struct BaseMatch {
+    /// The bases, best first, with where they are.
+    pub bases: Vec<(Id, BlobLocation)>,
+    /// Where the most similar stored chunk is, when it is a delta itself: most likely the
+    /// previous version of the new chunk, a delta against the same bases.
+    pub predecessor: Option<BlobLocation>,
+}
+
 /// Counters from a sync.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SyncStats {
@@ -491,7 +501,7 @@ impl IndexCache {
     /// chunks sharing super-features with it, most shared first (a chunk that is itself a
     /// delta stands for its bases), each plainly stored data that a writer may deduplicate
     /// against (§10.1). At most `max` bases of at most `max_bytes` plaintext in all.
-    pub fn find_bases(&self, sk: &Sketch, max: usize, max_bytes: u64) -> Result<Vec<(Id, BlobLocation)>> {
+    pub fn find_bases(&self, sk: &Sketch, max: usize, max_bytes: u64) -> Result<BaseMatch> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
         let t = tx.open_table(SKETCHES).map_err(|e| db_err("read", e))?;
         let mut found: Vec<(Id, usize)> = Vec::new();
@@ -509,11 +519,15 @@ impl IndexCache {
         // Most shared super-features first; ties keep the order of the pieces.
         found.sort_by_key(|c| std::cmp::Reverse(c.1));
         let mut out: Vec<(Id, BlobLocation)> = Vec::new();
+        let mut predecessor = None;
         let mut bytes = 0u64;
         for (cand, _) in found.into_iter().take(4 * max) {
             let Some(loc) = self.lookup_indexed(&cand)? else {
                 continue;
             };
+            if out.is_empty() && predecessor.is_none() && !loc.bases.is_empty() {
+                predecessor = Some(loc.clone());
+            }
             let bases = if loc.bases.is_empty() { vec![cand] } else { loc.bases };
             for b in bases {
                 if out.len() == max || out.iter().any(|(x, _)| *x == b) {
@@ -529,7 +543,10 @@ impl IndexCache {
                 }
             }
         }
-        Ok(out)
+        Ok(BaseMatch {
+            bases: out,
+            predecessor,
+        })
     }
 
     /// May a writer deduplicate against chunk `id`? Only when an index segment names it in a

@@ -172,7 +172,7 @@ pub async fn fetch_blob_cached(
             };
             read_base(repo, index, base, cache)
                 .await
-                .map_err(|e| Error::new(e.kind(), both(e.to_string())))
+                .map_err(|e| Error::new(e.kind(), both(format!("cannot be used: {e}"))))
         }
     });
     let k = keys.clone();

@@ -553,6 +553,21 @@ const DELTA_SURE: u64 = 8;
 /// bases day after day instead of starting a new base; docs/benchmarks.md).
 const DELTA_KEEP: u64 = 2;
 
+/// Whether a chunk whose delta took `delta_len` bytes (`plain_len` plainly) should rather be
+/// stored whole and become the base of its later versions. A chunk that changes a little every
+/// day stays a delta against the bases its first version found, so each day's delta carries
+/// every change since then and grows by about the same amount `g` a day. Storing the chunk
+/// whole costs `plain_len` once and starts over; that pays once the deltas' growth has cost as
+/// much, which is when `delta_len² ≥ 2·plain_len·g` (the growth `g` is measured against the
+/// predecessor's delta, scaled to this chunk's length). A chunk without a delta predecessor
+/// has no drift to measure.
+fn rebase(delta_len: u64, plain_len: u64, predecessor: Option<&crate::index::BlobLocation>, len: u64) -> bool {
+    let Some(p) = predecessor else { return false };
+    let previous = u64::from(p.length) * len / u64::from(p.raw_length.max(1));
+    let growth = delta_len.saturating_sub(previous);
+    growth > 0 && delta_len.saturating_mul(delta_len) >= 2 * plain_len.saturating_mul(growth)
+}
+
 impl WorkCtx<'_> {
     /// Hash one chunk, look it up, and when new compress (or delta-encode) and seal it.
     fn work(&self, seq: u64, c: &[u8]) -> Result<Work> {
@@ -581,7 +596,8 @@ impl WorkCtx<'_> {
     fn store_near_duplicate(&self, id: &Id, c: &[u8]) -> Result<Stored> {
         let sketch = crate::delta::sketch(c, crate::delta::piece_bits(self.repo.config().chunker.avg_size));
         let mut plain_z = None;
-        let found = self.index.find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
+        let m = self.index.find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
+        let found = m.bases;
         if !found.is_empty() {
             let rt = self.repo.store().runtime();
             // Read through the index like a restore, authenticated; neighbouring chunks share
@@ -609,7 +625,8 @@ impl WorkCtx<'_> {
                         plain_z = Some(z);
                         n
                     };
-                    if delta_len * DELTA_KEEP <= plain_len {
+                    let drifted = rebase(delta_len, plain_len, m.predecessor.as_ref(), c.len() as u64);
+                    if delta_len * DELTA_KEEP <= plain_len && !drifted {
                         return Ok(Stored {
                             encoding: Encoding::ZstdDelta,
                             sealed: seal_delta(self.keys, id, &bases, &frame)?,

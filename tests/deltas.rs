@@ -470,3 +470,96 @@ fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
     assert_eq!(t.restore_digest(&m1), common::digest(&day1[..]));
     assert_eq!(t.restore_digest(&m0), common::digest(&day0[..]));
 }
+
+/// The chunk ids of a snapshot's only entry, in order.
+fn chunk_ids(t: &common::TestRepo, m: &dbbackup::format::snapshot::Manifest) -> Vec<dbbackup::format::Id> {
+    let mut ids = vec![];
+    for lid in &m.entries[0].content {
+        let list =
+            t.rt.block_on(dbbackup::restore::fetch_blob(
+                &t.repo,
+                &t.index,
+                *lid,
+                dbbackup::format::BlobKind::ContentList,
+            ))
+            .unwrap();
+        for rec in list.chunks_exact(36) {
+            ids.push(dbbackup::format::Id::from_slice(&rec[..32]).unwrap());
+        }
+    }
+    ids
+}
+
+/// Days of drift in [`chunks_that_drift_from_their_bases_are_stored_whole_again`].
+const LAST: usize = 14;
+
+/// Each day rewrites scattered bytes all over a stream and keeps the earlier days' changes,
+/// so a chunk's delta against the version its first snapshot stored grows by about the same
+/// amount every day. Once that drift has cost about as much as storing the chunk again, the
+/// chunk is stored whole (while its delta is still well under the half of the plain chunk
+/// that the size rule allows) and becomes the base of its later versions.
+#[test]
+fn chunks_that_drift_from_their_bases_are_stored_whole_again() {
+    let t = common::TestRepo::new();
+    let mut cur = Vec::new();
+    Gen::dump(31, 24_000_000).read_to_end(&mut cur).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (_, m0) = t.snapshot("db", &cur[..]);
+    let full = m0.summary.bytes_stored;
+    let mut days = vec![(m0, common::digest(&cur[..]))];
+    for day in 1..=LAST {
+        // About one 24-byte rewrite per 3.5 KB: a delta grows by some 2-3% of its plain chunk
+        // a day, so storing the chunk again pays after 8-11 days, long before the deltas
+        // reach half the plain chunk (after about 20 days).
+        for _ in 0..cur.len() / 3500 {
+            let at = (next() % (cur.len() as u64 - 64)) as usize;
+            let v = next();
+            for (i, b) in cur[at..at + 24].iter_mut().enumerate() {
+                *b = b'a' + ((v >> (i % 60)) % 26) as u8;
+            }
+        }
+        let (_, m) = t.snapshot("db", &cur[..]);
+        let s = &m.summary;
+        eprintln!(
+            "day {day}: {} new chunks, {} deltas, {} bytes stored ({:.2}% of day 0)",
+            s.chunks_new,
+            s.chunks_delta,
+            s.bytes_stored,
+            s.bytes_stored as f64 * 100.0 / full as f64
+        );
+        days.push((m, common::digest(&cur[..])));
+    }
+    let whole: Vec<u64> = days
+        .iter()
+        .map(|d| d.0.summary.chunks_new - d.0.summary.chunks_delta)
+        .collect();
+    let chunks = days[0].0.summary.chunks_new;
+    // The first two days are deltas (a short chunk may find no base).
+    assert!(whole[1] + whole[2] <= 2, "chunks stored whole a day: {whole:?}");
+    // Then most chunks are stored whole once, on one day or another.
+    assert!(
+        whole[3..].iter().sum::<u64>() * 2 >= chunks,
+        "{whole:?} of {chunks} chunks"
+    );
+    // And the chunks of the last day that are deltas have, for the most part, a base stored
+    // after day 0: the chunk stored whole again, against which it is a delta of a day or two.
+    let day0: std::collections::HashSet<_> = chunk_ids(&t, &days[0].0).into_iter().collect();
+    let (mut deltas, mut rebased) = (0, 0);
+    for id in chunk_ids(&t, &days[LAST].0) {
+        let loc = t.index.lookup(&id).unwrap().unwrap();
+        if let Some(b) = loc.bases.first() {
+            deltas += 1;
+            rebased += usize::from(!day0.contains(b));
+        }
+    }
+    assert!(rebased * 2 > deltas, "{rebased} of {deltas} deltas have a newer base");
+    for (m, digest) in &days {
+        assert_eq!(&t.restore_digest(m), digest);
+    }
+}
