@@ -392,15 +392,7 @@ fn incremental_and_differential_physical_snapshots() {
     assert!(sum(&full2, "bytes_stored") * 5 < sum(&full, "bytes_stored"), "{full2}");
     drop(pg);
 
-    let restored = private_tempdir("dbbackup-incr-restored-");
-    let data = restored.path().join("data");
-    ar.json(&[
-        "restore",
-        incr["id"].as_str().unwrap(),
-        "--pgdata",
-        data.to_str().unwrap(),
-    ]);
-    let rec = recover(restored);
+    let rec = restore_and_recover(&ar, &incr, "dbbackup-incr-restored-");
     assert_eq!(
         rec.sql("postgres", "select string_agg(i::text, ',' order by i) from marker"),
         "1"
@@ -417,15 +409,7 @@ fn incremental_and_differential_physical_snapshots() {
     drop(rec);
 
     // The delta snapshot restores and recovers to the updated rows.
-    let restored = private_tempdir("dbbackup-delta-restored-");
-    let data = restored.path().join("data");
-    ar.json(&[
-        "restore",
-        full2["id"].as_str().unwrap(),
-        "--pgdata",
-        data.to_str().unwrap(),
-    ]);
-    let rec = recover(restored);
+    let rec = restore_and_recover(&ar, &full2, "dbbackup-delta-restored-");
     assert_eq!(
         rec.sql(
             "postgres",
@@ -541,6 +525,20 @@ fn recover(dir: tempfile::TempDir) -> Pg {
             .starts_with(b"f")
     });
     rec
+}
+
+/// Restore physical snapshot `snap` (its JSON report) into a new private directory and start
+/// a server on it that recovers.
+fn restore_and_recover(ar: &Archive, snap: &serde_json::Value, prefix: &str) -> Pg {
+    let restored = private_tempdir(prefix);
+    let data = restored.path().join("data");
+    ar.json(&[
+        "restore",
+        snap["id"].as_str().unwrap(),
+        "--pgdata",
+        data.to_str().unwrap(),
+    ]);
+    recover(restored)
 }
 
 /// `snapshot --physical` of `pg`'s cluster; its JSON report.
