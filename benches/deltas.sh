@@ -97,10 +97,10 @@ for day in $(seq 0 "$DAYS"); do
     mv "$WORK/today.dump" "$WORK/yesterday.dump"
 done
 # Restore from a cold page cache (packs read from disk), then the best of 3 from a warm one.
+restore_secs() { secs sh -c "'$BIN' -r '$1' restore latest --name shop --target - > /dev/null"; }
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-RD=$(secs sh -c "'$BIN' -r '$WORK/delta' restore latest --name shop --target - > /dev/null")
-RP=$(secs sh -c "'$BIN' -r '$WORK/plain' restore latest --name shop --target - > /dev/null")
-best() { for _ in 1 2 3; do secs sh -c "'$BIN' -r '$1' restore latest --name shop --target - > /dev/null"; done | sort -g | head -1; }
+RD=$(restore_secs "$WORK/delta"); RP=$(restore_secs "$WORK/plain")
+best() { for _ in 1 2 3; do restore_secs "$1"; done | sort -g | head -1; }
 WD=$(best "$WORK/delta"); WP=$(best "$WORK/plain")
 "$BIN" -r "$WORK/delta" check --read-data | tail -1
 LAST=$(stat -c %s "$WORK/yesterday.dump")

@@ -596,8 +596,10 @@ impl WorkCtx<'_> {
     fn store_near_duplicate(&self, id: &Id, c: &[u8]) -> Result<Stored> {
         let sketch = crate::delta::sketch(c, crate::delta::piece_bits(self.repo.config().chunker.avg_size));
         let mut plain_z = None;
-        let m = self.index.find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
-        let found = m.bases;
+        let crate::index::BaseMatch {
+            bases: found,
+            predecessor,
+        } = self.index.find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
         if !found.is_empty() {
             let rt = self.repo.store().runtime();
             // Read through the index like a restore, authenticated; neighbouring chunks share
@@ -625,7 +627,7 @@ impl WorkCtx<'_> {
                         plain_z = Some(z);
                         n
                     };
-                    let drifted = rebase(delta_len, plain_len, m.predecessor.as_ref(), c.len() as u64);
+                    let drifted = rebase(delta_len, plain_len, predecessor.as_ref(), c.len() as u64);
                     if delta_len * DELTA_KEEP <= plain_len && !drifted {
                         return Ok(Stored {
                             encoding: Encoding::ZstdDelta,

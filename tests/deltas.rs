@@ -405,7 +405,6 @@ fn a_version_1_repository_is_read_and_written_without_deltas() {
 /// chunk stay literal.)
 #[test]
 fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
-    use dbbackup::format::BlobKind;
     let t = common::TestRepo::new();
     let mut day0 = Vec::new();
     Gen::dump(21, 24_000_000).read_to_end(&mut day0).unwrap();
@@ -446,21 +445,10 @@ fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
     assert!(s1.bytes_stored * 5 < s0.bytes_stored, "{s0:?} {s1:?}");
     // The index names two (or more) bases for most of them.
     let mut multi = 0;
-    for lid in &m1.entries[0].content {
-        let list =
-            t.rt.block_on(dbbackup::restore::fetch_blob(
-                &t.repo,
-                &t.index,
-                *lid,
-                BlobKind::ContentList,
-            ))
-            .unwrap();
-        for rec in list.chunks_exact(36) {
-            let id = dbbackup::format::Id::from_slice(&rec[..32]).unwrap();
-            let loc = t.index.lookup(&id).unwrap().unwrap();
-            assert!(loc.bases.len() <= 4);
-            multi += usize::from(loc.bases.len() >= 2);
-        }
+    for id in chunk_ids(&t, &m1) {
+        let loc = t.index.lookup(&id).unwrap().unwrap();
+        assert!(loc.bases.len() <= 4);
+        multi += usize::from(loc.bases.len() >= 2);
     }
     assert!(
         multi as u64 * 2 >= s1.chunks_new,
