@@ -38,7 +38,7 @@ fn main() {
     let mut chunks: Vec<bytes::Bytes> = Vec::new();
     let mut c = Chunker::new(&data[..], &params, keys.chunker_seed);
     while let Some(ch) = c.next_chunk().expect("chunk") {
-        chunks.push(ch);
+        chunks.push(ch.data);
     }
     let b3 = rate(n, || {
         for c in &chunks {

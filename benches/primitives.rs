@@ -55,7 +55,7 @@ fn primitives(c: &mut Criterion) {
             let mut ch = Chunker::new(&data[..], &params, keys.chunker_seed);
             let mut n = 0;
             while let Ok(Some(c)) = ch.next_chunk() {
-                n += c.len();
+                n += c.data.len();
             }
             n
         })

@@ -236,6 +236,15 @@ impl Store {
 
     /// Read a whole object.
     pub async fn read_async(&self, path: &str) -> Result<Vec<u8>> {
+        if let Some(root) = &self.local {
+            // One allocation of the exact size (OpenDAL's buffer would be copied once more:
+            // twice a pack's size in memory while it is verified).
+            let full = root.join(path);
+            return tokio::task::spawn_blocking(move || std::fs::read(full))
+                .await
+                .map_err(|e| Error::general(format!("read task failed: {e}")))?
+                .map_err(|e| Error::io(format!("cannot read `{path}` in repository {}", self.display), e));
+        }
         self.op
             .read(path)
             .await

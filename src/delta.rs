@@ -82,10 +82,10 @@ pub fn sketch(data: &[u8], bits: u32) -> Sketch {
     let mut sampled = false;
     let mut h = 0u64;
     let mut start = 0usize;
-    for (i, &b) in data.iter().enumerate() {
-        h = (h << 1).wrapping_add(t.gear[b as usize]);
+    // What happens at position `i` whose rolling hash is `h`: sampling, and maybe a cut.
+    let mut at = |i: usize, h: u64, feat: &mut [u64; FEATURES], sampled: &mut bool, start: &mut usize| {
         if h & SAMPLE_MASK == 0 {
-            sampled = true;
+            *sampled = true;
             for ((f, m), a) in feat.iter_mut().zip(&t.mul).zip(&t.add) {
                 let v = m.wrapping_mul(h).wrapping_add(*a);
                 if v > *f {
@@ -93,12 +93,31 @@ pub fn sketch(data: &[u8], bits: u32) -> Sketch {
                 }
             }
         }
-        if i + 1 - start >= piece_min && h >> shift == 0 && out.len() + 1 < MAX_SUPER_FEATURES {
-            if sampled {
-                out.push(fold(&feat));
+        if i + 1 - *start >= piece_min && h >> shift == 0 && out.len() + 1 < MAX_SUPER_FEATURES {
+            if *sampled {
+                out.push(fold(feat));
             }
-            (feat, sampled, start) = ([0; FEATURES], false, i + 1);
+            (*feat, *sampled, *start) = ([0; FEATURES], false, i + 1);
         }
+    };
+    // Two bytes a step: the hash two positions on is `4h + 2g0 + g1`, so the dependency chain
+    // is one shift-add per pair; positions with nothing to do (31 in 32) are skipped at once.
+    let mut pairs = data.chunks_exact(2);
+    let mut i = 0;
+    for p in &mut pairs {
+        let (g0, g1) = (t.gear[p[0] as usize], t.gear[p[1] as usize]);
+        let h0 = (h << 1).wrapping_add(g0);
+        let h1 = (h << 2).wrapping_add((g0 << 1).wrapping_add(g1));
+        if (h0 & SAMPLE_MASK == 0) | (h1 & SAMPLE_MASK == 0) | (h0 >> shift == 0) | (h1 >> shift == 0) {
+            at(i, h0, &mut feat, &mut sampled, &mut start);
+            at(i + 1, h1, &mut feat, &mut sampled, &mut start);
+        }
+        h = h1;
+        i += 2;
+    }
+    if let [b] = pairs.remainder() {
+        h = (h << 1).wrapping_add(t.gear[*b as usize]);
+        at(i, h, &mut feat, &mut sampled, &mut start);
     }
     if sampled && (data.len() - start >= tail_min || out.is_empty()) {
         out.push(fold(&feat));

@@ -234,7 +234,7 @@ pub fn concat_bases(bases: &[Arc<Vec<u8>>]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// Parse a content-list blob into (chunk id, length) records.
-fn parse_list(list_id: &Id, b: &[u8]) -> Result<Vec<(Id, u32)>> {
+pub(crate) fn parse_list(list_id: &Id, b: &[u8]) -> Result<Vec<(Id, u32)>> {
     if !b.len().is_multiple_of(36) {
         return Err(Error::corrupt(
             format!("content list {list_id}"),

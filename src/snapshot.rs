@@ -13,7 +13,8 @@ use crossbeam_channel::{bounded, unbounded, Receiver};
 use sha2::{Digest, Sha256};
 
 use crate::blob::{compress_chunk, seal_blob, seal_compressed, seal_delta};
-use crate::chunking::Chunker;
+use crate::chunking::guide::ParentGuide;
+use crate::chunking::{Chunk, Chunker};
 use crate::crypto::Keys;
 use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
@@ -66,6 +67,23 @@ impl SnapshotOptions {
     }
 }
 
+/// The newest snapshot of source `name`, to guide the chunking of a new one. Manifests that
+/// cannot be read are passed over (`check` reports them): a parent is only an optimisation.
+pub fn latest_of(repo: &Repository, name: &str) -> Option<Manifest> {
+    let ids = repo
+        .snapshot_ids()
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot list snapshots; chunking without a parent"))
+        .ok()?;
+    ids.iter()
+        .filter_map(|id| {
+            repo.load_manifest(id)
+                .inspect_err(|e| tracing::warn!(snapshot = %id, error = %e, "passing over a manifest"))
+                .ok()
+        })
+        .filter(|m| m.name == name)
+        .max_by(|a, b| a.time.cmp(&b.time))
+}
+
 /// Validate a source name or tag.
 pub fn check_label(what: &str, s: &str) -> Result<()> {
     if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_control()) {
@@ -85,6 +103,8 @@ pub struct StreamCounts {
     pub bytes_stored: u64,
     /// How many new chunks were stored as deltas.
     pub chunks_delta: u64,
+    /// How many chunks the parent's entry confirmed without a scan for cut points.
+    pub chunks_guided: u64,
 }
 
 /// Writes one snapshot: add streams (from several threads at once if wanted), then
@@ -102,6 +122,8 @@ pub struct SnapshotWriter<'a> {
     started: Instant,
     opts: SnapshotOptions,
     lock: Option<&'a crate::lock::LockGuard>,
+    /// The previous snapshot of this source, whose entries guide chunking.
+    parent: Option<Manifest>,
 }
 
 /// State every stream's collector updates.
@@ -175,6 +197,7 @@ impl<'a> SnapshotWriter<'a> {
             started: Instant::now(),
             opts,
             lock: None,
+            parent: None,
         })
     }
 
@@ -182,6 +205,14 @@ impl<'a> SnapshotWriter<'a> {
     /// written when a concurrent prune could have taken this writer for dead.
     pub fn with_lock(mut self, lock: &'a crate::lock::LockGuard) -> Self {
         self.lock = Some(lock);
+        self
+    }
+
+    /// Chunk each stream along the same entry of `parent` (the previous snapshot of this
+    /// source): unchanged chunks are confirmed by their id instead of scanned for cut points.
+    /// Deduplication still goes through the index; the cuts are the same as without a parent.
+    pub fn with_parent(mut self, parent: Manifest) -> Self {
+        self.parent = Some(parent);
         self
     }
 
@@ -245,6 +276,12 @@ impl<'a> SnapshotWriter<'a> {
         let repo = self.repo;
         let deltas = self.deltas;
         let base_cache = &self.base_cache;
+        // The same entry in the parent snapshot guides the chunker past unchanged chunks.
+        let guide = self
+            .parent
+            .as_ref()
+            .and_then(|m| m.entries.iter().find(|e| e.path == path))
+            .map(|e| ParentGuide::new(repo, index, e.content.clone(), e.chunks));
         let mut sha_out = None;
         let mut bytes_read = 0u64;
 
@@ -253,15 +290,18 @@ impl<'a> SnapshotWriter<'a> {
             // compress, seal) so concurrent streams share the pool fairly.
             let failed_ref = &failed;
             let fail_ref = &fail;
-            s.spawn(move || {
+            let reader = s.spawn(move || {
                 let mut ch = Chunker::new(src, &params, keys.chunker_seed);
+                if let Some(g) = guide {
+                    ch = ch.guided(keys.clone(), Box::new(g));
+                }
                 let mut seq = 0u64;
                 rayon::in_place_scope(|rs| loop {
                     if failed_ref.load(Ordering::Relaxed) {
                         return;
                     }
                     match ch.next_chunk() {
-                        Ok(Some(c)) => {
+                        Ok(Some(Chunk { data: c, id: known })) => {
                             if hash_tx.send(c.clone()).is_err() || slot_tx.send(()).is_err() {
                                 return;
                             }
@@ -277,7 +317,7 @@ impl<'a> SnapshotWriter<'a> {
                                     deltas,
                                     bases: base_cache,
                                 };
-                                let w = ctx.work(seq, &c).unwrap_or_else(|e| {
+                                let w = ctx.work(seq, &c, known).unwrap_or_else(|e| {
                                     fail_ref(e);
                                     Work::Failed
                                 });
@@ -295,6 +335,7 @@ impl<'a> SnapshotWriter<'a> {
                         }
                     }
                 });
+                ch.confirmed()
             });
             // Stage 2: whole-stream SHA-256, in order.
             let sha = s.spawn(move || {
@@ -316,7 +357,20 @@ impl<'a> SnapshotWriter<'a> {
                 sha_out = Some(x.0);
                 bytes_read = x.1;
             }
-            r
+            let confirmed = reader.join().unwrap_or(0);
+            r.map(|c| {
+                c.map(|(content, chunks, counts)| {
+                    let chunks_guided = confirmed;
+                    (
+                        content,
+                        chunks,
+                        StreamCounts {
+                            chunks_guided,
+                            ..counts
+                        },
+                    )
+                })
+            })
         });
         if let Some(e) = first_err.into_inner().ok().flatten() {
             return Err(e);
@@ -570,8 +624,8 @@ fn rebase(delta_len: u64, plain_len: u64, predecessor: Option<&crate::index::Blo
 
 impl WorkCtx<'_> {
     /// Hash one chunk, look it up, and when new compress (or delta-encode) and seal it.
-    fn work(&self, seq: u64, c: &[u8]) -> Result<Work> {
-        let id = self.keys.chunk_id(c);
+    fn work(&self, seq: u64, c: &[u8], known: Option<Id>) -> Result<Work> {
+        let id = known.unwrap_or_else(|| self.keys.chunk_id(c));
         let len = c.len() as u32;
         if !SnapshotWriter::claim(self.index, self.pending, &id)? {
             return Ok(Work::Dup { seq, id, len });

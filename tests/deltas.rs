@@ -413,7 +413,7 @@ fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
     let mut cuts = vec![];
     let mut at = 0;
     while let Some(c) = ch.next_chunk().unwrap() {
-        at += c.len();
+        at += c.data.len();
         cuts.push(at);
     }
     cuts.pop();
@@ -445,7 +445,7 @@ fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
     assert!(s1.bytes_stored * 5 < s0.bytes_stored, "{s0:?} {s1:?}");
     // The index names two (or more) bases for most of them.
     let mut multi = 0;
-    for id in chunk_ids(&t, &m1) {
+    for id in t.chunk_ids(&m1) {
         let loc = t.index.lookup(&id).unwrap().unwrap();
         assert!(loc.bases.len() <= 4);
         multi += usize::from(loc.bases.len() >= 2);
@@ -457,25 +457,6 @@ fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
     );
     assert_eq!(t.restore_digest(&m1), common::digest(&day1[..]));
     assert_eq!(t.restore_digest(&m0), common::digest(&day0[..]));
-}
-
-/// The chunk ids of a snapshot's only entry, in order.
-fn chunk_ids(t: &common::TestRepo, m: &dbbackup::format::snapshot::Manifest) -> Vec<dbbackup::format::Id> {
-    let mut ids = vec![];
-    for lid in &m.entries[0].content {
-        let list =
-            t.rt.block_on(dbbackup::restore::fetch_blob(
-                &t.repo,
-                &t.index,
-                *lid,
-                dbbackup::format::BlobKind::ContentList,
-            ))
-            .unwrap();
-        for rec in list.chunks_exact(36) {
-            ids.push(dbbackup::format::Id::from_slice(&rec[..32]).unwrap());
-        }
-    }
-    ids
 }
 
 /// Days of drift in [`chunks_that_drift_from_their_bases_are_stored_whole_again`].
@@ -537,9 +518,9 @@ fn chunks_that_drift_from_their_bases_are_stored_whole_again() {
     );
     // And the chunks of the last day that are deltas have, for the most part, a base stored
     // after day 0: the chunk stored whole again, against which it is a delta of a day or two.
-    let day0: std::collections::HashSet<_> = chunk_ids(&t, &days[0].0).into_iter().collect();
+    let day0: std::collections::HashSet<_> = t.chunk_ids(&days[0].0).into_iter().collect();
     let (mut deltas, mut rebased) = (0, 0);
-    for id in chunk_ids(&t, &days[LAST].0) {
+    for id in t.chunk_ids(&days[LAST].0) {
         let loc = t.index.lookup(&id).unwrap().unwrap();
         if let Some(b) = loc.bases.first() {
             deltas += 1;

@@ -196,7 +196,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         verify: !a.no_verify,
         deltas: !a.no_deltas,
     };
-    let w = SnapshotWriter::new(&repo, &index, opts)?.with_lock(&lock);
+    let mut w = SnapshotWriter::new(&repo, &index, opts)?.with_lock(&lock);
+    if let Some(parent) = dbbackup::snapshot::latest_of(&repo, &name) {
+        w = w.with_parent(parent);
+    }
     let bar = ctx.progress();
     let source = if a.physical {
         let conn = dbbackup::sources::postgres::PgConn {

@@ -36,6 +36,11 @@ pub struct TestRepo {
 
 impl TestRepo {
     pub fn new() -> TestRepo {
+        Self::with_options(InitOptions::default())
+    }
+
+    /// A repository made with `opts` (its key always with the cheap test parameters).
+    pub fn with_options(opts: InitOptions) -> TestRepo {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -47,10 +52,7 @@ impl TestRepo {
             rt.handle().clone(),
         )
         .unwrap();
-        let opts = InitOptions {
-            kdf: WEAK_KDF,
-            ..InitOptions::default()
-        };
+        let opts = InitOptions { kdf: WEAK_KDF, ..opts };
         let repo = Repository::init(store, PASSWORD.as_bytes(), &opts).unwrap();
         let (index, _) = IndexCache::open(&repo, &dir.path().join("cache")).unwrap();
         TestRepo { dir, rt, repo, index }
@@ -60,6 +62,26 @@ impl TestRepo {
         let w = SnapshotWriter::new(&self.repo, &self.index, SnapshotOptions::named(name)).unwrap();
         w.add_stream(name, r, &NoProgress).unwrap();
         w.finish(Source::Stdin).unwrap()
+    }
+
+    /// The chunk ids of a snapshot's only entry, in order.
+    pub fn chunk_ids(&self, m: &Manifest) -> Vec<Id> {
+        let mut ids = vec![];
+        for lid in &m.entries[0].content {
+            let list = self
+                .rt
+                .block_on(dbbackup::restore::fetch_blob(
+                    &self.repo,
+                    &self.index,
+                    *lid,
+                    dbbackup::format::BlobKind::ContentList,
+                ))
+                .unwrap();
+            for rec in list.chunks_exact(36) {
+                ids.push(Id::from_slice(&rec[..32]).unwrap());
+            }
+        }
+        ids
     }
 
     /// Restore the only entry; returns (size, sha256 hex) of what was written.
