@@ -316,11 +316,43 @@ impl Repository {
         Ok(n)
     }
 
+    /// Load the manifests of `ids` ([`Repository::load_manifest`]), several at a time: on an
+    /// object store each read is a round trip. Results are in the order of `ids`.
+    pub fn load_manifests(&self, ids: &[Id]) -> Vec<Result<Manifest>> {
+        const READERS: usize = 16;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done: Vec<(usize, Result<Manifest>)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..READERS.min(ids.len()))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut got = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(id) = ids.get(i) else { return got };
+                            got.push((i, self.load_manifest(id)));
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+        });
+        let mut out: Vec<Option<Result<Manifest>>> = ids.iter().map(|_| None).collect();
+        for (i, m) in done {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(m);
+            }
+        }
+        out.into_iter()
+            .map(|m| m.unwrap_or_else(|| Err(Error::general("a manifest reader panicked"))))
+            .collect()
+    }
+
     /// All manifests, oldest first.
     pub fn manifests(&self) -> Result<Vec<(Id, Manifest)>> {
-        let mut v = Vec::new();
-        for id in self.snapshot_ids()? {
-            v.push((id, self.load_manifest(&id)?));
+        let ids = self.snapshot_ids()?;
+        let mut v = Vec::with_capacity(ids.len());
+        for (id, m) in ids.iter().zip(self.load_manifests(&ids)) {
+            v.push((*id, m?));
         }
         v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(v)

@@ -75,9 +75,9 @@ pub fn latest_of(repo: &Repository, name: &str) -> Option<Manifest> {
         .inspect_err(|e| tracing::warn!(error = %e, "cannot list snapshots; chunking without a parent"))
         .ok()?;
     ids.iter()
-        .filter_map(|id| {
-            repo.load_manifest(id)
-                .inspect_err(|e| tracing::warn!(snapshot = %id, error = %e, "passing over a manifest"))
+        .zip(repo.load_manifests(&ids))
+        .filter_map(|(id, m)| {
+            m.inspect_err(|e| tracing::warn!(snapshot = %id, error = %e, "passing over a manifest"))
                 .ok()
         })
         .filter(|m| m.name == name)
@@ -122,8 +122,8 @@ pub struct SnapshotWriter<'a> {
     started: Instant,
     opts: SnapshotOptions,
     lock: Option<&'a crate::lock::LockGuard>,
-    /// The previous snapshot of this source, whose entries guide chunking.
-    parent: Option<Manifest>,
+    /// The entries of the previous snapshot of this source, by path: they guide chunking.
+    parent: HashMap<String, Entry>,
 }
 
 /// State every stream's collector updates.
@@ -197,7 +197,7 @@ impl<'a> SnapshotWriter<'a> {
             started: Instant::now(),
             opts,
             lock: None,
-            parent: None,
+            parent: HashMap::new(),
         })
     }
 
@@ -212,7 +212,7 @@ impl<'a> SnapshotWriter<'a> {
     /// source): unchanged chunks are confirmed by their id instead of scanned for cut points.
     /// Deduplication still goes through the index; the cuts are the same as without a parent.
     pub fn with_parent(mut self, parent: Manifest) -> Self {
-        self.parent = Some(parent);
+        self.parent = parent.entries.into_iter().map(|e| (e.path.clone(), e)).collect();
         self
     }
 
@@ -279,8 +279,7 @@ impl<'a> SnapshotWriter<'a> {
         // The same entry in the parent snapshot guides the chunker past unchanged chunks.
         let guide = self
             .parent
-            .as_ref()
-            .and_then(|m| m.entries.iter().find(|e| e.path == path))
+            .get(path)
             .map(|e| ParentGuide::new(repo, index, e.content.clone(), e.chunks));
         let mut sha_out = None;
         let mut bytes_read = 0u64;
@@ -376,6 +375,14 @@ impl<'a> SnapshotWriter<'a> {
             return Err(e);
         }
         let (content, chunks, counts) = collected?.ok_or_else(|| Error::general("snapshot pipeline stopped"))?;
+        if self.parent.contains_key(path) {
+            tracing::info!(
+                entry = path,
+                chunks,
+                confirmed = counts.chunks_guided,
+                "chunked along the parent snapshot"
+            );
+        }
         let sha256 = sha_out.ok_or_else(|| Error::general("stream hashing failed"))?;
         let entry = Entry {
             path: path.to_string(),

@@ -118,3 +118,35 @@ fn a_parent_whose_content_list_cannot_be_read_only_costs_time() {
     assert_eq!(t.chunk_ids(&m1), t.chunk_ids(&m2));
     assert_eq!(t.restore_digest(&m1), common::digest(&day0[..]));
 }
+
+/// The command line takes the newest snapshot of the same name as the parent.
+#[test]
+fn snapshot_command_chunks_along_the_newest_snapshot_of_the_name() {
+    let (home, repo) = common::cli_repo();
+    let h = home.path();
+    let data = h.join("dump");
+    let mut f = std::fs::File::create(&data).unwrap();
+    std::io::copy(&mut Gen::dump(8, 12_000_000), &mut f).unwrap();
+    let snapshot = |name: &str| {
+        let o = common::cli(h)
+            .arg("-r")
+            .arg(&repo)
+            .args(["-v", "snapshot", "--stdin", "--name", name])
+            .pipe_stdin(&data)
+            .unwrap()
+            .output()
+            .unwrap();
+        common::stderr(&common::ok(o, "snapshot"))
+    };
+    let confirmed = |log: &str| -> Option<u64> {
+        let l = log.lines().find(|l| l.contains("chunked along the parent snapshot"))?;
+        let v = l.split("confirmed=").nth(1)?.split_whitespace().next()?;
+        v.parse().ok()
+    };
+    assert_eq!(confirmed(&snapshot("db")), None, "the first snapshot has no parent");
+    assert_eq!(confirmed(&snapshot("other")), None, "another name has no parent");
+    // 12 MB at the default 1 MiB average: all but the chunks in the last 4 MiB are confirmed.
+    let log = snapshot("db");
+    let n = confirmed(&log).unwrap_or_else(|| panic!("the second snapshot of `db` follows the first: {log}"));
+    assert!(n >= 5, "{n} chunks confirmed");
+}

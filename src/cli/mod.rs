@@ -225,6 +225,7 @@ fn init_logging(g: &Global) {
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match g.log_format {
         LogFormat::Json => b.json().try_init(),
