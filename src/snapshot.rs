@@ -283,6 +283,7 @@ impl<'a> SnapshotWriter<'a> {
             .map(|e| ParentGuide::new(repo, index, e.content.clone(), e.chunks));
         let mut sha_out = None;
         let mut bytes_read = 0u64;
+        let mut confirmed = 0u64;
 
         let collected = std::thread::scope(|s| -> Result<Option<(Vec<Id>, u64, StreamCounts)>> {
             // Stage 1: read and cut; each chunk becomes a short rayon task (hash, dedup,
@@ -356,25 +357,14 @@ impl<'a> SnapshotWriter<'a> {
                 sha_out = Some(x.0);
                 bytes_read = x.1;
             }
-            let confirmed = reader.join().unwrap_or(0);
-            r.map(|c| {
-                c.map(|(content, chunks, counts)| {
-                    let chunks_guided = confirmed;
-                    (
-                        content,
-                        chunks,
-                        StreamCounts {
-                            chunks_guided,
-                            ..counts
-                        },
-                    )
-                })
-            })
+            confirmed = reader.join().unwrap_or(0);
+            r
         });
         if let Some(e) = first_err.into_inner().ok().flatten() {
             return Err(e);
         }
-        let (content, chunks, counts) = collected?.ok_or_else(|| Error::general("snapshot pipeline stopped"))?;
+        let (content, chunks, mut counts) = collected?.ok_or_else(|| Error::general("snapshot pipeline stopped"))?;
+        counts.chunks_guided = confirmed;
         if self.parent.contains_key(path) {
             tracing::info!(
                 entry = path,

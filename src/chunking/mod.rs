@@ -298,27 +298,10 @@ mod tests {
 
     #[test]
     fn boundaries_match_fastcdc_across_block_edges() {
-        let mut x = 1u64;
-        // 40 MiB: several 16 MiB blocks, so cuts near block ends and carried tails are tested.
-        let data: Vec<u8> = (0..40 << 20)
-            .map(|i: usize| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                // Long runs of one byte now and then: places with no natural cut point.
-                if (i >> 20) % 7 == 3 {
-                    0
-                } else {
-                    x as u8
-                }
-            })
-            .collect();
-        let small = ChunkerParams {
-            min_size: 1024,
-            avg_size: 4096,
-            max_size: 16384,
-            ..Default::default()
-        };
+        // 40 MiB: several 16 MiB blocks, so cuts near block ends and carried tails are tested;
+        // long runs of one byte now and then: places with no natural cut point.
+        let data = noise(40 << 20, 1, |i| (i >> 20) % 7 == 3);
+        let small = small();
         for (p, seed) in [
             (small, 7),
             (ChunkerParams::default(), 0),
@@ -339,20 +322,25 @@ mod tests {
         assert_eq!(lengths(&[1], &small, 7, 10), vec![1]);
     }
 
-    fn noise(n: usize, mut x: u64) -> Vec<u8> {
+    /// `n` bytes of xorshift noise from `x`, zero where `zero(i)`.
+    fn noise(n: usize, mut x: u64, zero: fn(usize) -> bool) -> Vec<u8> {
         (0..n)
             .map(|i| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                // Zero runs now and then: maximum-size cuts.
-                if (i >> 16) % 11 == 5 {
+                if zero(i) {
                     0
                 } else {
                     x as u8
                 }
             })
             .collect()
+    }
+
+    /// Zero runs now and then: maximum-size cuts.
+    fn runs(i: usize) -> bool {
+        (i >> 16) % 11 == 5
     }
 
     fn small() -> ChunkerParams {
@@ -368,7 +356,7 @@ mod tests {
     fn holds_agrees_with_cut_gear() {
         let p = small();
         let c = Chunker::new(&[][..], &p, 5);
-        let data = noise(4 << 20, 3);
+        let data = noise(4 << 20, 3, runs);
         let (mut start, mut checked) = (0, 0);
         while start + p.max_size as usize <= data.len() {
             let avail = &data[start..];
@@ -449,7 +437,7 @@ mod tests {
     #[test]
     fn guided_cuts_are_fastcdc_cuts() {
         let p = small();
-        let parent = noise(3 << 20, 11);
+        let parent = noise(3 << 20, 11, runs);
         let cuts: Vec<usize> = reference(&parent, &p, 1)
             .iter()
             .scan(0, |o, n| {
@@ -469,7 +457,7 @@ mod tests {
             variants.push((format!("flips at {:?}", sets[k % 3]), v));
         }
         let mut v = parent.clone();
-        v.splice(1 << 20..1 << 20, noise(50_000, 77));
+        v.splice(1 << 20..1 << 20, noise(50_000, 77, runs));
         variants.push(("insertion".into(), v));
         let mut v = parent.clone();
         v.drain(700_000..790_000);
@@ -477,7 +465,7 @@ mod tests {
         variants.push(("prefix".into(), parent[..2_000_000].to_vec()));
         variants.push(("prefix at a cut".into(), parent[..cuts[100]].to_vec()));
         let mut v = parent.clone();
-        v.extend(noise(100_000, 5));
+        v.extend(noise(100_000, 5, runs));
         variants.push(("extension".into(), v));
         variants.push(("suffix".into(), parent[cuts[3]..].to_vec()));
         for (what, data) in &variants {
