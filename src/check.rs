@@ -586,6 +586,13 @@ pub fn open_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Ve
             "SHA-256 of its bytes does not match its name",
         ));
     }
+    open_blobs(keys, id, bytes)
+}
+
+/// Authenticate the header of pack `id` held in `bytes`, then every blob: decoded and matched
+/// against its id (deltas only authenticated; `rebuild_delta` rebuilds them). The pack's name
+/// is not checked: [`open_pack`] does that.
+pub fn open_blobs(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Vec<BlobEntry>> {
     let entries = pack_header(keys, id, bytes)?;
     for e in &entries {
         let loc = BlobLocation::of(id, e);

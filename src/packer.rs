@@ -1,7 +1,8 @@
 //! Pack writer: gathers sealed blobs into packs of the repository's target size and uploads
 //! finished packs in parallel through a bounded queue, so memory stays flat. With `verify`,
-//! each pack is read back from storage and fully checked (name, header, every blob
-//! authenticated, decoded and re-hashed) before it counts as written.
+//! each pack is fully checked before it counts as written: every blob of the bytes about to be
+//! stored is authenticated, decoded and re-hashed, and the stored object is read back as a
+//! stream whose SHA-256 must be the pack's name, i.e. those very bytes.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,15 +19,23 @@ use crate::format::{BlobKind, Encoding, Id};
 /// Packs being uploaded at once.
 const UPLOADERS: usize = 3;
 
+/// Packs durably written, by their number in build order, and the number of the next one
+/// [`Packer::take_done`] returns (the packs before it were all taken).
+#[derive(Default)]
+struct Done {
+    finished: std::collections::BTreeMap<u64, PackBlobs>,
+    next: u64,
+}
+
 /// Builds and uploads packs.
 pub struct Packer {
     keys: Keys,
     target: usize,
     cur: Vec<u8>,
     entries: Vec<BlobEntry>,
-    tx: Option<Sender<Vec<u8>>>,
+    tx: Option<Sender<(u64, Vec<u8>)>>,
     uploaders: Vec<JoinHandle<Result<()>>>,
-    done: Arc<Mutex<Vec<PackBlobs>>>,
+    done: Arc<Mutex<Done>>,
     /// Bytes of packs handed to the uploaders so far.
     pub bytes_written: u64,
     /// Packs handed to the uploaders so far.
@@ -34,10 +43,11 @@ pub struct Packer {
 }
 
 impl Packer {
-    /// A packer writing to `store`; `verify` reads every pack back and checks it.
+    /// A packer writing to `store`; with `verify` every pack is checked before it is stored
+    /// and read back after (module doc).
     pub fn new(store: &Store, keys: &Keys, target: usize, verify: bool) -> Packer {
-        let (tx, rx) = bounded::<Vec<u8>>(1);
-        let done: Arc<Mutex<Vec<PackBlobs>>> = Arc::default();
+        let (tx, rx) = bounded::<(u64, Vec<u8>)>(1);
+        let done: Arc<Mutex<Done>> = Arc::default();
         let uploaders = (0..UPLOADERS)
             .map(|_| {
                 let rx = rx.clone();
@@ -45,26 +55,34 @@ impl Packer {
                 let keys = keys.clone();
                 let done = done.clone();
                 std::thread::spawn(move || -> Result<()> {
-                    for pack in rx {
+                    for (seq, pack) in rx {
+                        // The name first: a bit that flips in memory from here on fails
+                        // either the blob checks or the read-back.
                         let id = Id::of_stored(&pack);
-                        // Re-read the header of the pack just built (cheap; proves it decodes).
-                        let blobs = crate::check::pack_header(&keys, &id, &pack)?;
                         let path = pack_path(&id);
-                        store.write(&path, pack, false)?;
-                        if verify {
-                            let back = store.read(&path)?;
-                            crate::check::verify_pack(&keys, &id, &back).map_err(|e| {
+                        let blobs = if verify {
+                            crate::check::open_blobs(&keys, &id, &pack).map_err(|e| {
                                 Error::new(
                                     e.kind(),
-                                    format!(
-                                        "{e} (read back right after writing it: the storage returned different bytes)"
-                                    ),
+                                    format!("{e} (checked before storing it: nothing was written)"),
                                 )
-                            })?;
+                            })?
+                        } else {
+                            // Only the header (cheap; proves it decodes).
+                            crate::check::pack_header(&keys, &id, &pack)?
+                        };
+                        store.write(&path, pack, false)?;
+                        if verify && store.sha256(&path)? != id.0 {
+                            return Err(Error::corrupt(
+                                &path,
+                                "read back right after writing it, its SHA-256 does not match its name: \
+                                 the storage returned different bytes",
+                            ));
                         }
                         done.lock()
                             .map_err(|_| Error::general("uploader poisoned"))?
-                            .push(PackBlobs { pack: id, blobs });
+                            .finished
+                            .insert(seq, PackBlobs { pack: id, blobs });
                     }
                     Ok(())
                 })
@@ -125,7 +143,7 @@ impl Packer {
             .tx
             .as_ref()
             .ok_or_else(|| Error::general("packer already finished"))?;
-        if tx.send(pack).is_err() {
+        if tx.send((self.packs_written - 1, pack)).is_err() {
             // Every uploader has exited: one of them failed; surface its error.
             return Err(self
                 .join_uploaders()
@@ -135,12 +153,21 @@ impl Packer {
         Ok(())
     }
 
-    /// Packs durably written since the last call.
+    /// Packs durably written since the last call, in the order they were built: a pack that
+    /// finished before an earlier one waits for it. Index segments then list packs, and
+    /// record sketches, in stream order whatever order the uploads finished in.
     pub fn take_done(&self) -> Vec<PackBlobs> {
-        self.done
-            .lock()
-            .map(|mut d| std::mem::take(&mut *d))
-            .unwrap_or_default()
+        let Ok(mut d) = self.done.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        loop {
+            let next = d.next;
+            let Some(p) = d.finished.remove(&next) else { break };
+            out.push(p);
+            d.next += 1;
+        }
+        out
     }
 
     fn join_uploaders(&mut self) -> Result<()> {

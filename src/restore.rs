@@ -136,8 +136,11 @@ impl BaseCache {
     }
 }
 
-/// Bytes of base plaintext a restore keeps for neighbouring deltas.
-pub const BASE_CACHE_BYTES: usize = 32 << 20;
+/// Bytes of base plaintext a restore (or a snapshot looking for bases) keeps for neighbouring
+/// deltas: the bases of two deltas at the most (`MAX_REFERENCE` is 8 MiB). Neighbouring chunks
+/// share most of their bases; on daily dumps (docs/benchmarks.md) 2 MiB restored and ingested
+/// as fast as 32 MiB from a local repository, and the headroom serves remote ones.
+pub const BASE_CACHE_BYTES: usize = 16 << 20;
 
 /// Read and verify one blob. A delta chunk is rebuilt from its bases, read at the same time
 /// as it (repo-format §5.1: bases are plainly stored, never deltas themselves).

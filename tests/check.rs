@@ -278,3 +278,44 @@ fn interrupted_commit_and_forget_leave_whole_snapshots() {
     let c = check_clean(h, &repo, false);
     assert_eq!(c["snapshots"], 2, "{c}");
 }
+
+/// A storage that keeps other bytes than it was given: `snapshot` reads every pack back and
+/// fails with exit 65 naming the pack, records no snapshot, and leaves the earlier ones
+/// restorable. Without the read-back (`--no-verify`) the snapshot goes through and only
+/// `check --read-data` finds the damage, so it is the read-back that caught it.
+#[test]
+fn snapshot_reads_back_what_the_storage_kept() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let repo = small_repo(h);
+    let first = snapshot(h, &repo, &input(h, 0));
+    let snap = |verify: bool| {
+        let mut c = common::cli(h);
+        c.arg("-r").arg(&repo).args(["snapshot", "--stdin", "--name", "db"]);
+        if !verify {
+            c.arg("--no-verify");
+        }
+        c.env("DBBACKUP_TEST_DAMAGE_WRITES", "data/")
+            .pipe_stdin(input(h, 1))
+            .unwrap()
+            .output()
+            .unwrap()
+    };
+    let o = snap(true);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(65), "{err}");
+    assert!(err.contains("storage returned different bytes"), "{err}");
+    assert!(err.contains("data/"), "the message names the pack: {err}");
+    assert_eq!(
+        common::ops::snapshot_ids(h, &repo),
+        vec![first.clone()],
+        "no snapshot recorded"
+    );
+    restores(h, &repo, &first, &input(h, 0));
+
+    let o = snap(false);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(common::ops::snapshot_ids(h, &repo).len(), 2);
+    let c = run(h, &repo, &["--json", "check", "--read-data"]);
+    assert_eq!(c.status.code(), Some(65), "{}", common::stderr(&c));
+}

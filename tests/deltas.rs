@@ -163,13 +163,30 @@ fn a_damaged_base_fails_restore_and_check_naming_the_delta_and_its_base() {
         assert!(summary(&v, "chunks_delta") > 50);
         day1 = v["id"].as_str().unwrap().to_string();
     });
-    // One byte flipped in the middle of every pack of day 0: blobs there are the bases.
-    for p in &base_packs {
-        let mut b = std::fs::read(p).unwrap();
-        let mid = b.len() / 2;
-        b[mid] ^= 0x40;
-        std::fs::write(p, &b).unwrap();
-    }
+    // One byte flipped in each base of a day-1 delta that day 1 does not hold itself (a chunk
+    // day 1 kept unchanged would fail the restore first, and not as a delta).
+    let damaged = {
+        let t = common::TestRepo::open(&r);
+        let m1 = t.repo.load_manifest(&day1.parse().unwrap()).unwrap();
+        let chunks: std::collections::HashSet<_> = t.chunk_ids(&m1).into_iter().collect();
+        let bases: std::collections::BTreeSet<_> = chunks
+            .iter()
+            .flat_map(|c| t.index.lookup(c).unwrap().unwrap().bases)
+            .filter(|b| !chunks.contains(b))
+            .collect();
+        assert!(!bases.is_empty());
+        let mut damaged = std::collections::BTreeSet::new();
+        for b in &bases {
+            let loc = t.index.lookup(b).unwrap().unwrap();
+            let p = r.join(dbbackup::backend::pack_path(&loc.pack));
+            assert!(base_packs.contains(&p), "bases are day 0's chunks");
+            let mut bytes = std::fs::read(&p).unwrap();
+            bytes[(loc.offset + loc.length / 2) as usize] ^= 0x40;
+            std::fs::write(&p, &bytes).unwrap();
+            damaged.insert(p);
+        }
+        damaged
+    };
     let target = h.join("out");
     let o = run(h, &r, &["restore", &day1, "--target", target.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
@@ -180,7 +197,7 @@ fn a_damaged_base_fails_restore_and_check_naming_the_delta_and_its_base() {
         "names the delta's pack: {err}"
     );
     assert!(
-        base_packs.iter().any(|p| err.contains(&pack_name(p))),
+        damaged.iter().any(|p| err.contains(&pack_name(p))),
         "names the base's pack: {err}"
     );
     assert!(!target.exists(), "no partial file is left");
@@ -205,7 +222,7 @@ fn a_damaged_base_fails_restore_and_check_naming_the_delta_and_its_base() {
         assert!(delta_packs.iter().any(|p| m.contains(&pack_name(p))), "{m}");
         assert!(e["affects"].as_array().unwrap().iter().any(|s| s == &day1), "{e}");
     }
-    for p in &base_packs {
+    for p in &damaged {
         let name = pack_name(p);
         assert!(
             errors.iter().any(|e| e["object"].as_str().unwrap().contains(&name)),
@@ -405,7 +422,17 @@ fn a_version_1_repository_is_read_and_written_without_deltas() {
 /// chunk stay literal.)
 #[test]
 fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
-    let t = common::TestRepo::new();
+    // 256 KiB chunks: about 90 of them, so the shares asserted below hold for any chunker key
+    // (with 1 MiB chunks, 10-17 of them, one run in 20 fell just short).
+    let t = common::TestRepo::with_options(dbbackup::repo::InitOptions {
+        chunker: dbbackup::format::config::ChunkerParams {
+            min_size: 64 << 10,
+            avg_size: 256 << 10,
+            max_size: 1 << 20,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
     let mut day0 = Vec::new();
     Gen::dump(21, 24_000_000).read_to_end(&mut day0).unwrap();
     let params = t.repo.config().chunker;
@@ -434,9 +461,9 @@ fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
         s0.chunks_new, s0.bytes_stored, s1.chunks_new, s1.chunks_delta, s1.bytes_stored
     );
     assert!(s1.chunks_new >= cuts.len() as u64 / 2, "{s1:?}");
-    // (A short chunk that holds only junction pieces may find no base.)
+    // (A short chunk that holds only junction pieces may find no base: 0-2 of 42-55 seen.)
     assert!(
-        s1.chunks_delta + 1 >= s1.chunks_new,
+        s1.chunks_delta * 10 >= s1.chunks_new * 9,
         "changed chunks are deltas: {s1:?}"
     );
     // One stored base each would leave the other chunk's part as literals: about half of
@@ -450,6 +477,7 @@ fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
         assert!(loc.bases.len() <= 4);
         multi += usize::from(loc.bases.len() >= 2);
     }
+    eprintln!("{multi} of {} deltas have several bases", s1.chunks_new);
     assert!(
         multi as u64 * 2 >= s1.chunks_new,
         "{multi} of {} deltas have several bases",

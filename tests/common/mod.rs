@@ -34,6 +34,14 @@ pub struct TestRepo {
     pub index: IndexCache,
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 impl TestRepo {
     pub fn new() -> TestRepo {
         Self::with_options(InitOptions::default())
@@ -42,11 +50,7 @@ impl TestRepo {
     /// A repository made with `opts` (its key always with the cheap test parameters).
     pub fn with_options(opts: InitOptions) -> TestRepo {
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let store = Store::open(
             &parse_location(dir.path().join("repo").to_str().unwrap()).unwrap(),
             rt.handle().clone(),
@@ -54,6 +58,17 @@ impl TestRepo {
         .unwrap();
         let opts = InitOptions { kdf: WEAK_KDF, ..opts };
         let repo = Repository::init(store, PASSWORD.as_bytes(), &opts).unwrap();
+        let (index, _) = IndexCache::open(&repo, &dir.path().join("cache")).unwrap();
+        TestRepo { dir, rt, repo, index }
+    }
+
+    /// The repository at `path` (made through the CLI with [`PASSWORD`]), with an index cache
+    /// of its own.
+    pub fn open(path: &Path) -> TestRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        let store = Store::open(&parse_location(path.to_str().unwrap()).unwrap(), rt.handle().clone()).unwrap();
+        let repo = Repository::open(store, PASSWORD.as_bytes()).unwrap();
         let (index, _) = IndexCache::open(&repo, &dir.path().join("cache")).unwrap();
         TestRepo { dir, rt, repo, index }
     }
