@@ -261,18 +261,9 @@ impl Store {
         if let Some(root) = &self.local {
             let full = root.join(path);
             return tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
-                use std::io::Read;
-                let mut f = std::fs::File::open(full)?;
                 let mut h = Sha256::new();
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    match f.read(&mut buf) {
-                        Ok(0) => return Ok(h.finalize().into()),
-                        Ok(n) => h.update(buf.get(..n).unwrap_or_default()),
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+                crate::util::read_blocks(std::fs::File::open(full)?, |b| h.update(b))?;
+                Ok(h.finalize().into())
             })
             .await
             .map_err(|e| Error::general(format!("read task failed: {e}")))?

@@ -1,7 +1,7 @@
-//! Small helpers: host and user names, durable local file writes.
+//! Small helpers: host and user names, durable local file writes, reading a file in blocks.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -25,6 +25,23 @@ pub fn username() -> String {
 /// Create `dir` and its parents with mode 0700.
 pub fn create_dir_private(dir: &Path) -> std::io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Read `r` through in 1 MiB blocks, handing each to `f`; returns the length read.
+pub fn read_blocks(mut r: impl Read, mut f: impl FnMut(&[u8])) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(size),
+            Ok(n) => {
+                f(buf.get(..n).unwrap_or_default());
+                size += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Write `bytes` to `path` atomically and durably: a 0600 temp file in the same directory,

@@ -6,7 +6,6 @@
 //! repository. Markers are hints: a missing, stale or unreadable one costs a normal push.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::names::WalFile;
@@ -43,20 +42,9 @@ pub(crate) fn open_wal_file(path: &Path) -> Result<std::fs::File> {
 }
 
 /// Read the file at `path` through, handing each block to `f`; returns its length.
-pub(crate) fn read_blocks(path: &Path, mut f: impl FnMut(&[u8])) -> Result<u64> {
-    let mut file = open_wal_file(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        if n == 0 {
-            return Ok(size);
-        }
-        f(&buf[..n]);
-        size += n as u64;
-    }
+pub(crate) fn read_blocks(path: &Path, f: impl FnMut(&[u8])) -> Result<u64> {
+    crate::util::read_blocks(open_wal_file(path)?, f)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
 }
 
 /// Hash a file's content for a marker.
