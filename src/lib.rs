@@ -16,6 +16,7 @@ pub mod index;
 pub mod interrupt;
 pub mod keys;
 pub mod lock;
+pub mod manifest_cache;
 pub mod packer;
 pub mod progress;
 pub mod prune;

@@ -1,6 +1,8 @@
 //! An opened repository: storage, config, unlocked keys, and whole-object load/save.
 
 use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::Store;
 use crate::crypto::{KdfParams, Keys, MasterKey};
@@ -9,6 +11,7 @@ use crate::format::config::{ChunkerParams, Config};
 use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Manifest;
 use crate::format::{open_object, open_object_in, seal_object, Id, ObjectKind};
+use crate::manifest_cache::ManifestCache;
 
 /// Folder of the manifests' registry copies (repo-format §8.3): one byte-identical copy of
 /// every snapshot manifest, so that a lost or damaged manifest is detected and repaired.
@@ -44,6 +47,10 @@ pub struct Repository {
     master: MasterKey,
     keys: Keys,
     key_id: Id,
+    /// Sealed manifests kept on local disk ([`Repository::use_cache_dir`]).
+    manifest_cache: Option<ManifestCache>,
+    /// Manifests read from storage (not from the cache) since the repository was opened.
+    manifest_reads: AtomicU64,
 }
 
 /// Options for `init`.
@@ -95,6 +102,8 @@ impl Repository {
             master,
             keys,
             key_id,
+            manifest_cache: None,
+            manifest_reads: AtomicU64::new(0),
         })
     }
 
@@ -150,6 +159,8 @@ impl Repository {
                     master,
                     keys,
                     key_id,
+                    manifest_cache: None,
+                    manifest_reads: AtomicU64::new(0),
                 });
             }
         }
@@ -241,32 +252,83 @@ impl Repository {
         let id = Id::of_stored(&sealed);
         self.store
             .write(&ManifestCopy::Primary.path(&id), sealed.clone(), false)?;
+        if let Some(c) = &self.manifest_cache {
+            c.put(&id, &sealed);
+        }
         self.store.write(&ManifestCopy::Registry.path(&id), sealed, false)?;
         Ok(id)
     }
 
-    /// Load, verify and decode snapshot `id`'s manifest from one place.
-    pub fn load_manifest_from(&self, id: &Id, place: ManifestCopy) -> Result<Manifest> {
-        let raw = self.store.read(&place.path(id))?;
-        let b = open_object_in(&self.keys, ObjectKind::Snapshot, place.dir(), &id.to_hex(), &raw)?;
-        Manifest::decode(&place.path(id), &b)
+    /// Keep the manifests this repository reads in a local cache under `cache_dir` (beside
+    /// the index cache, keyed by repository id), and read them from there when they are
+    /// intact. Without it every manifest is read from storage each time it is needed.
+    pub fn use_cache_dir(&mut self, cache_dir: &Path) {
+        self.manifest_cache = Some(ManifestCache::new(cache_dir, &self.config.id));
     }
 
-    /// Load one manifest: from `snapshots/`, or from its registry copy when that one is missing
-    /// or damaged (a warning is logged; `check` reports it and `prune` repairs it).
+    /// How many manifests were read from storage, not from the local cache, since the
+    /// repository was opened.
+    pub fn manifest_reads(&self) -> u64 {
+        self.manifest_reads.load(Ordering::Relaxed)
+    }
+
+    /// Load, verify and decode snapshot `id`'s manifest from one place in the repository
+    /// (never from the local cache: `check` reads each copy through this).
+    pub fn load_manifest_from(&self, id: &Id, place: ManifestCopy) -> Result<Manifest> {
+        self.read_manifest_from(id, place).map(|(m, _)| m)
+    }
+
+    /// The manifest and its sealed bytes, read from the repository.
+    fn read_manifest_from(&self, id: &Id, place: ManifestCopy) -> Result<(Manifest, Vec<u8>)> {
+        self.manifest_reads.fetch_add(1, Ordering::Relaxed);
+        let raw = self.store.read(&place.path(id))?;
+        let b = open_object_in(&self.keys, ObjectKind::Snapshot, place.dir(), &id.to_hex(), &raw)?;
+        Ok((Manifest::decode(&place.path(id), &b)?, raw))
+    }
+
+    /// Load one manifest: from the local cache when it holds an intact copy, else from
+    /// `snapshots/`, or from its registry copy when that one is missing or damaged (a warning
+    /// is logged; `check` reports it and `prune` repairs it). Both copies are the same bytes,
+    /// so whichever was read is what the cache keeps.
     pub fn load_manifest(&self, id: &Id) -> Result<Manifest> {
-        match self.load_manifest_from(id, ManifestCopy::Primary) {
-            Ok(m) => Ok(m),
+        if let Some(m) = self.cached_manifest(id) {
+            return Ok(m);
+        }
+        let (m, raw) = match self.read_manifest_from(id, ManifestCopy::Primary) {
+            Ok(got) => got,
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => {
-                match self.load_manifest_from(id, ManifestCopy::Registry) {
-                    Ok(m) => {
+                match self.read_manifest_from(id, ManifestCopy::Registry) {
+                    Ok(got) => {
                         tracing::warn!(snapshot = %id, error = %e, "manifest unusable; using its registry copy");
-                        Ok(m)
+                        got
                     }
-                    Err(_) => Err(e),
+                    Err(_) => return Err(e),
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        if let Some(c) = &self.manifest_cache {
+            c.put(id, &raw);
+        }
+        Ok(m)
+    }
+
+    /// Manifest `id` from the local cache, opened and verified like a stored one. A cached
+    /// file that fails is removed, and the caller reads the repository.
+    fn cached_manifest(&self, id: &Id) -> Option<Manifest> {
+        let c = self.manifest_cache.as_ref()?;
+        let raw = c.get(id)?;
+        let path = c.path(id);
+        let dir = path.parent().map(|d| d.display().to_string()).unwrap_or_default();
+        let opened = open_object_in(&self.keys, ObjectKind::Snapshot, &dir, &id.to_hex(), &raw)
+            .and_then(|b| Manifest::decode(&path.display().to_string(), &b));
+        match opened {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(snapshot = %id, error = %e, "cached manifest is damaged; reading the repository");
+                c.remove(id);
+                None
+            }
         }
     }
 
@@ -282,7 +344,14 @@ impl Repository {
     /// Every snapshot: ids with a manifest or a registry copy (or both), sorted.
     pub fn snapshot_ids(&self) -> Result<Vec<Id>> {
         let (primaries, copies) = self.snapshot_listing()?;
-        let mut v: Vec<Id> = primaries.union(&copies).copied().collect();
+        let listed: HashSet<Id> = primaries.union(&copies).copied().collect();
+        if let Some(c) = &self.manifest_cache {
+            let n = c.retain(&listed);
+            if n > 0 {
+                tracing::debug!(files = n, "dropped cached manifests the repository no longer lists");
+            }
+        }
+        let mut v: Vec<Id> = listed.into_iter().collect();
         v.sort();
         Ok(v)
     }
@@ -291,7 +360,11 @@ impl Repository {
     /// manifest, so an interrupted removal leaves a whole snapshot, never a lost-looking one.
     pub fn remove_snapshot(&self, id: &Id) -> Result<()> {
         self.store.delete(&ManifestCopy::Registry.path(id))?;
-        self.store.delete(&ManifestCopy::Primary.path(id))
+        self.store.delete(&ManifestCopy::Primary.path(id))?;
+        if let Some(c) = &self.manifest_cache {
+            c.remove(id);
+        }
+        Ok(())
     }
 
     /// Write whichever of a snapshot's two copies is missing from the other (after checking the
@@ -347,25 +420,70 @@ impl Repository {
             .collect()
     }
 
-    /// All manifests, oldest first.
+    /// All manifests, oldest first. Fails when one cannot be read.
     pub fn manifests(&self) -> Result<Vec<(Id, Manifest)>> {
+        let (v, mut unreadable) = self.readable_manifests()?;
+        match unreadable.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(v),
+        }
+    }
+
+    /// Every manifest that can be read, oldest first, and the snapshots whose manifest (both
+    /// copies) cannot, with why: for listings that should show what is there and flag the rest.
+    #[allow(clippy::type_complexity)]
+    pub fn readable_manifests(&self) -> Result<(Vec<(Id, Manifest)>, Vec<(Id, Error)>)> {
         let ids = self.snapshot_ids()?;
         let mut v = Vec::with_capacity(ids.len());
+        let mut bad = Vec::new();
         for (id, m) in ids.iter().zip(self.load_manifests(&ids)) {
-            v.push((*id, m?));
+            match m {
+                Ok(m) => v.push((*id, m)),
+                // Listed, then removed by a concurrent `forget` before it was read.
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    tracing::debug!(snapshot = %id, "snapshot removed while listing")
+                }
+                Err(e) => bad.push((*id, e)),
+            }
         }
         v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok(v)
+        Ok((v, bad))
     }
 
     /// Resolve `latest`, a full id, or a unique id prefix (optionally within source `name`).
+    /// An id prefix reads only the manifests whose ids match it; `latest` reads every manifest
+    /// (from the local cache where it can), and fails when one cannot be read, since that one
+    /// might be the newest.
     pub fn find_snapshot(&self, spec: &str, name: Option<&str>) -> Result<(Id, Manifest)> {
-        let all = self.manifests()?;
-        let mut matching: Vec<(Id, Manifest)> = all
-            .into_iter()
-            .filter(|(_, m)| name.is_none_or(|n| m.name == n))
-            .collect();
-        if spec == "latest" {
+        let spec_l = spec.to_ascii_lowercase();
+        let latest = spec == "latest";
+        if !latest && (spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit())) {
+            return Err(Error::usage(format!(
+                "`{spec}` is not a snapshot id, id prefix, or `latest`"
+            )));
+        }
+        let mut ids = self.snapshot_ids()?;
+        if !latest {
+            ids.retain(|id| id.to_hex().starts_with(&spec_l));
+        }
+        let mut matching = Vec::with_capacity(ids.len());
+        for (id, m) in ids.iter().zip(self.load_manifests(&ids)) {
+            if m.as_ref().is_err_and(|e| e.kind() == ErrorKind::NotFound) {
+                continue; // removed by a concurrent `forget` since the listing
+            }
+            let m = m.map_err(|e| match latest {
+                true => Error::new(
+                    e.kind(),
+                    format!("cannot tell which snapshot is the latest: {e}; name the snapshot by its id, and run `dbbackup check`"),
+                ),
+                false => e,
+            })?;
+            if name.is_none_or(|n| m.name == n) {
+                matching.push((*id, m));
+            }
+        }
+        if latest {
+            matching.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
             return matching.pop().ok_or_else(|| {
                 Error::not_found(match name {
                     Some(n) => format!("no snapshot named `{n}` in repository {}", self.store.display()),
@@ -373,13 +491,6 @@ impl Repository {
                 })
             });
         }
-        let spec_l = spec.to_ascii_lowercase();
-        if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::usage(format!(
-                "`{spec}` is not a snapshot id, id prefix, or `latest`"
-            )));
-        }
-        matching.retain(|(id, _)| id.to_hex().starts_with(&spec_l));
         match matching.len() {
             0 => Err(Error::not_found(format!(
                 "no snapshot matches `{spec}` in repository {}",

@@ -48,6 +48,16 @@ pub fn read_blocks(mut r: impl Read, mut f: impl FnMut(&[u8])) -> std::io::Resul
 /// fsync, rename over `path`, fsync of the directory. With `exclusive`, an existing `path`
 /// is an `AlreadyExists` error and is never replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8], exclusive: bool) -> std::io::Result<()> {
+    write_through_temp(path, bytes, exclusive, true)
+}
+
+/// Replace `path` with `bytes` through a 0600 temp file renamed over it, without fsync: for
+/// local caches, whose readers see the whole file or none and verify what they read.
+pub fn write_cache_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_through_temp(path, bytes, false, false)
+}
+
+fn write_through_temp(path: &Path, bytes: &[u8], exclusive: bool, durable: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_dir_private(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
@@ -59,7 +69,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], exclusive: bool) -> std::io::Resu
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
         if exclusive {
             // link(2) fails with EEXIST instead of replacing: no window where `path` is clobbered.
@@ -68,7 +80,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], exclusive: bool) -> std::io::Resu
         } else {
             fs::rename(&tmp, path)?;
         }
-        File::open(dir)?.sync_all()
+        if durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -5,27 +5,15 @@ mod common;
 
 use std::path::Path;
 
-use common::{cli, cli_repo, json, stderr};
+use common::{cli, cli_repo, json, snapshot_stdin, stderr};
 
 /// Snapshot `data` as source `name` at `time`; its id.
 fn snap(home: &Path, repo: &Path, name: &str, time: &str, tags: &[&str], data: &str) -> String {
-    let mut c = cli(home);
-    c.args([
-        "-r",
-        repo.to_str().unwrap(),
-        "--json",
-        "snapshot",
-        "--stdin",
-        "--name",
-        name,
-        "--time",
-        time,
-    ]);
+    let mut extra = vec!["--time", time];
     for t in tags {
-        c.args(["--tag", t]);
+        extra.extend(["--tag", t]);
     }
-    let out = c.write_stdin(data.to_string()).output().unwrap();
-    json(&out)["id"].as_str().unwrap().to_string()
+    snapshot_stdin(home, repo, name, data, &extra)
 }
 
 /// The policy under test: 3 daily and 2 monthly buckets, in UTC.

@@ -156,7 +156,12 @@ impl Ctx {
     /// Unlock the repository whose config was read from `store`.
     pub fn unlock(&self, store: Store, config: dbbackup::format::config::Config) -> dbbackup::Result<Repository> {
         let pw = password::get(&self.g, "repository password: ", false)?;
-        Repository::open_with_config(store, config, pw.as_bytes())
+        let mut repo = Repository::open_with_config(store, config, pw.as_bytes())?;
+        match self.cache_dir() {
+            Ok(dir) => repo.use_cache_dir(&dir),
+            Err(e) => tracing::debug!(error = %e, "no local cache: every manifest is read from the repository"),
+        }
+        Ok(repo)
     }
 
     /// Open the local index cache, synced with the repository.

@@ -18,8 +18,11 @@ pub struct Args {
 /// Run `snapshots`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
-    let list: Vec<_> = repo
-        .manifests()?
+    let (all, unreadable) = repo.readable_manifests()?;
+    for (id, e) in &unreadable {
+        tracing::error!(snapshot = %id, error = %e, "cannot read this snapshot's manifest");
+    }
+    let list: Vec<_> = all
         .into_iter()
         .filter(|(_, m)| a.name.as_ref().is_none_or(|n| &m.name == n))
         .filter(|(_, m)| a.tag.as_ref().is_none_or(|t| m.tags.contains(t)))
@@ -29,7 +32,8 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             .iter()
             .map(|(id, m)| serde_json::json!({ "id": id, "snapshot": m }))
             .collect();
-        return output::json(&v);
+        output::json(&v)?;
+        return unreadable_error(&unreadable);
     }
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -51,5 +55,24 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         &rows,
     );
     println!("{} snapshots", list.len());
-    Ok(())
+    unreadable_error(&unreadable)
+}
+
+/// The listing shows every snapshot that can be read; damaged ones make it exit 65.
+fn unreadable_error(unreadable: &[(dbbackup::format::Id, dbbackup::Error)]) -> anyhow::Result<()> {
+    match unreadable {
+        [] => Ok(()),
+        [(_, e), ..] => {
+            let ids: Vec<String> = unreadable.iter().map(|(id, _)| id.short()).collect();
+            Err(dbbackup::Error::new(
+                e.kind(),
+                format!(
+                    "the manifest of {} snapshot(s) could not be read ({}); the list leaves them out: run `dbbackup check`",
+                    ids.len(),
+                    ids.join(", ")
+                ),
+            )
+            .into())
+        }
+    }
 }

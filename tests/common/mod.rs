@@ -271,6 +271,26 @@ pub fn cli_repo() -> (tempfile::TempDir, PathBuf) {
     (home, repo)
 }
 
+/// `dbbackup snapshot --stdin --name NAME` of `data`, with `extra` options; the snapshot id.
+#[allow(dead_code)]
+pub fn snapshot_stdin(home: &Path, repo: &Path, name: &str, data: impl Into<Vec<u8>>, extra: &[&str]) -> String {
+    let out = cli(home)
+        .args([
+            "-r",
+            repo.to_str().unwrap(),
+            "--json",
+            "snapshot",
+            "--stdin",
+            "--name",
+            name,
+        ])
+        .args(extra)
+        .write_stdin(data.into())
+        .output()
+        .unwrap();
+    json(&out)["id"].as_str().unwrap().to_string()
+}
+
 /// `dbbackup init` with cheap keys and `extra` options.
 pub fn init_repo(home: &Path, repo: &Path, extra: &[&str]) {
     let o = cli(home)
