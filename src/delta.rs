@@ -209,6 +209,65 @@ mod tests {
         assert_eq!(decode(&[], &encode(&[], b"abc", 3).unwrap(), 3).unwrap(), b"abc");
     }
 
+    /// repo-format §7.1 read literally: one byte at a time.
+    fn sketch_as_specified(x: &[u8], p: u32) -> Sketch {
+        let g: Vec<u64> = (0..256).map(splitmix).collect();
+        let m: Vec<u64> = (0..4).map(|j| splitmix(0x1000 + j) | 1).collect();
+        let a: Vec<u64> = (0..4).map(|j| splitmix(0x2000 + j)).collect();
+        let fold = |f: &[u64; 4]| f.iter().fold(0u64, |v, fj| splitmix(v ^ fj));
+        let (mut h, mut s, mut f, mut sampled, mut out) = (0u64, 0usize, [0u64; 4], false, vec![]);
+        for (i, b) in x.iter().enumerate() {
+            h = (h << 1).wrapping_add(g[*b as usize]);
+            if h & 31 == 0 {
+                sampled = true;
+                for j in 0..4 {
+                    f[j] = f[j].max(m[j].wrapping_mul(h).wrapping_add(a[j]));
+                }
+            }
+            if i + 1 - s >= 1 << (p - 2) && h >> (64 - p) == 0 && out.len() < 127 {
+                if sampled {
+                    out.push(fold(&f));
+                }
+                (s, f, sampled) = (i + 1, [0; 4], false);
+            }
+        }
+        if sampled && (x.len() - s >= 1 << (p - 5) || out.is_empty()) {
+            out.push(fold(&f));
+        }
+        Sketch(out)
+    }
+
+    #[test]
+    fn sketch_computes_what_the_format_specifies() {
+        // Small piece bits cut often, so the piece limit, the tail rule and every position of
+        // a multi-byte step are exercised; odd lengths leave every remainder.
+        for (seed, len) in [
+            (1u64, 0usize),
+            (2, 1),
+            (3, 2),
+            (4, 3),
+            (5, 4),
+            (6, 5),
+            (7, 999),
+            (8, 70_001),
+        ] {
+            let x = noise(len, seed);
+            for p in [5, 6, 9, 13, 17] {
+                assert_eq!(sketch(&x, p), sketch_as_specified(&x, p), "len {len} p {p}");
+                let r = &x[len.min(3)..];
+                assert_eq!(sketch(r, p), sketch_as_specified(r, p), "len {} p {p}", r.len());
+            }
+        }
+        let big = noise(3 << 20, 9);
+        assert_eq!(sketch(&big, 17), sketch_as_specified(&big, 17));
+        assert_eq!(
+            sketch(&big, 5).0.len(),
+            MAX_SUPER_FEATURES,
+            "the limit on super-features holds"
+        );
+        assert_eq!(sketch(&big, 5), sketch_as_specified(&big, 5));
+    }
+
     fn sketch_1m(data: &[u8]) -> Sketch {
         sketch(data, piece_bits(1 << 20))
     }

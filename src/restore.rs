@@ -88,12 +88,21 @@ async fn with_sealed<T: Send + 'static>(
         .map_err(|e| Error::general(format!("decode task failed: {e}")))?
 }
 
-/// Recently used delta bases (verified plaintexts), so that neighbouring deltas, which share
-/// most of their bases, read and decompress each base once. Bounded in bytes.
+/// Recently used delta bases (verified plaintexts), so that deltas sharing a base (chunks whose
+/// boundaries moved span the same stored chunks) read and decompress it once. Bounded in
+/// bytes. A base that several deltas in flight need at once is read once: the others wait for
+/// that read.
 pub struct BaseCache {
     cap: usize,
     inner: std::sync::Mutex<Lru>,
+    reading: std::sync::Mutex<std::collections::HashMap<Id, Arc<BaseRead>>>,
+    /// Bases read from the repository, and uses served without a read of their own.
+    reads: std::sync::atomic::AtomicU64,
+    shared: std::sync::atomic::AtomicU64,
 }
+
+/// A base being read: the first reader fills it, the others wait for it.
+type BaseRead = tokio::sync::OnceCell<Arc<Vec<u8>>>;
 
 /// Least recently used first.
 #[derive(Default)]
@@ -108,7 +117,17 @@ impl BaseCache {
         BaseCache {
             cap,
             inner: std::sync::Mutex::default(),
+            reading: std::sync::Mutex::default(),
+            reads: Default::default(),
+            shared: Default::default(),
         }
+    }
+
+    /// How many bases were read from the repository, and how many uses of a base were served
+    /// by the cache or by a read already under way.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.reads.load(Relaxed), self.shared.load(Relaxed))
     }
 
     fn get(&self, id: &Id) -> Option<Arc<Vec<u8>>> {
@@ -136,11 +155,12 @@ impl BaseCache {
     }
 }
 
-/// Bytes of base plaintext a restore (or a snapshot looking for bases) keeps for neighbouring
-/// deltas: the bases of two deltas at the most (`MAX_REFERENCE` is 8 MiB). Neighbouring chunks
-/// share most of their bases; on daily dumps (docs/benchmarks.md) 2 MiB restored and ingested
-/// as fast as 32 MiB from a local repository, and the headroom serves remote ones.
-pub const BASE_CACHE_BYTES: usize = 16 << 20;
+/// Bytes of base plaintext a restore (or a snapshot looking for bases) keeps beyond the bases
+/// in use. On daily dumps each delta has its own base (its chunk's earlier version), and the
+/// cache served 2–7 of about 256 base uses a day (docs/benchmarks.md, run F); it pays where
+/// chunks whose boundaries moved share bases. 2 to 32 MiB ingested and restored at the same
+/// speed from a local repository; 4 MiB peaks 14 MiB lower than 16 MiB on a day's ingest.
+pub const BASE_CACHE_BYTES: usize = 4 << 20;
 
 /// Read and verify one blob. A delta chunk is rebuilt from its bases, read at the same time
 /// as it (repo-format §5.1: bases are plainly stored, never deltas themselves).
@@ -199,9 +219,45 @@ pub async fn fetch_base(repo: &Repository, index: &IndexCache, base: Id, cache: 
 }
 
 async fn read_base(repo: &Repository, index: &IndexCache, base: Id, cache: Option<&BaseCache>) -> Result<Arc<Vec<u8>>> {
-    if let Some(p) = cache.and_then(|c| c.get(&base)) {
+    let Some(c) = cache else {
+        return read_base_uncached(repo, index, base).await.map(Arc::new);
+    };
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(p) = c.get(&base) {
+        c.shared.fetch_add(1, Relaxed);
         return Ok(p);
     }
+    // Join the read of this base already under way, or start it.
+    let cell = match c.reading.lock() {
+        Ok(mut r) => r.entry(base).or_default().clone(),
+        Err(_) => Arc::default(),
+    };
+    let read_here = std::sync::atomic::AtomicBool::new(false);
+    let got = cell
+        .get_or_try_init(|| async {
+            read_here.store(true, Relaxed);
+            c.reads.fetch_add(1, Relaxed);
+            read_base_uncached(repo, index, base).await.map(Arc::new)
+        })
+        .await
+        .cloned();
+    if got.is_ok() && !read_here.load(Relaxed) {
+        c.shared.fetch_add(1, Relaxed);
+    }
+    if let Ok(p) = &got {
+        c.put(base, p.clone());
+    }
+    // Cached first, then no longer under way: a later reader finds it in one place or the
+    // other. A failed read is not remembered; the next reader tries again.
+    if let Ok(mut r) = c.reading.lock() {
+        if r.get(&base).is_some_and(|x| Arc::ptr_eq(x, &cell)) {
+            r.remove(&base);
+        }
+    }
+    got
+}
+
+async fn read_base_uncached(repo: &Repository, index: &IndexCache, base: Id) -> Result<Vec<u8>> {
     let bloc = locate(index, &base, BlobKind::Data)?;
     if !bloc.bases.is_empty() {
         return Err(Error::corrupt(
@@ -211,15 +267,10 @@ async fn read_base(repo: &Repository, index: &IndexCache, base: Id, cache: Optio
     }
     let keys = repo.keys().clone();
     let bl = bloc.clone();
-    let plain = with_sealed(repo, base, bloc, move |sealed| {
+    with_sealed(repo, base, bloc, move |sealed| {
         open_plain(&keys, &base, &bl, sealed, false)
     })
-    .await?;
-    let plain = Arc::new(plain);
-    if let Some(c) = cache {
-        c.put(base, plain.clone());
-    }
-    Ok(plain)
+    .await
 }
 
 /// A delta's reference prefix: its bases' plaintexts in order (borrowed when there is one).
@@ -312,6 +363,12 @@ pub fn restore_entry(
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(Error::general("restore writer panicked")));
+        let (base_reads, base_shared) = cache.counts();
+        tracing::debug!(
+            base_reads,
+            base_shared,
+            "delta bases read, and uses served without a read"
+        );
         fetched?;
         let (n, sha) = written?;
         if n != entry.size || sha != entry.sha256 {

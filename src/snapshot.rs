@@ -554,6 +554,12 @@ impl<'a> SnapshotWriter<'a> {
     /// durable and indexed. Returns the entries (sorted by path) and the counters; the caller
     /// records them (a manifest, a WAL catalog entry).
     pub fn finish_data(self) -> Result<(Vec<Entry>, Summary)> {
+        let (base_reads, base_shared) = self.base_cache.counts();
+        tracing::debug!(
+            base_reads,
+            base_shared,
+            "delta bases read, and uses served without a read"
+        );
         let (packs, mut summary, sketches) = {
             let mut sh = self.shared.lock().map_err(|_| poisoned())?;
             let mut packs = std::mem::take(&mut sh.pending_packs);
@@ -653,8 +659,8 @@ impl WorkCtx<'_> {
         } = self.index.find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
         if !found.is_empty() {
             let rt = self.repo.store().runtime();
-            // Read through the index like a restore, authenticated; neighbouring chunks share
-            // bases, so they come from the cache.
+            // Read through the index like a restore, authenticated; a base that chunks in
+            // flight share is read once (restore::BaseCache).
             let reads = found
                 .iter()
                 .map(|(b, _)| crate::restore::fetch_base(self.repo, self.index, *b, self.bases));

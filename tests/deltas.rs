@@ -560,3 +560,26 @@ fn chunks_that_drift_from_their_bases_are_stored_whole_again() {
         assert_eq!(&t.restore_digest(m), digest);
     }
 }
+
+#[test]
+fn a_base_that_several_deltas_need_at_once_is_read_once() {
+    let t = common::TestRepo::new();
+    let (_, m) = t.snapshot("db", Gen::random(77, 8_000_000));
+    let ids = t.chunk_ids(&m);
+    let cache = dbbackup::restore::BaseCache::new(dbbackup::restore::BASE_CACHE_BYTES);
+    let read = |id| dbbackup::restore::fetch_base(&t.repo, &t.index, id, &cache);
+    // Eight readers of one base at once: one read, seven served by it.
+    let got = t.rt.block_on(futures::future::join_all((0..8).map(|_| read(ids[1]))));
+    let first = got[0].as_ref().unwrap();
+    assert!(got.iter().all(|g| g.as_ref().unwrap() == first));
+    assert_eq!(cache.counts(), (1, 7));
+    // Later readers find it cached; another base is read on its own.
+    t.rt.block_on(read(ids[1])).unwrap();
+    t.rt.block_on(read(ids[0])).unwrap();
+    assert_eq!(cache.counts(), (2, 8));
+    // A read that fails is not remembered: the next reader tries again (and fails again).
+    let missing = dbbackup::format::Id([7; 32]);
+    assert!(t.rt.block_on(read(missing)).is_err());
+    assert!(t.rt.block_on(read(missing)).is_err());
+    assert_eq!(cache.counts(), (4, 8));
+}
