@@ -433,13 +433,18 @@ impl Repository {
     /// copies) cannot, with why: for listings that should show what is there and flag the rest.
     #[allow(clippy::type_complexity)]
     pub fn readable_manifests(&self) -> Result<(Vec<(Id, Manifest)>, Vec<(Id, Error)>)> {
-        let ids = self.snapshot_ids()?;
+        Ok(self.load_listed(&self.snapshot_ids()?))
+    }
+
+    /// The manifests of listed snapshots `ids`, oldest first, and those that cannot be read.
+    /// One listed and then removed by a concurrent `forget` before it was read is left out.
+    #[allow(clippy::type_complexity)]
+    fn load_listed(&self, ids: &[Id]) -> (Vec<(Id, Manifest)>, Vec<(Id, Error)>) {
         let mut v = Vec::with_capacity(ids.len());
         let mut bad = Vec::new();
-        for (id, m) in ids.iter().zip(self.load_manifests(&ids)) {
+        for (id, m) in ids.iter().zip(self.load_manifests(ids)) {
             match m {
                 Ok(m) => v.push((*id, m)),
-                // Listed, then removed by a concurrent `forget` before it was read.
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     tracing::debug!(snapshot = %id, "snapshot removed while listing")
                 }
@@ -447,7 +452,7 @@ impl Repository {
             }
         }
         v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok((v, bad))
+        (v, bad)
     }
 
     /// Resolve `latest`, a full id, or a unique id prefix (optionally within source `name`).
@@ -466,24 +471,18 @@ impl Repository {
         if !latest {
             ids.retain(|id| id.to_hex().starts_with(&spec_l));
         }
-        let mut matching = Vec::with_capacity(ids.len());
-        for (id, m) in ids.iter().zip(self.load_manifests(&ids)) {
-            if m.as_ref().is_err_and(|e| e.kind() == ErrorKind::NotFound) {
-                continue; // removed by a concurrent `forget` since the listing
-            }
-            let m = m.map_err(|e| match latest {
+        let (mut matching, mut unreadable) = self.load_listed(&ids);
+        if let Some((_, e)) = unreadable.pop() {
+            return Err(match latest {
                 true => Error::new(
                     e.kind(),
                     format!("cannot tell which snapshot is the latest: {e}; name the snapshot by its id, and run `dbbackup check`"),
                 ),
                 false => e,
-            })?;
-            if name.is_none_or(|n| m.name == n) {
-                matching.push((*id, m));
-            }
+            });
         }
+        matching.retain(|(_, m)| name.is_none_or(|n| m.name == n));
         if latest {
-            matching.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
             return matching.pop().ok_or_else(|| {
                 Error::not_found(match name {
                     Some(n) => format!("no snapshot named `{n}` in repository {}", self.store.display()),

@@ -96,9 +96,9 @@ pub struct BaseCache {
     cap: usize,
     inner: std::sync::Mutex<Lru>,
     reading: std::sync::Mutex<std::collections::HashMap<Id, Arc<BaseRead>>>,
-    /// Bases read from the repository, and uses served without a read of their own.
+    /// Bases read from the repository, and bases asked for (read, cached, or joined).
     reads: std::sync::atomic::AtomicU64,
-    shared: std::sync::atomic::AtomicU64,
+    uses: std::sync::atomic::AtomicU64,
 }
 
 /// A base being read: the first reader fills it, the others wait for it.
@@ -119,7 +119,7 @@ impl BaseCache {
             inner: std::sync::Mutex::default(),
             reading: std::sync::Mutex::default(),
             reads: Default::default(),
-            shared: Default::default(),
+            uses: Default::default(),
         }
     }
 
@@ -127,7 +127,18 @@ impl BaseCache {
     /// by the cache or by a read already under way.
     pub fn counts(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        (self.reads.load(Relaxed), self.shared.load(Relaxed))
+        let reads = self.reads.load(Relaxed);
+        (reads, self.uses.load(Relaxed).saturating_sub(reads))
+    }
+
+    /// Log [`BaseCache::counts`] at debug level (`-vv`).
+    pub fn log_counts(&self) {
+        let (base_reads, base_shared) = self.counts();
+        tracing::debug!(
+            base_reads,
+            base_shared,
+            "delta bases read, and uses served without a read"
+        );
     }
 
     fn get(&self, id: &Id) -> Option<Arc<Vec<u8>>> {
@@ -223,8 +234,8 @@ async fn read_base(repo: &Repository, index: &IndexCache, base: Id, cache: Optio
         return read_base_uncached(repo, index, base).await.map(Arc::new);
     };
     use std::sync::atomic::Ordering::Relaxed;
+    c.uses.fetch_add(1, Relaxed);
     if let Some(p) = c.get(&base) {
-        c.shared.fetch_add(1, Relaxed);
         return Ok(p);
     }
     // Join the read of this base already under way, or start it.
@@ -232,18 +243,13 @@ async fn read_base(repo: &Repository, index: &IndexCache, base: Id, cache: Optio
         Ok(mut r) => r.entry(base).or_default().clone(),
         Err(_) => Arc::default(),
     };
-    let read_here = std::sync::atomic::AtomicBool::new(false);
     let got = cell
         .get_or_try_init(|| async {
-            read_here.store(true, Relaxed);
             c.reads.fetch_add(1, Relaxed);
             read_base_uncached(repo, index, base).await.map(Arc::new)
         })
         .await
         .cloned();
-    if got.is_ok() && !read_here.load(Relaxed) {
-        c.shared.fetch_add(1, Relaxed);
-    }
     if let Ok(p) = &got {
         c.put(base, p.clone());
     }
@@ -363,12 +369,7 @@ pub fn restore_entry(
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(Error::general("restore writer panicked")));
-        let (base_reads, base_shared) = cache.counts();
-        tracing::debug!(
-            base_reads,
-            base_shared,
-            "delta bases read, and uses served without a read"
-        );
+        cache.log_counts();
         fetched?;
         let (n, sha) = written?;
         if n != entry.size || sha != entry.sha256 {

@@ -554,12 +554,7 @@ impl<'a> SnapshotWriter<'a> {
     /// durable and indexed. Returns the entries (sorted by path) and the counters; the caller
     /// records them (a manifest, a WAL catalog entry).
     pub fn finish_data(self) -> Result<(Vec<Entry>, Summary)> {
-        let (base_reads, base_shared) = self.base_cache.counts();
-        tracing::debug!(
-            base_reads,
-            base_shared,
-            "delta bases read, and uses served without a read"
-        );
+        self.base_cache.log_counts();
         let (packs, mut summary, sketches) = {
             let mut sh = self.shared.lock().map_err(|_| poisoned())?;
             let mut packs = std::mem::take(&mut sh.pending_packs);
