@@ -8,6 +8,8 @@
 # and without deltas, and the ratios the targets are stated in. Run on demand, not in CI:
 #   benches/deltas.sh [ORDERS_MILLIONS] [DAYS]     (defaults 2 and 5: a dump of about 370 MB)
 # With DBBACKUP_BENCH_KEEP=DIR the two repositories are kept in DIR (for a closer look).
+# With DBBACKUP_BENCH_DUMPS=DIR each day's dump is kept there as dayN.dump (input for
+# benches/remote_lag.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORDERS=${1:-2}
@@ -94,6 +96,7 @@ for day in $(seq 0 "$DAYS"); do
         printf '%-5s %11s %12s %12s %12s %10s %10s\n' "$day" "$((SIZE / 1000000))" "$(pct $GD $FIRST)" "$(pct $GP $FIRST)" \
             "$(pct $Z $FIRST)" "$(python3 -c "print(f'{$SIZE/$TD/1e6:.0f}')")" "$(python3 -c "print(f'{$SIZE/$TP/1e6:.0f}')")"
     fi
+    [ -n "${DBBACKUP_BENCH_DUMPS:-}" ] && mkdir -p "$DBBACKUP_BENCH_DUMPS" && cp "$WORK/today.dump" "$DBBACKUP_BENCH_DUMPS/day$day.dump"
     mv "$WORK/today.dump" "$WORK/yesterday.dump"
 done
 # Restore from a cold page cache (packs read from disk), then the best of 3 from a warm one.

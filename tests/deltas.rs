@@ -231,6 +231,95 @@ fn a_damaged_base_fails_restore_and_check_naming_the_delta_and_its_base() {
     }
 }
 
+/// Delta bases are read off the chunk workers, on the storage runtime: a base whose bytes fail
+/// authentication leaves its chunk stored plainly (the snapshot succeeds, `check` reports the
+/// damage); a base that cannot be read for another reason fails the snapshot with its I/O
+/// error, naming the pack, and records nothing.
+#[test]
+fn bases_that_cannot_be_read_store_chunks_plainly_or_fail_the_snapshot_cleanly() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let r = repo(h);
+    let files = days(h, 3, 4_000_000, 100);
+    let base_packs = packs_written_by(&r, || {
+        snapshot_named(h, &r, "db", &files[0]);
+    });
+    // Day 0's packs damaged in the middle of every blob (a flipped byte every 4 KiB).
+    let originals: Vec<(PathBuf, Vec<u8>)> = base_packs
+        .iter()
+        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+        .collect();
+    for (p, bytes) in &originals {
+        let mut b = bytes.clone();
+        for i in (2048..b.len().saturating_sub(2048)).step_by(4096) {
+            b[i] ^= 0x40;
+        }
+        std::fs::write(p, &b).unwrap();
+    }
+    let o = cli(h)
+        .args([
+            "-r",
+            r.to_str().unwrap(),
+            "--json",
+            "snapshot",
+            "--stdin",
+            "--name",
+            "db",
+        ])
+        .pipe_stdin(&files[1])
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("storing the chunk plainly"), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(summary(&v, "chunks_delta"), 0, "{v}");
+    assert!(summary(&v, "chunks_new") > 20, "{v}");
+    let day1 = v["id"].as_str().unwrap().to_string();
+    // Repaired, both days restore byte for byte.
+    for (p, bytes) in &originals {
+        std::fs::write(p, bytes).unwrap();
+    }
+    restores(h, &r, &day1, &files[1]);
+
+    // Every data pack replaced by a directory: reading a base fails with EISDIR, an I/O error.
+    // Under another source name there is no parent whose content lists would be read first.
+    let all = packs(&r);
+    for p in &all {
+        let keep = p.with_extension("kept");
+        std::fs::rename(p, &keep).unwrap();
+        std::fs::create_dir(p).unwrap();
+    }
+    let before = common::ops::snapshot_ids(h, &r);
+    let o = cli(h)
+        .args(["-r", r.to_str().unwrap(), "snapshot", "--stdin", "--name", "other"])
+        .pipe_stdin(&files[2])
+        .unwrap()
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(74), "{}", stderr(&o));
+    assert!(
+        all.iter().any(|p| stderr(&o).contains(&pack_name(p))),
+        "names the pack: {}",
+        stderr(&o)
+    );
+    for p in &all {
+        std::fs::remove_dir(p).unwrap();
+        std::fs::rename(p.with_extension("kept"), p).unwrap();
+    }
+    assert_eq!(
+        common::ops::snapshot_ids(h, &r),
+        before,
+        "the failed snapshot recorded nothing"
+    );
+    let v = snapshot_named(h, &r, "other", &files[2]);
+    assert!(summary(&v, "chunks_delta") > 20, "{v}");
+    restores(h, &r, v["id"].as_str().unwrap(), &files[2]);
+    restores(h, &r, &day1, &files[1]);
+    json(&run(h, &r, &["--json", "prune"]));
+    check_clean(h, &r, true);
+}
+
 #[test]
 fn prune_keeps_the_bases_that_kept_deltas_need() {
     let home = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Taking a snapshot: source streams are chunked, hashed, deduplicated against the index,
-//! compressed and sealed on rayon, packed and uploaded; index segments follow their packs and
-//! the manifest is written last. Every stage is joined by a bounded queue.
+//! compressed or delta-encoded and sealed on rayon (delta bases read on tokio, [`work`]),
+//! packed and uploaded; index segments follow their packs and the manifest is written last.
+//! Every stage is joined by a bounded queue.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -12,24 +13,29 @@ use bytes::Bytes;
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use sha2::{Digest, Sha256};
 
-use crate::blob::{compress_chunk, seal_blob, seal_compressed, seal_delta};
+use crate::blob::seal_blob;
 use crate::chunking::guide::ParentGuide;
 use crate::chunking::{Chunk, Chunker};
-use crate::crypto::Keys;
 use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
-use crate::format::pack::MAX_BASES;
 use crate::format::snapshot::{Entry, Manifest, Source, Summary};
-use crate::format::{BlobKind, Encoding, Id, ObjectKind, FORMAT_VERSION};
+use crate::format::{BlobKind, Id, ObjectKind, FORMAT_VERSION};
 use crate::index::IndexCache;
 use crate::packer::Packer;
 use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::restore::BaseCache;
 
+mod work;
+use work::{lost_reader, read_bases, NeedBases, Step, Work, WorkCtx};
+
 /// Records per content-list blob (36 bytes each: 2.25 MiB).
 const LIST_RECORDS: usize = 65536;
+/// Chunks in flight beyond the local figure when delta bases come from a remote store. With a
+/// 20 ms round trip, 8 more took a day's ingest from 3.7 to 2.0–2.3 s, 16 more to 2.0–2.2 s
+/// (docs/benchmarks.md, run G); each holds a chunk and, once read, its bases.
+const REMOTE_AHEAD: usize = 8;
 /// Write an index segment once this many blobs sit in durable but unindexed packs.
 const SEGMENT_BLOBS: usize = 50_000;
 
@@ -135,35 +141,6 @@ struct Shared {
     sketches: HashMap<Id, Sketch>,
 }
 
-/// How a new chunk is stored.
-struct Stored {
-    encoding: Encoding,
-    sealed: Vec<u8>,
-    /// The base chunks of a delta (empty when stored plainly).
-    bases: Vec<Id>,
-    /// Its sketch (data chunks of format version 2 repositories).
-    sketch: Option<Sketch>,
-    /// Bytes the delta saved against the chunk plainly compressed.
-    saved: u64,
-}
-
-/// A finished chunk from a worker.
-enum Work {
-    Dup {
-        seq: u64,
-        id: Id,
-        len: u32,
-    },
-    New {
-        seq: u64,
-        id: Id,
-        len: u32,
-        stored: Stored,
-    },
-    /// The worker failed; its error is in the stream's error slot.
-    Failed,
-}
-
 fn poisoned() -> Error {
     Error::general("snapshot state poisoned by an earlier panic")
 }
@@ -257,7 +234,10 @@ impl<'a> SnapshotWriter<'a> {
         let level = self.level;
         // Chunks in flight (being hashed/compressed, or waiting to be collected in order):
         // bounds this stream's memory whatever the input size.
-        let in_flight = rayon::current_num_threads().max(1) * 2 + 2;
+        // Against a remote store, chunks waiting for a delta base hold their slots for a round
+        // trip: more slots keep the CPU busy meanwhile (docs/benchmarks.md, run G).
+        let remote = self.deltas && self.repo.store().local_root().is_none();
+        let in_flight = rayon::current_num_threads().max(1) * 2 + 2 + if remote { REMOTE_AHEAD } else { 0 };
         let failed = AtomicBool::new(false);
         let first_err: Mutex<Option<Error>> = Mutex::new(None);
         let fail = |e: Error| {
@@ -287,7 +267,7 @@ impl<'a> SnapshotWriter<'a> {
 
         let collected = std::thread::scope(|s| -> Result<Option<(Vec<Id>, u64, StreamCounts)>> {
             // Stage 1: read and cut; each chunk becomes a short rayon task (hash, dedup,
-            // compress, seal) so concurrent streams share the pool fairly.
+            // compress or delta-encode, seal) so concurrent streams share the pool fairly.
             let failed_ref = &failed;
             let fail_ref = &fail;
             let reader = s.spawn(move || {
@@ -296,44 +276,71 @@ impl<'a> SnapshotWriter<'a> {
                     ch = ch.guided(keys.clone(), Box::new(g));
                 }
                 let mut seq = 0u64;
-                rayon::in_place_scope(|rs| loop {
-                    if failed_ref.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    match ch.next_chunk() {
-                        Ok(Some(Chunk { data: c, id: known })) => {
-                            if hash_tx.send(c.clone()).is_err() || slot_tx.send(()).is_err() {
-                                return;
+                let ctx = WorkCtx {
+                    repo,
+                    keys: repo.keys(),
+                    index,
+                    pending,
+                    level,
+                    deltas,
+                };
+                let report = move |w: Result<Work>, done_tx: &crossbeam_channel::Sender<Work>| {
+                    let w = w.unwrap_or_else(|e| {
+                        fail_ref(e);
+                        Work::Failed
+                    });
+                    let _ = done_tx.send(w);
+                };
+                // Chunks similar to stored ones wait for their bases off the rayon threads,
+                // which go on with other chunks: the bases are read on tokio, many at once,
+                // and each chunk whose bases arrived becomes a rayon task again.
+                let (need_tx, need_rx) = tokio::sync::mpsc::unbounded_channel::<NeedBases>();
+                rayon::in_place_scope(|rs| {
+                    std::thread::scope(|ts| {
+                        let done = done_tx.clone();
+                        ts.spawn(move || {
+                            read_bases(repo, index, base_cache, need_rx, |n, plains| {
+                                let done_tx = done.clone();
+                                rs.spawn(move |_| report(ctx.finish_delta(n, plains), &done_tx));
+                            })
+                        });
+                        loop {
+                            if failed_ref.load(Ordering::Relaxed) {
+                                break;
                             }
-                            let done_tx = done_tx.clone();
-                            let keys = keys.clone();
-                            rs.spawn(move |_| {
-                                let ctx = WorkCtx {
-                                    repo,
-                                    keys: &keys,
-                                    index,
-                                    pending,
-                                    level,
-                                    deltas,
-                                    bases: base_cache,
-                                };
-                                let w = ctx.work(seq, &c, known).unwrap_or_else(|e| {
-                                    fail_ref(e);
-                                    Work::Failed
-                                });
-                                let _ = done_tx.send(w);
-                            });
-                            seq += 1;
+                            match ch.next_chunk() {
+                                Ok(Some(Chunk { data: c, id: known })) => {
+                                    if hash_tx.send(c.clone()).is_err() || slot_tx.send(()).is_err() {
+                                        break;
+                                    }
+                                    let (done_tx, need_tx) = (done_tx.clone(), need_tx.clone());
+                                    rs.spawn(move |_| match ctx.work(seq, c, known) {
+                                        Ok(Step::Done(w)) => report(Ok(w), &done_tx),
+                                        Ok(Step::Bases(n)) => {
+                                            if let Err(e) = need_tx.send(n) {
+                                                report(ctx.finish_delta(e.0, Err(lost_reader())), &done_tx);
+                                            }
+                                        }
+                                        Err(e) => report(Err(e), &done_tx),
+                                    });
+                                    seq += 1;
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    fail_ref(
+                                        Error::new(
+                                            ErrorKind::Io,
+                                            format!("cannot read the source stream for `{path}`"),
+                                        )
+                                        .with_source(e),
+                                    );
+                                    break;
+                                }
+                            }
                         }
-                        Ok(None) => return,
-                        Err(e) => {
-                            fail_ref(
-                                Error::new(ErrorKind::Io, format!("cannot read the source stream for `{path}`"))
-                                    .with_source(e),
-                            );
-                            return;
-                        }
-                    }
+                        // read_bases ends once the chunk tasks have dropped their senders too.
+                        drop(need_tx);
+                    })
                 });
                 ch.confirmed()
             });
@@ -579,136 +586,4 @@ fn take_sketches(sketches: &mut HashMap<Id, Sketch>, packs: &[PackBlobs]) -> Vec
         .flat_map(|p| &p.blobs)
         .filter_map(|b| sketches.remove(&b.id).map(|s| (b.id, s)))
         .collect()
-}
-
-/// What a chunk worker needs.
-struct WorkCtx<'a> {
-    repo: &'a Repository,
-    keys: &'a Keys,
-    index: &'a IndexCache,
-    pending: &'a Mutex<HashSet<Id>>,
-    level: i32,
-    deltas: bool,
-    bases: &'a BaseCache,
-}
-
-/// Most bases one delta names ([`MAX_BASES`]), and most plaintext they hold together: a chunk
-/// whose boundaries moved spans pieces of two or three stored chunks.
-const MAX_REFERENCE: u64 = 8 << 20;
-
-/// A delta is kept without compressing the chunk plainly when it is at most 1/[`DELTA_SURE`]
-/// of the chunk's plain size as estimated from its base; otherwise it must be at most
-/// 1/[`DELTA_KEEP`] of the measured plain size.
-const DELTA_SURE: u64 = 8;
-/// A delta must be at most half of the plainly compressed chunk to be kept (measured on daily
-/// dumps, keeping deltas up to 4/5 of it stored more: such deltas drift further from their
-/// bases day after day instead of starting a new base; docs/benchmarks.md).
-const DELTA_KEEP: u64 = 2;
-
-/// Whether a chunk whose delta took `delta_len` bytes (`plain_len` plainly) should rather be
-/// stored whole and become the base of its later versions. A chunk that changes a little every
-/// day stays a delta against the bases its first version found, so each day's delta carries
-/// every change since then and grows by about the same amount `g` a day. Storing the chunk
-/// whole costs `plain_len` once and starts over; that pays once the deltas' growth has cost as
-/// much, which is when `delta_len² ≥ 2·plain_len·g` (the growth `g` is measured against the
-/// predecessor's delta, scaled to this chunk's length). A chunk without a delta predecessor
-/// has no drift to measure.
-fn rebase(delta_len: u64, plain_len: u64, predecessor: Option<&crate::index::BlobLocation>, len: u64) -> bool {
-    let Some(p) = predecessor else { return false };
-    let previous = u64::from(p.length) * len / u64::from(p.raw_length.max(1));
-    let growth = delta_len.saturating_sub(previous);
-    growth > 0 && delta_len.saturating_mul(delta_len) >= 2 * plain_len.saturating_mul(growth)
-}
-
-impl WorkCtx<'_> {
-    /// Hash one chunk, look it up, and when new compress (or delta-encode) and seal it.
-    fn work(&self, seq: u64, c: &[u8], known: Option<Id>) -> Result<Work> {
-        let id = known.unwrap_or_else(|| self.keys.chunk_id(c));
-        let len = c.len() as u32;
-        if !SnapshotWriter::claim(self.index, self.pending, &id)? {
-            return Ok(Work::Dup { seq, id, len });
-        }
-        let stored = if self.deltas {
-            self.store_near_duplicate(&id, c)?
-        } else {
-            let (encoding, sealed) = seal_blob(self.keys, BlobKind::Data, &id, c, self.level)?;
-            Stored {
-                encoding,
-                sealed,
-                bases: Vec::new(),
-                sketch: None,
-                saved: 0,
-            }
-        };
-        Ok(Work::New { seq, id, len, stored })
-    }
-
-    /// Sketch a new chunk; when similar plainly stored chunks exist, store the chunk as a
-    /// delta against them if that is clearly smaller (repo-format §5.1), else plainly.
-    fn store_near_duplicate(&self, id: &Id, c: &[u8]) -> Result<Stored> {
-        let sketch = crate::delta::sketch(c, crate::delta::piece_bits(self.repo.config().chunker.avg_size));
-        let mut plain_z = None;
-        let crate::index::BaseMatch {
-            bases: found,
-            predecessor,
-        } = self.index.find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
-        if !found.is_empty() {
-            let rt = self.repo.store().runtime();
-            // Read through the index like a restore, authenticated; a base that chunks in
-            // flight share is read once (restore::BaseCache).
-            let reads = found
-                .iter()
-                .map(|(b, _)| crate::restore::fetch_base(self.repo, self.index, *b, self.bases));
-            match rt.block_on(futures::future::try_join_all(reads)) {
-                Ok(plains) => {
-                    let reference = crate::restore::concat_bases(&plains);
-                    let frame = crate::delta::encode(&reference, c, self.level).map_err(Error::general)?;
-                    let bases: Vec<Id> = found.iter().map(|(b, _)| *b).collect();
-                    let overhead = (crate::crypto::OVERHEAD + 1 + 32 * bases.len()) as u64;
-                    let delta_len = frame.len() as u64 + overhead;
-                    // The bases' own compression ratio estimates this chunk's plain size.
-                    let (stored, raw) = found.iter().fold((0u64, 0u64), |(s, r), (_, l)| {
-                        (s + u64::from(l.length), r + u64::from(l.raw_length))
-                    });
-                    let estimate = stored * c.len() as u64 / raw.max(1);
-                    let plain_len = if delta_len * DELTA_SURE <= estimate {
-                        estimate
-                    } else {
-                        let z = compress_chunk(c, self.level)?;
-                        let n = z.len().min(c.len()) as u64 + crate::crypto::OVERHEAD as u64;
-                        plain_z = Some(z);
-                        n
-                    };
-                    let drifted = rebase(delta_len, plain_len, predecessor.as_ref(), c.len() as u64);
-                    if delta_len * DELTA_KEEP <= plain_len && !drifted {
-                        return Ok(Stored {
-                            encoding: Encoding::ZstdDelta,
-                            sealed: seal_delta(self.keys, id, &bases, &frame)?,
-                            bases,
-                            sketch: Some(sketch),
-                            saved: plain_len - delta_len,
-                        });
-                    }
-                }
-                // A base that cannot be read is no reason to fail the snapshot: the chunk is
-                // stored plainly, and `check` reports the damage.
-                Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    tracing::warn!(error = %e, "cannot read a delta base; storing the chunk plainly");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let z = match plain_z {
-            Some(z) => z,
-            None => compress_chunk(c, self.level)?,
-        };
-        let (encoding, sealed) = seal_compressed(self.keys, BlobKind::Data, id, c, z)?;
-        Ok(Stored {
-            encoding,
-            sealed,
-            bases: Vec::new(),
-            sketch: Some(sketch),
-            saved: 0,
-        })
-    }
 }

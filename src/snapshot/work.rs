@@ -1,0 +1,274 @@
+//! One chunk's way through a snapshot: hashed and looked up; when new, compressed and sealed,
+//! or, when similar chunks are stored, its delta bases read on tokio (many at once, while the
+//! rayon threads go on with other chunks) and the chunk delta-encoded against them if that is
+//! clearly smaller.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::blob::{compress_chunk, seal_blob, seal_compressed, seal_delta};
+use crate::crypto::Keys;
+use crate::delta::Sketch;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::pack::MAX_BASES;
+use crate::format::{BlobKind, Encoding, Id};
+use crate::index::{BaseMatch, BlobLocation, IndexCache};
+use crate::repo::Repository;
+use crate::restore::BaseCache;
+
+/// How a new chunk is stored.
+pub(super) struct Stored {
+    pub(super) encoding: Encoding,
+    pub(super) sealed: Vec<u8>,
+    /// The base chunks of a delta (empty when stored plainly).
+    pub(super) bases: Vec<Id>,
+    /// Its sketch (data chunks of format version 2 repositories).
+    pub(super) sketch: Option<Sketch>,
+    /// Bytes the delta saved against the chunk plainly compressed.
+    pub(super) saved: u64,
+}
+
+/// A new chunk similar to stored ones, waiting for its delta bases to be read.
+pub(super) struct NeedBases {
+    seq: u64,
+    id: Id,
+    chunk: Bytes,
+    sketch: Sketch,
+    /// The bases, best first, with where they are ([`BaseMatch`]).
+    found: Vec<(Id, BlobLocation)>,
+    predecessor: Option<BlobLocation>,
+}
+
+/// What a chunk worker did: finished the chunk, or found bases that must be read first.
+pub(super) enum Step {
+    Done(Work),
+    Bases(NeedBases),
+}
+
+/// Delta bases being read for one stream at most: each holds a chunk and its bases, and
+/// chunks in flight bound them first.
+const BASE_READS: usize = 32;
+
+/// A finished chunk from a worker.
+pub(super) enum Work {
+    Dup {
+        seq: u64,
+        id: Id,
+        len: u32,
+    },
+    New {
+        seq: u64,
+        id: Id,
+        len: u32,
+        stored: Stored,
+    },
+    /// The worker failed; its error is in the stream's error slot.
+    Failed,
+}
+
+/// Read the bases of the chunks sent on `rx`, those of up to [`BASE_READS`] chunks at a time,
+/// and hand each chunk with its bases (or the error) to `then`. Returns once every sender is
+/// gone and every read has finished.
+pub(super) fn read_bases(
+    repo: &Repository,
+    index: &IndexCache,
+    cache: &BaseCache,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<NeedBases>,
+    then: impl Fn(NeedBases, Result<Vec<Arc<Vec<u8>>>>),
+) {
+    use futures::StreamExt;
+    repo.store().runtime().block_on(
+        futures::stream::poll_fn(|cx| rx.poll_recv(cx))
+            .map(|n| async move {
+                // Read through the index like a restore, authenticated; a base that chunks
+                // in flight share is read once (restore::BaseCache).
+                let reads = n
+                    .found
+                    .iter()
+                    .map(|(b, _)| crate::restore::fetch_base(repo, index, *b, cache));
+                let plains = futures::future::try_join_all(reads).await;
+                (n, plains)
+            })
+            .buffer_unordered(BASE_READS)
+            .for_each(|(n, plains)| {
+                then(n, plains);
+                std::future::ready(())
+            }),
+    )
+}
+
+/// The error of a chunk whose bases could not be asked for (the reader of bases is gone).
+pub(super) fn lost_reader() -> Error {
+    Error::general("snapshot pipeline: the reader of delta bases stopped")
+}
+
+/// What a chunk worker needs.
+#[derive(Clone, Copy)]
+pub(super) struct WorkCtx<'a> {
+    pub(super) repo: &'a Repository,
+    pub(super) keys: &'a Keys,
+    pub(super) index: &'a IndexCache,
+    pub(super) pending: &'a Mutex<HashSet<Id>>,
+    pub(super) level: i32,
+    pub(super) deltas: bool,
+}
+
+/// Most bases one delta names ([`MAX_BASES`]), and most plaintext they hold together: a chunk
+/// whose boundaries moved spans pieces of two or three stored chunks.
+const MAX_REFERENCE: u64 = 8 << 20;
+
+/// A delta is kept without compressing the chunk plainly when it is at most 1/[`DELTA_SURE`]
+/// of the chunk's plain size as estimated from its base; otherwise it must be at most
+/// 1/[`DELTA_KEEP`] of the measured plain size.
+const DELTA_SURE: u64 = 8;
+/// A delta must be at most half of the plainly compressed chunk to be kept (measured on daily
+/// dumps, keeping deltas up to 4/5 of it stored more: such deltas drift further from their
+/// bases day after day instead of starting a new base; docs/benchmarks.md).
+const DELTA_KEEP: u64 = 2;
+
+/// Whether a chunk whose delta took `delta_len` bytes (`plain_len` plainly) should rather be
+/// stored whole and become the base of its later versions. A chunk that changes a little every
+/// day stays a delta against the bases its first version found, so each day's delta carries
+/// every change since then and grows by about the same amount `g` a day. Storing the chunk
+/// whole costs `plain_len` once and starts over; that pays once the deltas' growth has cost as
+/// much, which is when `delta_len² ≥ 2·plain_len·g` (the growth `g` is measured against the
+/// predecessor's delta, scaled to this chunk's length). A chunk without a delta predecessor
+/// has no drift to measure.
+fn rebase(delta_len: u64, plain_len: u64, predecessor: Option<&BlobLocation>, len: u64) -> bool {
+    let Some(p) = predecessor else { return false };
+    let previous = u64::from(p.length) * len / u64::from(p.raw_length.max(1));
+    let growth = delta_len.saturating_sub(previous);
+    growth > 0 && delta_len.saturating_mul(delta_len) >= 2 * plain_len.saturating_mul(growth)
+}
+
+impl WorkCtx<'_> {
+    /// Hash one chunk and look it up; when new, compress and seal it, or, when similar stored
+    /// chunks exist, hand it on to have their plaintexts read ([`WorkCtx::finish_delta`]).
+    pub(super) fn work(&self, seq: u64, c: Bytes, known: Option<Id>) -> Result<Step> {
+        let id = known.unwrap_or_else(|| self.keys.chunk_id(&c));
+        let len = c.len() as u32;
+        if !super::SnapshotWriter::claim(self.index, self.pending, &id)? {
+            return Ok(Step::Done(Work::Dup { seq, id, len }));
+        }
+        if !self.deltas {
+            let (encoding, sealed) = seal_blob(self.keys, BlobKind::Data, &id, &c, self.level)?;
+            let stored = Stored {
+                encoding,
+                sealed,
+                bases: Vec::new(),
+                sketch: None,
+                saved: 0,
+            };
+            return Ok(Step::Done(Work::New { seq, id, len, stored }));
+        }
+        let sketch = crate::delta::sketch(&c, crate::delta::piece_bits(self.repo.config().chunker.avg_size));
+        let BaseMatch {
+            bases: found,
+            predecessor,
+        } = self.index.find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
+        if found.is_empty() {
+            tracing::debug!(chunk = %id, len, "no similar stored chunk: stored plainly");
+            let stored = self.store_plainly(&id, &c, sketch, None)?;
+            return Ok(Step::Done(Work::New { seq, id, len, stored }));
+        }
+        Ok(Step::Bases(NeedBases {
+            seq,
+            id,
+            chunk: c,
+            sketch,
+            found,
+            predecessor,
+        }))
+    }
+
+    /// Store a chunk whose bases were read (`plains`, in the order found) as a delta against
+    /// them if that is clearly smaller (repo-format §5.1), else plainly.
+    pub(super) fn finish_delta(&self, n: NeedBases, plains: Result<Vec<Arc<Vec<u8>>>>) -> Result<Work> {
+        let NeedBases {
+            seq,
+            id,
+            chunk: c,
+            sketch,
+            found,
+            predecessor,
+        } = n;
+        let len = c.len() as u32;
+        let mut plain_z = None;
+        match plains {
+            Ok(plains) => {
+                let reference = crate::restore::concat_bases(&plains);
+                let frame = crate::delta::encode(&reference, &c, self.level).map_err(Error::general)?;
+                let bases: Vec<Id> = found.iter().map(|(b, _)| *b).collect();
+                let overhead = (crate::crypto::OVERHEAD + 1 + 32 * bases.len()) as u64;
+                let delta_len = frame.len() as u64 + overhead;
+                // The bases' own compression ratio estimates this chunk's plain size.
+                let (stored, raw) = found.iter().fold((0u64, 0u64), |(s, r), (_, l)| {
+                    (s + u64::from(l.length), r + u64::from(l.raw_length))
+                });
+                let estimate = stored * c.len() as u64 / raw.max(1);
+                let plain_len = if delta_len * DELTA_SURE <= estimate {
+                    estimate
+                } else {
+                    let z = compress_chunk(&c, self.level)?;
+                    let n = z.len().min(c.len()) as u64 + crate::crypto::OVERHEAD as u64;
+                    plain_z = Some(z);
+                    n
+                };
+                let drifted = rebase(delta_len, plain_len, predecessor.as_ref(), c.len() as u64);
+                let keep = delta_len * DELTA_KEEP <= plain_len && !drifted;
+                tracing::debug!(
+                    chunk = %id,
+                    len,
+                    bases = bases.len(),
+                    delta = delta_len,
+                    plain = plain_len,
+                    predecessor = predecessor.as_ref().map(|p| p.length),
+                    "{}",
+                    if keep {
+                        "stored as a delta"
+                    } else if drifted {
+                        "delta drifted from its bases: stored whole to start over"
+                    } else {
+                        "delta not at most half the plain size: stored plainly"
+                    }
+                );
+                if keep {
+                    let stored = Stored {
+                        encoding: Encoding::ZstdDelta,
+                        sealed: seal_delta(self.keys, &id, &bases, &frame)?,
+                        bases,
+                        sketch: Some(sketch),
+                        saved: plain_len - delta_len,
+                    };
+                    return Ok(Work::New { seq, id, len, stored });
+                }
+            }
+            // A base that cannot be read is no reason to fail the snapshot: the chunk is
+            // stored plainly, and `check` reports the damage.
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                tracing::warn!(error = %e, "cannot read a delta base; storing the chunk plainly");
+            }
+            Err(e) => return Err(e),
+        }
+        let stored = self.store_plainly(&id, &c, sketch, plain_z)?;
+        Ok(Work::New { seq, id, len, stored })
+    }
+
+    /// Compress (unless `z` already holds it) and seal a data chunk plainly, with its sketch.
+    fn store_plainly(&self, id: &Id, c: &[u8], sketch: Sketch, z: Option<Vec<u8>>) -> Result<Stored> {
+        let z = match z {
+            Some(z) => z,
+            None => compress_chunk(c, self.level)?,
+        };
+        let (encoding, sealed) = seal_compressed(self.keys, BlobKind::Data, id, c, z)?;
+        Ok(Stored {
+            encoding,
+            sealed,
+            bases: Vec::new(),
+            sketch: Some(sketch),
+            saved: 0,
+        })
+    }
+}
