@@ -81,7 +81,7 @@ pub struct BaseMatch {
     pub bases: Vec<(Id, BlobLocation)>,
     /// Where the most similar stored chunk is, when it is a delta itself: most likely the
     /// previous version of the new chunk, a delta against the same bases.
-    pub predecessor: Option<BlobLocation>,
+    pub predecessor: Option<(Id, BlobLocation)>,
 }
 
 /// Counters from a sync.
@@ -526,7 +526,7 @@ impl IndexCache {
                 continue;
             };
             if out.is_empty() && predecessor.is_none() && !loc.bases.is_empty() {
-                predecessor = Some(loc.clone());
+                predecessor = Some((cand, loc.clone()));
             }
             let bases = if loc.bases.is_empty() { vec![cand] } else { loc.bases };
             for b in bases {

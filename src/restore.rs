@@ -209,9 +209,7 @@ pub async fn fetch_blob_cached(
                 .map_err(|e| Error::new(e.kind(), both(format!("cannot be used: {e}"))))
         }
     });
-    let k = keys.clone();
-    let l = loc.clone();
-    let frame = with_sealed(repo, id, loc.clone(), move |sealed| open_delta(&k, &id, &l, sealed));
+    let frame = fetch_delta_frame(repo, id, loc.clone());
     let (bases, frame) = futures::join!(futures::future::join_all(reads), frame);
     let bases = bases.into_iter().collect::<Result<Vec<_>>>()?;
     let frame = frame?;
@@ -221,6 +219,14 @@ pub async fn fetch_blob_cached(
     })
     .await
     .map_err(|e| Error::general(format!("decode task failed: {e}")))?
+}
+
+/// Read and authenticate the frame of delta chunk `id` at `loc`, without its bases; rebuild
+/// the chunk with [`crate::blob::apply_delta`].
+pub async fn fetch_delta_frame(repo: &Repository, id: Id, loc: BlobLocation) -> Result<Vec<u8>> {
+    let keys = repo.keys().clone();
+    let l = loc.clone();
+    with_sealed(repo, id, loc, move |sealed| open_delta(&keys, &id, &l, sealed)).await
 }
 
 /// Read and authenticate delta base `base` (a plainly stored data chunk), through `cache`.

@@ -189,13 +189,20 @@ fn a_snapshot_running_while_prune_condemns_its_chunks_stays_restorable() {
     snapshot(h, &repo, &x);
     let b = snapshot(h, &repo, &y);
 
-    // S takes its lock and syncs the index (which names x's packs), then reads x slowly.
+    // S takes its lock and syncs the index (which names x's packs), then reads x only once
+    // the file `go` appears (or after 60 s, should the test fail first): it runs through the
+    // prune and the snapshot below however slowly the machine goes.
     let out = h.join("s.json");
+    let go = h.join("go");
     let mut s = spawn_cli(h)
         .arg("-r")
         .arg(&repo)
         .args(["--json", "snapshot", "--name", "db", "--from-command"])
-        .arg(format!("sleep 3; cat {}", x.display()))
+        .arg(format!(
+            "for i in $(seq 1200); do [ -e {} ] && break; sleep 0.05; done; cat {}",
+            go.display(),
+            x.display()
+        ))
         .stdout(std::fs::File::create(&out).unwrap())
         .spawn()
         .unwrap();
@@ -237,6 +244,7 @@ fn a_snapshot_running_while_prune_condemns_its_chunks_stays_restorable() {
     );
 
     // S finishes, referencing chunks that only condemned packs hold.
+    std::fs::write(&go, b"").unwrap();
     assert!(s.wait().unwrap().success());
     let sv: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let sid = sv["id"].as_str().unwrap().to_string();

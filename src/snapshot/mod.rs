@@ -281,6 +281,7 @@ impl<'a> SnapshotWriter<'a> {
                     keys: repo.keys(),
                     index,
                     pending,
+                    cache: base_cache,
                     level,
                     deltas,
                 };

@@ -38,7 +38,10 @@ pub(super) struct NeedBases {
     sketch: Sketch,
     /// The bases, best first, with where they are ([`BaseMatch`]).
     found: Vec<(Id, BlobLocation)>,
-    predecessor: Option<BlobLocation>,
+    predecessor: Option<(Id, BlobLocation)>,
+    /// The predecessor's delta frame, read with the bases: should the chunk seem to have
+    /// drifted, the predecessor is rebuilt from it and the bases (see [`rebase_pays`]).
+    predecessor_frame: Option<Vec<u8>>,
 }
 
 /// What a chunk worker did: finished the chunk, or found bases that must be read first.
@@ -81,14 +84,22 @@ pub(super) fn read_bases(
     use futures::StreamExt;
     repo.store().runtime().block_on(
         futures::stream::poll_fn(|cx| rx.poll_recv(cx))
-            .map(|n| async move {
+            .map(|mut n| async move {
                 // Read through the index like a restore, authenticated; a base that chunks
                 // in flight share is read once (restore::BaseCache).
                 let reads = n
                     .found
                     .iter()
                     .map(|(b, _)| crate::restore::fetch_base(repo, index, *b, cache));
-                let plains = futures::future::try_join_all(reads).await;
+                let frame = async {
+                    let (p, loc) = n.predecessor.clone()?;
+                    crate::restore::fetch_delta_frame(repo, p, loc)
+                        .await
+                        .inspect_err(|e| tracing::debug!(chunk = %p, error = %e, "cannot read a predecessor"))
+                        .ok()
+                };
+                let (plains, frame) = futures::join!(futures::future::try_join_all(reads), frame);
+                n.predecessor_frame = frame;
                 (n, plains)
             })
             .buffer_unordered(BASE_READS)
@@ -111,6 +122,8 @@ pub(super) struct WorkCtx<'a> {
     pub(super) keys: &'a Keys,
     pub(super) index: &'a IndexCache,
     pub(super) pending: &'a Mutex<HashSet<Id>>,
+    /// Delta bases recently read (the predecessor of a drifted chunk is rebuilt from them).
+    pub(super) cache: &'a BaseCache,
     pub(super) level: i32,
     pub(super) deltas: bool,
 }
@@ -128,19 +141,31 @@ const DELTA_SURE: u64 = 8;
 /// bases day after day instead of starting a new base; docs/benchmarks.md).
 const DELTA_KEEP: u64 = 2;
 
-/// Whether a chunk whose delta took `delta_len` bytes (`plain_len` plainly) should rather be
-/// stored whole and become the base of its later versions. A chunk that changes a little every
-/// day stays a delta against the bases its first version found, so each day's delta carries
-/// every change since then and grows by about the same amount `g` a day. Storing the chunk
-/// whole costs `plain_len` once and starts over; that pays once the deltas' growth has cost as
-/// much, which is when `delta_len² ≥ 2·plain_len·g` (the growth `g` is measured against the
-/// predecessor's delta, scaled to this chunk's length). A chunk without a delta predecessor
-/// has no drift to measure.
-fn rebase(delta_len: u64, plain_len: u64, predecessor: Option<&BlobLocation>, len: u64) -> bool {
-    let Some(p) = predecessor else { return false };
+/// How much a chunk's delta grew since its predecessor's (the most similar stored chunk, a
+/// delta itself: most likely yesterday's version), scaled to this chunk's length. Zero without
+/// a delta predecessor: there is no drift to measure.
+fn growth(delta_len: u64, predecessor: Option<&BlobLocation>, len: u64) -> u64 {
+    let Some(p) = predecessor else { return 0 };
     let previous = u64::from(p.length) * len / u64::from(p.raw_length.max(1));
-    let growth = delta_len.saturating_sub(previous);
-    growth > 0 && delta_len.saturating_mul(delta_len) >= 2 * plain_len.saturating_mul(growth)
+    delta_len.saturating_sub(previous)
+}
+
+/// Whether a chunk whose delta took `delta_len` bytes (`plain_len` plainly) should rather be
+/// stored whole and become the base of its later versions (docs/deltas.md, "Drift"). A chunk
+/// that changes every day stays a delta against the bases its first version found, so each
+/// day's delta carries every change since then and grows by about `growth` a day. Stored whole
+/// today, tomorrow's delta would be about `next` (one day of change), and grow by `growth` a
+/// day from there: the part of today's delta that starting over removes is the drift,
+/// `delta_len − next + growth`. Storing whole costs `plain_len − next + growth` once more than
+/// that floor; with a cycle of `T` days the cost per day is least when the drift reaches
+/// `sqrt(2·(plain_len − floor)·growth)`. With `next = growth` (no floor: every byte of the
+/// delta is drift) this is `delta_len² ≥ 2·plain_len·growth`. A chunk whose rows are
+/// rewritten every day has a high floor: its delta against yesterday is nearly as large as
+/// against its base, and storing it whole again would buy nothing.
+fn rebase_pays(delta_len: u64, plain_len: u64, growth: u64, next: u64) -> bool {
+    let floor = next.saturating_sub(growth);
+    let drift = delta_len.saturating_sub(floor);
+    growth > 0 && drift.saturating_mul(drift) >= 2 * plain_len.saturating_sub(floor).saturating_mul(growth)
 }
 
 impl WorkCtx<'_> {
@@ -180,6 +205,7 @@ impl WorkCtx<'_> {
             sketch,
             found,
             predecessor,
+            predecessor_frame: None,
         }))
     }
 
@@ -193,6 +219,7 @@ impl WorkCtx<'_> {
             sketch,
             found,
             predecessor,
+            predecessor_frame,
         } = n;
         let len = c.len() as u32;
         let mut plain_z = None;
@@ -216,7 +243,16 @@ impl WorkCtx<'_> {
                     plain_z = Some(z);
                     n
                 };
-                let drifted = rebase(delta_len, plain_len, predecessor.as_ref(), c.len() as u64);
+                // Drift, judged first as if every byte of the delta were drift (the most
+                // that storing the chunk whole could save); only then is the floor measured.
+                let growth = growth(delta_len, predecessor.as_ref().map(|p| &p.1), c.len() as u64);
+                let mut drifted = rebase_pays(delta_len, plain_len, growth, growth);
+                let mut next = None;
+                if let (true, Some((p, loc))) = (drifted, &predecessor) {
+                    let frame = predecessor_frame.as_deref();
+                    next = self.delta_to(*p, loc, frame, &found, &plains, &c);
+                    drifted = next.is_none_or(|n| rebase_pays(delta_len, plain_len, growth, n));
+                }
                 let keep = delta_len * DELTA_KEEP <= plain_len && !drifted;
                 tracing::debug!(
                     chunk = %id,
@@ -224,7 +260,9 @@ impl WorkCtx<'_> {
                     bases = bases.len(),
                     delta = delta_len,
                     plain = plain_len,
-                    predecessor = predecessor.as_ref().map(|p| p.length),
+                    predecessor = predecessor.as_ref().map(|p| p.1.length),
+                    growth,
+                    next,
                     "{}",
                     if keep {
                         "stored as a delta"
@@ -254,6 +292,54 @@ impl WorkCtx<'_> {
         }
         let stored = self.store_plainly(&id, &c, sketch, plain_z)?;
         Ok(Work::New { seq, id, len, stored })
+    }
+
+    /// The size of chunk `c` sealed as a delta against stored delta chunk `other` at `loc`
+    /// alone. `other` is rebuilt from its `frame` and its bases, which are most often among
+    /// this chunk's bases (`found`, read as `plains`). Otherwise it is read here, blocking
+    /// this worker. `None` when `other` cannot be read or rebuilt: the chunk is then judged
+    /// without that figure.
+    fn delta_to(
+        &self,
+        other: Id,
+        loc: &BlobLocation,
+        frame: Option<&[u8]>,
+        found: &[(Id, BlobLocation)],
+        plains: &[Arc<Vec<u8>>],
+        c: &[u8],
+    ) -> Option<u64> {
+        let overhead = (crate::crypto::OVERHEAD + 1 + 32) as u64;
+        let held = loc
+            .bases
+            .iter()
+            .map(|b| {
+                found
+                    .iter()
+                    .position(|(f, _)| f == b)
+                    .and_then(|i| plains.get(i).cloned())
+            })
+            .collect::<Option<Vec<_>>>();
+        let rebuilt = match (frame, held) {
+            (Some(frame), Some(bases)) => {
+                let reference = crate::restore::concat_bases(&bases);
+                crate::blob::apply_delta(self.keys, &other, loc, &reference, frame)
+            }
+            _ => {
+                tracing::debug!(chunk = %other, "reading a drifting chunk's predecessor");
+                let read =
+                    crate::restore::fetch_blob_cached(self.repo, self.index, other, BlobKind::Data, Some(self.cache));
+                self.repo.store().runtime().block_on(read)
+            }
+        };
+        match rebuilt {
+            Ok(plain) => crate::delta::encode(&plain, c, self.level)
+                .ok()
+                .map(|f| f.len() as u64 + overhead),
+            Err(e) => {
+                tracing::debug!(chunk = %other, error = %e, "cannot read a drifting chunk's predecessor");
+                None
+            }
+        }
     }
 
     /// Compress (unless `z` already holds it) and seal a data chunk plainly, with its sketch.
