@@ -28,7 +28,7 @@ use crate::repo::Repository;
 use crate::restore::BaseCache;
 
 mod work;
-use work::{lost_reader, read_bases, NeedBases, Step, Work, WorkCtx};
+use work::{lost_reader, NeedBases, Step, Work, WorkCtx};
 
 /// Records per content-list blob (36 bytes each: 2.25 MiB).
 const LIST_RECORDS: usize = 65536;
@@ -278,7 +278,6 @@ impl<'a> SnapshotWriter<'a> {
                 let mut seq = 0u64;
                 let ctx = WorkCtx {
                     repo,
-                    keys: repo.keys(),
                     index,
                     pending,
                     cache: base_cache,
@@ -300,7 +299,7 @@ impl<'a> SnapshotWriter<'a> {
                     std::thread::scope(|ts| {
                         let done = done_tx.clone();
                         ts.spawn(move || {
-                            read_bases(repo, index, base_cache, need_rx, |n, plains| {
+                            ctx.read_bases(need_rx, |n, plains| {
                                 let done_tx = done.clone();
                                 rs.spawn(move |_| report(ctx.finish_delta(n, plains), &done_tx));
                             })

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::blob::{compress_chunk, seal_blob, seal_compressed, seal_delta};
-use crate::crypto::Keys;
 use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::MAX_BASES;
@@ -71,45 +70,6 @@ pub(super) enum Work {
     Failed,
 }
 
-/// Read the bases of the chunks sent on `rx`, those of up to [`BASE_READS`] chunks at a time,
-/// and hand each chunk with its bases (or the error) to `then`. Returns once every sender is
-/// gone and every read has finished.
-pub(super) fn read_bases(
-    repo: &Repository,
-    index: &IndexCache,
-    cache: &BaseCache,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<NeedBases>,
-    then: impl Fn(NeedBases, Result<Vec<Arc<Vec<u8>>>>),
-) {
-    use futures::StreamExt;
-    repo.store().runtime().block_on(
-        futures::stream::poll_fn(|cx| rx.poll_recv(cx))
-            .map(|mut n| async move {
-                // Read through the index like a restore, authenticated; a base that chunks
-                // in flight share is read once (restore::BaseCache).
-                let reads = n
-                    .found
-                    .iter()
-                    .map(|(b, _)| crate::restore::fetch_base(repo, index, *b, cache));
-                let frame = async {
-                    let (p, loc) = n.predecessor.clone()?;
-                    crate::restore::fetch_delta_frame(repo, p, loc)
-                        .await
-                        .inspect_err(|e| tracing::debug!(chunk = %p, error = %e, "cannot read a predecessor"))
-                        .ok()
-                };
-                let (plains, frame) = futures::join!(futures::future::try_join_all(reads), frame);
-                n.predecessor_frame = frame;
-                (n, plains)
-            })
-            .buffer_unordered(BASE_READS)
-            .for_each(|(n, plains)| {
-                then(n, plains);
-                std::future::ready(())
-            }),
-    )
-}
-
 /// The error of a chunk whose bases could not be asked for (the reader of bases is gone).
 pub(super) fn lost_reader() -> Error {
     Error::general("snapshot pipeline: the reader of delta bases stopped")
@@ -119,7 +79,6 @@ pub(super) fn lost_reader() -> Error {
 #[derive(Clone, Copy)]
 pub(super) struct WorkCtx<'a> {
     pub(super) repo: &'a Repository,
-    pub(super) keys: &'a Keys,
     pub(super) index: &'a IndexCache,
     pub(super) pending: &'a Mutex<HashSet<Id>>,
     /// Delta bases recently read (the predecessor of a drifted chunk is rebuilt from them).
@@ -169,16 +128,54 @@ fn rebase_pays(delta_len: u64, plain_len: u64, growth: u64, next: u64) -> bool {
 }
 
 impl WorkCtx<'_> {
+    /// Read the bases of the chunks sent on `rx`, those of up to [`BASE_READS`] chunks at a time,
+    /// and hand each chunk with its bases (or the error) to `then`. Returns once every sender is
+    /// gone and every read has finished.
+    pub(super) fn read_bases(
+        &self,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<NeedBases>,
+        then: impl Fn(NeedBases, Result<Vec<Arc<Vec<u8>>>>),
+    ) {
+        use futures::StreamExt;
+        let WorkCtx { repo, index, cache, .. } = *self;
+        repo.store().runtime().block_on(
+            futures::stream::poll_fn(|cx| rx.poll_recv(cx))
+                .map(|mut n| async move {
+                    // Read through the index like a restore, authenticated; a base that chunks
+                    // in flight share is read once (restore::BaseCache).
+                    let reads = n
+                        .found
+                        .iter()
+                        .map(|(b, _)| crate::restore::fetch_base(repo, index, *b, cache));
+                    let frame = async {
+                        let (p, loc) = n.predecessor.clone()?;
+                        crate::restore::fetch_delta_frame(repo, p, loc)
+                            .await
+                            .inspect_err(|e| tracing::debug!(chunk = %p, error = %e, "cannot read a predecessor"))
+                            .ok()
+                    };
+                    let (plains, frame) = futures::join!(futures::future::try_join_all(reads), frame);
+                    n.predecessor_frame = frame;
+                    (n, plains)
+                })
+                .buffer_unordered(BASE_READS)
+                .for_each(|(n, plains)| {
+                    then(n, plains);
+                    std::future::ready(())
+                }),
+        )
+    }
+
     /// Hash one chunk and look it up; when new, compress and seal it, or, when similar stored
     /// chunks exist, hand it on to have their plaintexts read ([`WorkCtx::finish_delta`]).
     pub(super) fn work(&self, seq: u64, c: Bytes, known: Option<Id>) -> Result<Step> {
-        let id = known.unwrap_or_else(|| self.keys.chunk_id(&c));
+        let id = known.unwrap_or_else(|| self.repo.keys().chunk_id(&c));
         let len = c.len() as u32;
         if !super::SnapshotWriter::claim(self.index, self.pending, &id)? {
             return Ok(Step::Done(Work::Dup { seq, id, len }));
         }
         if !self.deltas {
-            let (encoding, sealed) = seal_blob(self.keys, BlobKind::Data, &id, &c, self.level)?;
+            let (encoding, sealed) = seal_blob(self.repo.keys(), BlobKind::Data, &id, &c, self.level)?;
             let stored = Stored {
                 encoding,
                 sealed,
@@ -275,7 +272,7 @@ impl WorkCtx<'_> {
                 if keep {
                     let stored = Stored {
                         encoding: Encoding::ZstdDelta,
-                        sealed: seal_delta(self.keys, &id, &bases, &frame)?,
+                        sealed: seal_delta(self.repo.keys(), &id, &bases, &frame)?,
                         bases,
                         sketch: Some(sketch),
                         saved: plain_len - delta_len,
@@ -322,7 +319,7 @@ impl WorkCtx<'_> {
         let rebuilt = match (frame, held) {
             (Some(frame), Some(bases)) => {
                 let reference = crate::restore::concat_bases(&bases);
-                crate::blob::apply_delta(self.keys, &other, loc, &reference, frame)
+                crate::blob::apply_delta(self.repo.keys(), &other, loc, &reference, frame)
             }
             _ => {
                 tracing::debug!(chunk = %other, "reading a drifting chunk's predecessor");
@@ -348,7 +345,7 @@ impl WorkCtx<'_> {
             Some(z) => z,
             None => compress_chunk(c, self.level)?,
         };
-        let (encoding, sealed) = seal_compressed(self.keys, BlobKind::Data, id, c, z)?;
+        let (encoding, sealed) = seal_compressed(self.repo.keys(), BlobKind::Data, id, c, z)?;
         Ok(Stored {
             encoding,
             sealed,
