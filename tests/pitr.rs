@@ -9,9 +9,10 @@
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::pg::{as_pg_user, Pg, PG_BIN};
@@ -191,7 +192,11 @@ fn archive_snapshot_and_recover_to_a_point_in_time() {
     let target = (t2 + jiff::SignedDuration::from_millis(700)).to_string();
     let restored = private_tempdir("dbbackup-pitr-restored-");
     let data = restored.path().join("data");
-    let r = ar.json(&[
+    // A newer snapshot whose manifest cannot be read (both copies damaged, not cached) does
+    // not stop the recovery: the base is chosen among the readable ones, with a warning.
+    let damaged = damaged_snapshot(&ar);
+    let o = ar.run(&[
+        "--json",
         "restore",
         "--pitr",
         "--target-time",
@@ -201,6 +206,16 @@ fn archive_snapshot_and_recover_to_a_point_in_time() {
         "--pgdata",
         data.to_str().unwrap(),
     ]);
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "restore --pitr: {err}");
+    assert!(
+        err.contains("cannot read this snapshot's manifest") && err.contains(&damaged.0),
+        "{err}"
+    );
+    for (p, b) in &damaged.1 {
+        std::fs::write(p, b).unwrap();
+    }
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["snapshot"], snap["id"], "{r}");
     assert!(data.join("recovery.signal").exists());
     let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
@@ -429,6 +444,39 @@ fn incremental_and_differential_physical_snapshots() {
 const TIMELINE: &str = "select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)";
 
 /// RFC 3339 time `t` plus `ms` milliseconds.
+/// A `--stdin` snapshot whose manifest and registry copy are overwritten with garbage and whose
+/// cached copy is removed: its id, and the original files to put back.
+fn damaged_snapshot(ar: &Archive) -> (String, Vec<(PathBuf, Vec<u8>)>) {
+    let mut c = ar.cmd();
+    c.args(["--json", "snapshot", "--stdin", "--name", "other"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"not a physical snapshot\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "snapshot --stdin: {}", common::stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    let mut saved = Vec::new();
+    for dir in ["snapshots", "registry"] {
+        let p = ar.repo.join(dir).join(&id);
+        saved.push((p.clone(), std::fs::read(&p).unwrap()));
+        std::fs::write(&p, b"garbage").unwrap();
+    }
+    for p in walk(&ar.cache) {
+        if p.file_name().is_some_and(|n| n.to_string_lossy() == id) {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    (id, saved)
+}
+
 fn after(t: &str, ms: i64) -> String {
     let ts: jiff::Timestamp = t.parse().unwrap_or_else(|e| panic!("cannot parse {t}: {e}"));
     (ts + jiff::SignedDuration::from_millis(ms)).to_string()

@@ -48,10 +48,20 @@ impl TargetAction {
     }
 }
 
-/// The physical snapshots, oldest first by their end.
+/// The physical snapshots, oldest first by their end. A snapshot whose manifest (every copy)
+/// cannot be read is left out with a warning: it is used only to choose a base or a parent,
+/// where an older one is never wrong (recovery replays more WAL; an incremental stores more),
+/// so a damaged manifest must not stand between a DBA and a recovery.
 pub fn physical_snapshots(repo: &Repository) -> Result<Vec<(Id, Manifest, PhysicalSource)>> {
-    let mut v: Vec<(Id, Manifest, PhysicalSource)> = repo
-        .manifests()?
+    let (readable, unreadable) = repo.readable_manifests()?;
+    for (id, e) in &unreadable {
+        tracing::warn!(
+            snapshot = %id,
+            error = %e,
+            "cannot read this snapshot's manifest; choosing among the other physical snapshots (run `dbbackup check`)"
+        );
+    }
+    let mut v: Vec<(Id, Manifest, PhysicalSource)> = readable
         .into_iter()
         .filter_map(|(id, m)| match &m.source {
             Source::Physical(p) => {
