@@ -38,6 +38,17 @@ pub struct Stats {
     /// Bytes the deltas saved: what the chunks would take compressed plainly (estimated from
     /// each base's own compression ratio) minus what the deltas take.
     pub delta_saved_bytes: u64,
+    /// Snapshots whose manifest (every copy) cannot be read: left out of `snapshots` and
+    /// `logical_bytes`, and listed in [`Computed::unreadable`].
+    pub unreadable_snapshots: u64,
+}
+
+/// [`Stats`], and why each snapshot left out of them could not be read.
+pub struct Computed {
+    /// The figures.
+    pub stats: Stats,
+    /// Snapshots whose manifest cannot be read, with the error.
+    pub unreadable: Vec<(crate::format::Id, crate::error::Error)>,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -48,9 +59,10 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
-/// Compute the repository's statistics.
-pub fn compute(repo: &Repository, index: &IndexCache) -> Result<Stats> {
-    let manifests = repo.manifests()?;
+/// Compute the repository's statistics. A snapshot whose manifest cannot be read is left out
+/// of the snapshot count and the logical size, and reported in [`Computed::unreadable`].
+pub fn compute(repo: &Repository, index: &IndexCache) -> Result<Computed> {
+    let (manifests, unreadable) = repo.readable_manifests()?;
     let logical: u64 = manifests.iter().map(|(_, m)| m.size()).sum();
     let (mut unique, mut sealed, mut chunks, mut lists) = (0u64, 0u64, 0u64, 0u64);
     let (mut deltas, mut delta_stored, mut delta_saved) = (0u64, 0u64, 0u64);
@@ -70,7 +82,7 @@ pub fn compute(repo: &Repository, index: &IndexCache) -> Result<Stats> {
     })?;
     let packs = repo.store().list("data")?;
     let stored: u64 = packs.iter().map(|(_, s)| s).sum();
-    Ok(Stats {
+    let stats = Stats {
         snapshots: manifests.len() as u64,
         logical_bytes: logical,
         unique_bytes: unique,
@@ -84,5 +96,7 @@ pub fn compute(repo: &Repository, index: &IndexCache) -> Result<Stats> {
         delta_chunks: deltas,
         delta_stored_bytes: delta_stored,
         delta_saved_bytes: delta_saved,
-    })
+        unreadable_snapshots: unreadable.len() as u64,
+    };
+    Ok(Computed { stats, unreadable })
 }

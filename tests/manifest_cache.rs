@@ -189,6 +189,17 @@ fn snapshots_lists_what_it_can_read_and_exits_65_for_the_rest() {
         .collect();
     assert_eq!(listed, vec![ids[0].clone(), ids[2].clone()]);
     assert!(stderr(&out).contains(&ids[1][..8]), "{}", stderr(&out));
+    // `stats` gives the figures of the other two, and exits 65 naming it.
+    let out = cli(home.path())
+        .args(["-r", repo.to_str().unwrap(), "--json", "stats"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&ids[1][..8]), "{}", stderr(&out));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["snapshots"], 2, "{st}");
+    assert_eq!(st["unreadable_snapshots"], 1, "{st}");
+    assert_eq!(st["logical_bytes"], 40_000, "{st}");
     // `latest` cannot be resolved past it; an id can.
     let out = cli(home.path())
         .args(["-r", repo.to_str().unwrap(), "restore", "latest", "--target", "-"])

@@ -85,3 +85,23 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         line(r.iter().map(|s| s.as_str()).collect());
     }
 }
+
+/// After a listing or figures made of every snapshot that can be read: exit 65 (or the errors'
+/// kind) naming the snapshots whose manifest could not be read.
+pub fn unreadable_manifests(unreadable: &[(dbbackup::format::Id, dbbackup::Error)]) -> anyhow::Result<()> {
+    match unreadable {
+        [] => Ok(()),
+        [(_, e), ..] => {
+            let ids: Vec<String> = unreadable.iter().map(|(id, _)| id.short()).collect();
+            Err(dbbackup::Error::new(
+                e.kind(),
+                format!(
+                    "the manifest of {} snapshot(s) could not be read ({}); they are left out: run `dbbackup check`",
+                    ids.len(),
+                    ids.join(", ")
+                ),
+            )
+            .into())
+        }
+    }
+}

@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             .map(|(id, m)| serde_json::json!({ "id": id, "snapshot": m }))
             .collect();
         output::json(&v)?;
-        return unreadable_error(&unreadable);
+        return output::unreadable_manifests(&unreadable);
     }
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -55,24 +55,5 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         &rows,
     );
     println!("{} snapshots", list.len());
-    unreadable_error(&unreadable)
-}
-
-/// The listing shows every snapshot that can be read; damaged ones make it exit 65.
-fn unreadable_error(unreadable: &[(dbbackup::format::Id, dbbackup::Error)]) -> anyhow::Result<()> {
-    match unreadable {
-        [] => Ok(()),
-        [(_, e), ..] => {
-            let ids: Vec<String> = unreadable.iter().map(|(id, _)| id.short()).collect();
-            Err(dbbackup::Error::new(
-                e.kind(),
-                format!(
-                    "the manifest of {} snapshot(s) could not be read ({}); the list leaves them out: run `dbbackup check`",
-                    ids.len(),
-                    ids.join(", ")
-                ),
-            )
-            .into())
-        }
-    }
+    output::unreadable_manifests(&unreadable)
 }

@@ -1,4 +1,5 @@
-//! `dbbackup stats [--json]`: sizes, dedup and compression ratios.
+//! `dbbackup stats [--json]`: sizes, dedup and compression ratios. Snapshots whose manifest
+//! cannot be read are left out of the figures, and make it exit 65.
 
 use dbbackup::util::human_bytes;
 
@@ -12,9 +13,13 @@ pub struct Args {}
 pub fn run(ctx: &Ctx, _a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;
-    let s = dbbackup::stats::compute(&repo, &index)?;
+    let dbbackup::stats::Computed { stats: s, unreadable } = dbbackup::stats::compute(&repo, &index)?;
+    for (id, e) in &unreadable {
+        tracing::error!(snapshot = %id, error = %e, "cannot read this snapshot's manifest");
+    }
     if ctx.g.json {
-        return output::json(&s);
+        output::json(&s)?;
+        return output::unreadable_manifests(&unreadable);
     }
     println!("repository        {}", repo.store().display());
     println!("snapshots         {}", s.snapshots);
@@ -36,5 +41,5 @@ pub fn run(ctx: &Ctx, _a: Args) -> anyhow::Result<()> {
             human_bytes(s.delta_saved_bytes)
         );
     }
-    Ok(())
+    output::unreadable_manifests(&unreadable)
 }
