@@ -4,7 +4,8 @@
 //! boundaries moved are deltas against every stored chunk they span; prune keeps the
 //! bases that kept deltas need (and repacks deltas with their bases); a snapshot killed at
 //! any storage write leaves a clean repository; WAL pushes use deltas too; a version 1
-//! repository is read and written without them.
+//! repository is read and written without them; a later stream of one snapshot (another
+//! database of `--all`) is stored as deltas against an earlier one.
 
 mod common;
 
@@ -509,19 +510,25 @@ fn a_version_1_repository_is_read_and_written_without_deltas() {
 /// pieces they share), stored in a small fraction of the day, and restore byte for byte. (The
 /// piece that straddles a junction matches neither chunk, so up to about two pieces per
 /// chunk stay literal.)
-#[test]
-fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
-    // 256 KiB chunks: about 90 of them, so the shares asserted below hold for any chunker key
-    // (with 1 MiB chunks, 10-17 of them, one run in 20 fell just short).
-    let t = common::TestRepo::with_options(dbbackup::repo::InitOptions {
+/// A library-level repository with 64 KiB–256 KiB–1 MiB chunks and packs of `pack_size`.
+fn repo_of_256k_chunks(pack_size: u32) -> common::TestRepo {
+    common::TestRepo::with_options(dbbackup::repo::InitOptions {
         chunker: dbbackup::format::config::ChunkerParams {
             min_size: 64 << 10,
             avg_size: 256 << 10,
             max_size: 1 << 20,
             ..Default::default()
         },
+        pack_size,
         ..Default::default()
-    });
+    })
+}
+
+#[test]
+fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
+    // 256 KiB chunks: about 90 of them, so the shares asserted below hold for any chunker key
+    // (with 1 MiB chunks, 10-17 of them, one run in 20 fell just short).
+    let t = repo_of_256k_chunks(16 << 20);
     let mut day0 = Vec::new();
     Gen::dump(21, 24_000_000).read_to_end(&mut day0).unwrap();
     let params = t.repo.config().chunker;
@@ -727,4 +734,43 @@ fn a_base_that_several_deltas_need_at_once_is_read_once() {
     assert!(t.rt.block_on(read(missing)).is_err());
     assert!(t.rt.block_on(read(missing)).is_err());
     assert_eq!(cache.counts(), (4, 8));
+}
+
+#[test]
+fn later_streams_of_one_snapshot_use_the_earlier_ones_as_bases() {
+    use dbbackup::format::snapshot::Source;
+    use dbbackup::progress::NoProgress;
+    use dbbackup::snapshot::{SnapshotOptions, SnapshotWriter};
+    // Two similar databases in one snapshot (`snapshot --all`): once the first stream ends,
+    // its durable packs are indexed, so the second stream's chunks are deltas against them.
+    let t = repo_of_256k_chunks(1 << 20);
+    let mut db1 = Vec::new();
+    Gen::dump(41, 48_000_000).read_to_end(&mut db1).unwrap();
+    let mut db2 = db1.clone();
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+    for _ in 0..db2.len() / 200_000 {
+        let at = (next() % (db2.len() as u64 - 64)) as usize;
+        let v = next();
+        for (i, b) in db2[at..at + 32].iter_mut().enumerate() {
+            *b = b'a' + ((v >> (i % 60)) % 26) as u8;
+        }
+    }
+    let w = SnapshotWriter::new(&t.repo, &t.index, SnapshotOptions::named("all")).unwrap();
+    let (_, c1) = w.add_stream_counted("db1", &db1[..], &NoProgress).unwrap();
+    let (_, c2) = w.add_stream_counted("db2", &db2[..], &NoProgress).unwrap();
+    let (_, m) = w.finish(Source::Stdin).unwrap();
+    eprintln!("db1: {c1:?}\ndb2: {c2:?}");
+    assert_eq!(c1.chunks_delta, 0);
+    // The last packs of db1 may still be uploading when it ends: their chunks are not bases
+    // yet. The rest are.
+    assert!(c2.chunks_delta * 3 >= c2.chunks_new * 2, "db2: {c2:?}");
+    assert!(c2.bytes_stored * 4 <= c1.bytes_stored, "db1: {c1:?}, db2: {c2:?}");
+    for (e, data) in m.entries.iter().zip([&db1, &db2]) {
+        let mut sink = common::HashSink::default();
+        dbbackup::restore::restore_entry(&t.repo, &t.index, e, &mut sink, &NoProgress).unwrap();
+        assert_eq!(
+            (sink.n, hex::encode(sha2::Digest::finalize(sink.h))),
+            common::digest(&data[..])
+        );
+    }
 }

@@ -38,6 +38,11 @@ const LIST_RECORDS: usize = 65536;
 const REMOTE_AHEAD: usize = 8;
 /// Write an index segment once this many blobs sit in durable but unindexed packs.
 const SEGMENT_BLOBS: usize = 50_000;
+/// When a stream ends, index the packs already durable if there are at least this many (64 MiB
+/// at the default pack size): the next streams of the snapshot (the other databases of
+/// `snapshot --all`, the other files of a physical snapshot) can then use its chunks as delta
+/// bases, which only indexed chunks can be. At most one segment per 4 packs.
+const STREAM_END_PACKS: usize = 4;
 
 /// What to record about a snapshot.
 #[derive(Debug, Clone)]
@@ -381,6 +386,9 @@ impl<'a> SnapshotWriter<'a> {
             );
         }
         let sha256 = sha_out.ok_or_else(|| Error::general("stream hashing failed"))?;
+        if self.deltas {
+            self.write_durable_segment(|packs| packs.len() >= STREAM_END_PACKS)?;
+        }
         let entry = Entry {
             path: path.to_string(),
             size: bytes_read,
@@ -480,7 +488,7 @@ impl<'a> SnapshotWriter<'a> {
                     list.clear();
                 }
             }
-            self.maybe_write_segment(false)?;
+            self.write_durable_segment(|packs| packs.iter().map(|p| p.blobs.len()).sum::<usize>() >= SEGMENT_BLOBS)?;
         }
         if failed.load(Ordering::SeqCst) {
             return Ok(None);
@@ -494,13 +502,14 @@ impl<'a> SnapshotWriter<'a> {
         Ok(Some((content, next, counts)))
     }
 
-    fn maybe_write_segment(&self, force: bool) -> Result<()> {
+    /// Write an index segment naming the durable, not yet indexed packs when `enough` says
+    /// they are enough.
+    fn write_durable_segment(&self, enough: impl FnOnce(&[PackBlobs]) -> bool) -> Result<()> {
         let mut sh = self.shared.lock().map_err(|_| poisoned())?;
         // Only packs the uploaders reported durable are indexed here.
         let done = sh.packer.take_done();
         sh.pending_packs.extend(done);
-        let n: usize = sh.pending_packs.iter().map(|p| p.blobs.len()).sum();
-        if n == 0 || (!force && n < SEGMENT_BLOBS) {
+        if sh.pending_packs.is_empty() || !enough(&sh.pending_packs) {
             return Ok(());
         }
         let packs = std::mem::take(&mut sh.pending_packs);
