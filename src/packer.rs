@@ -4,7 +4,7 @@
 //! stored is authenticated, decoded and re-hashed, and the stored object is read back as a
 //! stream whose SHA-256 must be the pack's name, i.e. those very bytes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Sender};
@@ -25,6 +25,50 @@ const UPLOADERS: usize = 3;
 struct Done {
     finished: std::collections::BTreeMap<u64, PackBlobs>,
     next: u64,
+    /// An uploader stopped on an error (which [`Packer::finish`] returns).
+    failed: bool,
+}
+
+/// [`Done`], and a signal each time an uploader finishes a pack or stops.
+#[derive(Default)]
+struct DoneSignal {
+    done: Mutex<Done>,
+    changed: Condvar,
+}
+
+/// Wakes the waiters when an uploader ends, marking the uploads failed when it ends on an
+/// error (`.1`, true until the uploader returns) or a panic.
+struct Exit<'a>(&'a DoneSignal, bool);
+
+impl Drop for Exit<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            if let Ok(mut d) = self.0.done.lock() {
+                d.failed = true;
+            }
+        }
+        self.0.changed.notify_all();
+    }
+}
+
+/// Waits until the packs handed to the uploaders so far are durable (or an upload failed):
+/// [`Packer::waiter`].
+pub struct DurableWaiter {
+    signal: Arc<DoneSignal>,
+    packs: u64,
+}
+
+impl DurableWaiter {
+    /// Block until then. Takes no lock the packer's users hold.
+    pub fn wait(self) {
+        let Ok(mut d) = self.signal.done.lock() else { return };
+        while !d.failed && d.next + (d.finished.len() as u64) < self.packs {
+            d = match self.signal.changed.wait(d) {
+                Ok(d) => d,
+                Err(_) => return,
+            };
+        }
+    }
 }
 
 /// Builds and uploads packs.
@@ -35,7 +79,7 @@ pub struct Packer {
     entries: Vec<BlobEntry>,
     tx: Option<Sender<(u64, Vec<u8>)>>,
     uploaders: Vec<JoinHandle<Result<()>>>,
-    done: Arc<Mutex<Done>>,
+    done: Arc<DoneSignal>,
     /// Bytes of packs handed to the uploaders so far.
     pub bytes_written: u64,
     /// Packs handed to the uploaders so far.
@@ -47,7 +91,7 @@ impl Packer {
     /// and read back after (module doc).
     pub fn new(store: &Store, keys: &Keys, target: usize, verify: bool) -> Packer {
         let (tx, rx) = bounded::<(u64, Vec<u8>)>(1);
-        let done: Arc<Mutex<Done>> = Arc::default();
+        let done: Arc<DoneSignal> = Arc::default();
         let uploaders = (0..UPLOADERS)
             .map(|_| {
                 let rx = rx.clone();
@@ -55,36 +99,10 @@ impl Packer {
                 let keys = keys.clone();
                 let done = done.clone();
                 std::thread::spawn(move || -> Result<()> {
-                    for (seq, pack) in rx {
-                        // The name first: a bit that flips in memory from here on fails
-                        // either the blob checks or the read-back.
-                        let id = Id::of_stored(&pack);
-                        let path = pack_path(&id);
-                        let blobs = if verify {
-                            crate::check::open_blobs(&keys, &id, &pack).map_err(|e| {
-                                Error::new(
-                                    e.kind(),
-                                    format!("{e} (checked before storing it: nothing was written)"),
-                                )
-                            })?
-                        } else {
-                            // Only the header (cheap; proves it decodes).
-                            crate::check::pack_header(&keys, &id, &pack)?
-                        };
-                        store.write(&path, pack, false)?;
-                        if verify && store.sha256(&path)? != id.0 {
-                            return Err(Error::corrupt(
-                                &path,
-                                "read back right after writing it, its SHA-256 does not match its name: \
-                                 the storage returned different bytes",
-                            ));
-                        }
-                        done.lock()
-                            .map_err(|_| Error::general("uploader poisoned"))?
-                            .finished
-                            .insert(seq, PackBlobs { pack: id, blobs });
-                    }
-                    Ok(())
+                    let mut exit = Exit(&done, true);
+                    let r = upload(&rx, &store, &keys, &done, verify);
+                    exit.1 = r.is_err();
+                    r
                 })
             })
             .collect();
@@ -157,7 +175,7 @@ impl Packer {
     /// finished before an earlier one waits for it. Index segments then list packs, and
     /// record sketches, in stream order whatever order the uploads finished in.
     pub fn take_done(&self) -> Vec<PackBlobs> {
-        let Ok(mut d) = self.done.lock() else {
+        let Ok(mut d) = self.done.done.lock() else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -184,10 +202,62 @@ impl Packer {
         first
     }
 
+    /// Something to wait with, outside any lock that holds the packer, until the packs handed
+    /// to the uploaders so far are durable ([`Packer::take_done`] then returns them).
+    pub fn waiter(&self) -> DurableWaiter {
+        DurableWaiter {
+            signal: self.done.clone(),
+            packs: self.packs_written,
+        }
+    }
+
     /// Flush, wait for every upload, and return the packs not yet taken.
     pub fn finish(&mut self) -> Result<Vec<PackBlobs>> {
         self.flush()?;
         self.join_uploaders()?;
         Ok(self.take_done())
     }
+}
+
+/// One uploader: check, store and (with `verify`) read back each pack it receives, and record
+/// it as durable.
+fn upload(
+    rx: &crossbeam_channel::Receiver<(u64, Vec<u8>)>,
+    store: &Store,
+    keys: &Keys,
+    done: &DoneSignal,
+    verify: bool,
+) -> Result<()> {
+    for (seq, pack) in rx {
+        // The name first: a bit that flips in memory from here on fails
+        // either the blob checks or the read-back.
+        let id = Id::of_stored(&pack);
+        let path = pack_path(&id);
+        let blobs = if verify {
+            crate::check::open_blobs(keys, &id, &pack).map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!("{e} (checked before storing it: nothing was written)"),
+                )
+            })?
+        } else {
+            // Only the header (cheap; proves it decodes).
+            crate::check::pack_header(keys, &id, &pack)?
+        };
+        store.write(&path, pack, false)?;
+        if verify && store.sha256(&path)? != id.0 {
+            return Err(Error::corrupt(
+                &path,
+                "read back right after writing it, its SHA-256 does not match its name: \
+                 the storage returned different bytes",
+            ));
+        }
+        done.done
+            .lock()
+            .map_err(|_| Error::general("uploader poisoned"))?
+            .finished
+            .insert(seq, PackBlobs { pack: id, blobs });
+        done.changed.notify_all();
+    }
+    Ok(())
 }

@@ -38,10 +38,11 @@ const LIST_RECORDS: usize = 65536;
 const REMOTE_AHEAD: usize = 8;
 /// Write an index segment once this many blobs sit in durable but unindexed packs.
 const SEGMENT_BLOBS: usize = 50_000;
-/// When a stream ends, index the packs already durable if there are at least this many (64 MiB
-/// at the default pack size): the next streams of the snapshot (the other databases of
-/// `snapshot --all`, the other files of a physical snapshot) can then use its chunks as delta
-/// bases, which only indexed chunks can be. At most one segment per 4 packs.
+/// When a stream ends, index its packs so that the next streams of the snapshot (the other
+/// databases of `snapshot --all`, the other files of a physical snapshot) can use its chunks
+/// as delta bases, which only indexed chunks can be: after waiting for their uploads when it
+/// filled at least this many packs (64 MiB at the default pack size), else when at least this
+/// many are durable and not yet indexed. At most one segment per 4 packs.
 const STREAM_END_PACKS: usize = 4;
 
 /// What to record about a snapshot.
@@ -266,6 +267,7 @@ impl<'a> SnapshotWriter<'a> {
             .parent
             .get(path)
             .map(|e| ParentGuide::new(repo, index, e.content.clone(), e.chunks));
+        let packs_before = self.shared.lock().map_err(|_| poisoned())?.packer.packs_written;
         let mut sha_out = None;
         let mut bytes_read = 0u64;
         let mut confirmed = 0u64;
@@ -387,7 +389,14 @@ impl<'a> SnapshotWriter<'a> {
         }
         let sha256 = sha_out.ok_or_else(|| Error::general("stream hashing failed"))?;
         if self.deltas {
-            self.write_durable_segment(|packs| packs.len() >= STREAM_END_PACKS)?;
+            // A stream that filled several packs waits for its uploads, so that all of it but
+            // the pack being filled can be a base for the next streams.
+            let waiter = {
+                let sh = self.shared.lock().map_err(|_| poisoned())?;
+                (sh.packer.packs_written - packs_before >= STREAM_END_PACKS as u64).then(|| sh.packer.waiter())
+            };
+            let waited = waiter.map(|w| w.wait()).is_some();
+            self.write_durable_segment(|packs| waited || packs.len() >= STREAM_END_PACKS)?;
         }
         let entry = Entry {
             path: path.to_string(),
