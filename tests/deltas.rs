@@ -756,7 +756,9 @@ fn later_streams_of_one_snapshot_use_the_earlier_ones_as_bases() {
             *b = b'a' + ((v >> (i % 60)) % 26) as u8;
         }
     }
-    let w = SnapshotWriter::new(&t.repo, &t.index, SnapshotOptions::named("all")).unwrap();
+    let w = SnapshotWriter::new(&t.repo, &t.index, SnapshotOptions::named("all"))
+        .unwrap()
+        .with_streams_as_bases();
     let (_, c1) = w.add_stream_counted("db1", &db1[..], &NoProgress).unwrap();
     let (_, c2) = w.add_stream_counted("db2", &db2[..], &NoProgress).unwrap();
     let (_, m) = w.finish(Source::Stdin).unwrap();

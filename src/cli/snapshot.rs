@@ -197,6 +197,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         deltas: !a.no_deltas,
     };
     let mut w = SnapshotWriter::new(&repo, &index, opts)?.with_lock(&lock);
+    if db_mode && a.database.is_none() && a.format != Format::Directory {
+        // The databases of a cluster often resemble each other (copies, tenants).
+        w = w.with_streams_as_bases();
+    }
     if let Some(parent) = dbbackup::snapshot::latest_of(&repo, &name) {
         w = w.with_parent(parent);
     }

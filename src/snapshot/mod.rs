@@ -38,11 +38,11 @@ const LIST_RECORDS: usize = 65536;
 const REMOTE_AHEAD: usize = 8;
 /// Write an index segment once this many blobs sit in durable but unindexed packs.
 const SEGMENT_BLOBS: usize = 50_000;
-/// When a stream ends, index its packs so that the next streams of the snapshot (the other
-/// databases of `snapshot --all`, the other files of a physical snapshot) can use its chunks
-/// as delta bases, which only indexed chunks can be: after waiting for their uploads when it
-/// filled at least this many packs (64 MiB at the default pack size), else when at least this
-/// many are durable and not yet indexed. At most one segment per 4 packs.
+/// With [`SnapshotWriter::with_streams_as_bases`], when a stream ends its packs are indexed so
+/// that the next streams (the other databases of `snapshot --all`) can use its chunks as delta
+/// bases, which only indexed chunks can be: after waiting for their uploads when it filled at
+/// least this many packs (64 MiB at the default pack size), else when at least this many are
+/// durable and not yet indexed. At most one segment per 4 packs.
 const STREAM_END_PACKS: usize = 4;
 
 /// What to record about a snapshot.
@@ -136,6 +136,8 @@ pub struct SnapshotWriter<'a> {
     lock: Option<&'a crate::lock::LockGuard>,
     /// The entries of the previous snapshot of this source, by path: they guide chunking.
     parent: HashMap<String, Entry>,
+    /// Index each stream's packs when it ends ([`SnapshotWriter::with_streams_as_bases`]).
+    streams_as_bases: bool,
 }
 
 /// State every stream's collector updates.
@@ -181,6 +183,7 @@ impl<'a> SnapshotWriter<'a> {
             opts,
             lock: None,
             parent: HashMap::new(),
+            streams_as_bases: false,
         })
     }
 
@@ -188,6 +191,17 @@ impl<'a> SnapshotWriter<'a> {
     /// written when a concurrent prune could have taken this writer for dead.
     pub fn with_lock(mut self, lock: &'a crate::lock::LockGuard) -> Self {
         self.lock = Some(lock);
+        self
+    }
+
+    /// Let each stream's chunks be delta bases for the streams added after it ends, for
+    /// snapshots of several similar streams one after the other (the databases of one
+    /// cluster): when a stream that filled [`STREAM_END_PACKS`] packs or more ends, it waits for
+    /// their uploads and indexes them. Not for many streams that seldom resemble each other
+    /// (the files of a physical snapshot, the tables of a directory-format dump): each wait
+    /// keeps the next stream from overlapping the uploads.
+    pub fn with_streams_as_bases(mut self) -> Self {
+        self.streams_as_bases = self.deltas;
         self
     }
 
@@ -388,7 +402,7 @@ impl<'a> SnapshotWriter<'a> {
             );
         }
         let sha256 = sha_out.ok_or_else(|| Error::general("stream hashing failed"))?;
-        if self.deltas {
+        if self.streams_as_bases {
             // A stream that filled several packs waits for its uploads, so that all of it but
             // the pack being filled can be a base for the next streams.
             let waiter = {
