@@ -1,8 +1,8 @@
 //! `dbbackup snapshot DBNAME|--all` and `restore --to-database|--all` against real PostgreSQL
 //! 15 servers the tests start: a database with many schemas, cross-schema functions, TOASTed
 //! values over 100 MB, large objects, an extension, sequences and roles restored into a new
-//! cluster; a cluster of five databases dumped in parallel; the directory format; the errors
-//! users meet.
+//! cluster; a cluster of five databases dumped in parallel; a copy of a database stored as
+//! deltas against it in the same `--all` snapshot; the directory format; the errors users meet.
 
 mod common;
 
@@ -528,4 +528,43 @@ fn directory_format_round_trip_and_errors() {
         .success();
     let out = full_stdout(h, &repo, &pg, "big-only", full);
     assert_eq!(out.status.code(), Some(74), "{}", stderr(&out));
+}
+
+#[test]
+fn a_copy_of_a_database_in_the_same_cluster_is_stored_as_deltas() {
+    let src = Pg::start();
+    src.sql("postgres", "create database shop");
+    src.sql(
+        "shop",
+        "create table t(id int primary key, v text, n numeric);
+         insert into t select g, md5(g::text) || repeat('x', g % 50), g / 7.0 from generate_series(1, 300000) g;",
+    );
+    // A staging copy in the same cluster, a few rows changed: dumped after `shop`, it is
+    // stored as deltas against it in the same snapshot.
+    src.sql("postgres", "create database shop_staging template shop");
+    src.sql("shop_staging", "update t set n = n + 1 where id % 1000 = 0");
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let repo = h.join("repo");
+    common::init_repo(h, &repo, &["--pack-size", "1M", "--chunk-avg", "65536"]);
+    let out = db_cli(h, &repo, &src)
+        .args(["--json", "snapshot", "--all", "--jobs", "1"])
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert_eq!(db_names(&v), ["postgres", "shop", "shop_staging"]);
+    let s = &v["snapshot"]["summary"];
+    let (new, delta) = (s["chunks_new"].as_u64().unwrap(), s["chunks_delta"].as_u64().unwrap());
+    eprintln!("summary: {s}");
+    assert!(delta * 3 >= new, "{s}");
+
+    let dst = Pg::start();
+    let out = db_cli(h, &repo, &dst)
+        .args(["restore", "latest", "--all"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for db in ["shop", "shop_staging"] {
+        assert_eq!(src.table_checksums(db), dst.table_checksums(db), "{db}");
+    }
 }
