@@ -16,8 +16,9 @@ fn main() -> ExitCode {
 
 /// Chunk buffers (0.5–4 MiB, allocated and freed for every chunk) stay in the heap. By default
 /// glibc maps each allocation above 128 KiB afresh from the kernel, or returns freed heap tops to
-/// it, so every chunk costs page faults on new zeroed pages: about 10% of a restore's CPU
-/// (docs/benchmarks.md, run H). Peak memory is the same; the process keeps it until it exits.
+/// it, so every chunk costs page faults on new zeroed pages: a restore's CPU time fell by 8%
+/// without them (docs/benchmarks.md, run H). Peak memory is about the same; the process keeps
+/// it until it exits.
 ///
 /// And one heap (arena) per core, not glibc's eight: each arena keeps the memory freed in it,
 /// and the threads of `snapshot --all` spread chunk buffers over many arenas (peak RSS with
