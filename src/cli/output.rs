@@ -86,9 +86,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// After a listing or figures made of every snapshot that can be read: exit 65 (or the errors'
-/// kind) naming the snapshots whose manifest could not be read.
+/// After a listing or figures made of every snapshot that can be read: log why each of the
+/// others could not be, then exit 65 (or the errors' kind) naming them.
 pub fn unreadable_manifests(unreadable: &[(dbbackup::format::Id, dbbackup::Error)]) -> anyhow::Result<()> {
+    for (id, e) in unreadable {
+        tracing::error!(snapshot = %id, error = %e, "cannot read this snapshot's manifest");
+    }
     match unreadable {
         [] => Ok(()),
         [(_, e), ..] => {

@@ -19,9 +19,6 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let (all, unreadable) = repo.readable_manifests()?;
-    for (id, e) in &unreadable {
-        tracing::error!(snapshot = %id, error = %e, "cannot read this snapshot's manifest");
-    }
     let list: Vec<_> = all
         .into_iter()
         .filter(|(_, m)| a.name.as_ref().is_none_or(|n| &m.name == n))

@@ -14,9 +14,6 @@ pub fn run(ctx: &Ctx, _a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;
     let dbbackup::stats::Computed { stats: s, unreadable } = dbbackup::stats::compute(&repo, &index)?;
-    for (id, e) in &unreadable {
-        tracing::error!(snapshot = %id, error = %e, "cannot read this snapshot's manifest");
-    }
     if ctx.g.json {
         output::json(&s)?;
         return output::unreadable_manifests(&unreadable);
