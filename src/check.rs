@@ -268,18 +268,9 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         }
     }
 
-    // Index segments, read from storage (not the cache).
-    let mut indexed_packs: HashSet<Id> = HashSet::new();
-    for id in repo.list_ids(ObjectKind::Index)? {
-        rep.index_segments += 1;
-        match repo
-            .load_object(ObjectKind::Index, &id)
-            .and_then(|b| IndexSegment::decode(&b).map_err(|e| Error::corrupt(format!("index/{id}"), e)))
-        {
-            Ok(seg) => indexed_packs.extend(seg.packs.iter().map(|p| p.pack)),
-            Err(e) => bad(&mut rep, format!("index/{id}"), &e),
-        }
-    }
+    // Index segments, read from storage (not the cache); deltas whose bases are gone.
+    let (indexed_packs, dangling) = read_segments(repo, index, &mut rep)?;
+    let mut dangling_affects: BTreeMap<Id, Vec<Id>> = dangling.iter().map(|d| (d.delta, vec![])).collect();
 
     // Deletion plans: their packs are condemned, not orphans; chunks may still live in them.
     let mut planned_packs: HashSet<Id> = HashSet::new();
@@ -330,6 +321,11 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
             bases.push((*sid, (**p).clone()));
         }
         for_each_chunk(repo, index, &m.entries, |id, loc| {
+            if let Some(a) = dangling_affects.get_mut(id) {
+                if a.last() != Some(sid) {
+                    a.push(*sid);
+                }
+            }
             let message = match loc {
                 None => "referenced by a snapshot but in no index segment",
                 Some(l) if gone.contains(&l.pack) => "referenced by a snapshot but only held by a deleted pack",
@@ -382,6 +378,17 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
     })?;
 
     wal_gaps(&mut rep, &bases, &wal_files);
+    for d in dangling {
+        rep.errors.push(Problem {
+            object: format!("chunk {}", d.delta),
+            message: format!(
+                "indexed as a delta in {} against chunk {}, which no index segment holds as a plainly stored chunk: it cannot be rebuilt (prune drops it once no snapshot needs it; `dbbackup repair snapshots` removes the snapshots that do)",
+                pack_path(&d.pack),
+                d.base
+            ),
+            affects: dangling_affects.remove(&d.delta).unwrap_or_default(),
+        });
+    }
 
     let to_read = read_data.select(&stored);
     if !to_read.is_empty() {
@@ -406,6 +413,15 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
                         // Every delta is rebuilt from its base and checked against its id.
                         let mut broken = Vec::new();
                         for e in entries.iter().filter(|e| !e.bases.is_empty()) {
+                            // Only the copy readers use: a delta the index does not name here
+                            // (left in a pack by prune, or in a pack no segment names) is never
+                            // read, and its bases may rightly be gone.
+                            let read_here = index
+                                .lookup(&e.id)?
+                                .is_some_and(|l| l.pack == id && l.offset == e.offset);
+                            if !read_here {
+                                continue;
+                            }
                             if let Err(er) = rebuild_delta(repo, index, &id, e, &bytes, cache).await {
                                 if !matches!(er.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) {
                                     return Err(er);
@@ -485,14 +501,93 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
             });
         }
         for (p, msg) in damaged_packs {
+            let affects = affects.remove(&p).unwrap_or_default();
+            let message = if affects.is_empty() {
+                format!("{msg}; no snapshot needs it (the next prune takes it out of the index)")
+            } else {
+                format!(
+                    "{msg}; `dbbackup repair snapshots` removes what cannot be restored from the snapshots it affects"
+                )
+            };
             rep.errors.push(Problem {
                 object: pack_path(&p),
-                message: msg,
-                affects: affects.remove(&p).unwrap_or_default(),
+                message,
+                affects,
             });
         }
     }
     Ok(rep)
+}
+
+/// An indexed delta whose base no index segment holds plainly.
+struct Dangling {
+    delta: Id,
+    pack: Id,
+    base: Id,
+    /// The segment naming the delta.
+    segment: Id,
+}
+
+/// Read every index segment from storage: the packs they name, and the deltas among their
+/// entries whose bases no segment holds as plainly stored data (the cache, synced after the
+/// listing, answers for the bases). Segments another segment supersedes are left out of the
+/// latter: an interrupted prune leaves them, their content is in the superseding segments and
+/// the deletion plan, and the next prune deletes them (in any order, so for a while one may
+/// name a delta whose base's segment is gone). A segment that vanishes while being read was
+/// replaced by a concurrent prune: the listing is read again.
+fn read_segments(repo: &Repository, index: &IndexCache, rep: &mut Report) -> Result<(HashSet<Id>, Vec<Dangling>)> {
+    let mut attempt = 0;
+    'listing: loop {
+        attempt += 1;
+        let ids = repo.list_ids(ObjectKind::Index)?;
+        index.sync(repo)?;
+        let mut packs: HashSet<Id> = HashSet::new();
+        let mut dangling = Vec::new();
+        let mut damaged = Vec::new();
+        let mut superseded: HashSet<Id> = HashSet::new();
+        for id in &ids {
+            let seg = repo
+                .load_object(ObjectKind::Index, id)
+                .and_then(|b| IndexSegment::decode(&b).map_err(|e| Error::corrupt(format!("index/{id}"), e)));
+            let seg = match seg {
+                Ok(seg) => seg,
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt < 3 => continue 'listing,
+                Err(e) => {
+                    damaged.push((format!("index/{id}"), e));
+                    continue;
+                }
+            };
+            superseded.extend(seg.supersedes.iter().filter(|s| *s != id));
+            for p in seg.packs {
+                for e in p.blobs.iter().filter(|e| !e.bases.is_empty()) {
+                    for b in &e.bases {
+                        let plain = index
+                            .lookup_indexed(b)?
+                            .is_some_and(|l| l.kind == BlobKind::Data && l.bases.is_empty());
+                        if !plain {
+                            dangling.push(Dangling {
+                                delta: e.id,
+                                pack: p.pack,
+                                base: *b,
+                                segment: *id,
+                            });
+                        }
+                    }
+                }
+                packs.insert(p.pack);
+            }
+        }
+        dangling.retain(|d| !superseded.contains(&d.segment));
+        rep.index_segments = ids.len() as u64;
+        for (object, e) in damaged {
+            rep.errors.push(Problem {
+                object,
+                message: e.to_string(),
+                affects: vec![],
+            });
+        }
+        return Ok((packs, dangling));
+    }
 }
 
 /// Visit every chunk of every entry of `m` (content lists are read and verified), and the
@@ -518,9 +613,10 @@ fn for_each_chunk(
                 let loc = index.lookup(&id)?;
                 let bases = loc.as_ref().map(|l| l.bases.clone()).unwrap_or_default();
                 f(&id, loc);
-                // A delta needs its bases as much as the snapshot needs the delta.
+                // A delta needs its bases as much as the snapshot needs the delta, plainly
+                // stored (a base that is only held as a delta cannot be used).
                 for b in bases {
-                    f(&b, index.lookup(&b)?);
+                    f(&b, index.lookup(&b)?.filter(|l| l.bases.is_empty()));
                 }
             }
         }

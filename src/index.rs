@@ -38,7 +38,7 @@ const DELTA_BASES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("delt
 const SKETCHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("sketches");
 
 /// Schema of the cache file; bump to force a rebuild after layout changes.
-const SCHEMA: &[u8] = b"dbbackup-index-cache-4";
+const SCHEMA: &[u8] = b"dbbackup-index-cache-5";
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +97,8 @@ pub struct SyncStats {
 pub struct IndexCache {
     db: Database,
     path: PathBuf,
+    /// Commits reach the disk before they return (not for scratch indexes).
+    durable: bool,
     _tempdir: Option<(tempfile::TempDir, crate::interrupt::Registration)>,
 }
 
@@ -147,6 +149,7 @@ impl IndexCache {
                         IndexCache {
                             db,
                             path: path.to_path_buf(),
+                            durable: true,
                             _tempdir: None,
                         },
                         false,
@@ -163,6 +166,7 @@ impl IndexCache {
                         IndexCache {
                             db,
                             path: path.to_path_buf(),
+                            durable: true,
                             _tempdir: None,
                         },
                         true,
@@ -174,29 +178,41 @@ impl IndexCache {
                 Err(e) if e.kind() == ErrorKind::Temporary => {
                     // Another dbbackup process holds the cache: use a private one for this run.
                     tracing::warn!(cache = %path.display(), "index cache is busy in another dbbackup process; using a private temporary cache");
-                    let td = tempfile::Builder::new()
-                        .prefix("tmp-index-")
-                        .tempdir_in(dir)
-                        .map_err(|e| Error::io("cannot create a temporary index cache", e))?;
-                    let p = td.path().join("index.redb");
-                    let tmp_dir = td.path().to_path_buf();
-                    let cleanup = crate::interrupt::on_interrupt(move || {
-                        let _ = std::fs::remove_dir_all(&tmp_dir);
-                    });
-                    let db = Self::try_open(repo, &p)?
-                        .ok_or_else(|| Error::new(ErrorKind::Io, "cannot create a temporary index cache"))?;
-                    return Ok((
-                        IndexCache {
-                            db,
-                            path: p,
-                            _tempdir: Some((td, cleanup)),
-                        },
-                        true,
-                    ));
+                    return Ok((Self::temporary(repo, dir, true)?, true));
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// An empty cache of `repo` in a temporary directory under `dir`, removed when dropped:
+    /// scratch space to build an index in (repair), never synced by itself.
+    pub fn scratch(repo: &Repository, dir: &Path) -> Result<IndexCache> {
+        crate::util::create_dir_private(dir)
+            .map_err(|e| Error::io(format!("cannot create directory {}", dir.display()), e))?;
+        Self::temporary(repo, dir, false)
+    }
+
+    /// An empty cache in a new temporary directory under `dir`, removed when dropped (or
+    /// when the process is interrupted).
+    fn temporary(repo: &Repository, dir: &Path, durable: bool) -> Result<IndexCache> {
+        let td = tempfile::Builder::new()
+            .prefix("tmp-index-")
+            .tempdir_in(dir)
+            .map_err(|e| Error::io("cannot create a temporary index cache", e))?;
+        let p = td.path().join("index.redb");
+        let tmp_dir = td.path().to_path_buf();
+        let cleanup = crate::interrupt::on_interrupt(move || {
+            let _ = std::fs::remove_dir_all(&tmp_dir);
+        });
+        let db = Self::try_open(repo, &p)?
+            .ok_or_else(|| Error::new(ErrorKind::Io, "cannot create a temporary index cache"))?;
+        Ok(IndexCache {
+            db,
+            path: p,
+            durable,
+            _tempdir: Some((td, cleanup)),
+        })
     }
 
     /// `Ok(None)` means: unusable, delete and rebuild.
@@ -382,7 +398,10 @@ impl IndexCache {
 
     fn insert(&self, object: &Id, packs: &[PackBlobs], sketches: &[(Id, Sketch)], plan: bool) -> Result<()> {
         let e = |e: redb::Error| db_err("write", e);
-        let tx = self.db.begin_write().map_err(|x| e(x.into()))?;
+        let mut tx = self.db.begin_write().map_err(|x| e(x.into()))?;
+        if !self.durable {
+            tx.set_durability(redb::Durability::None).map_err(|x| e(x.into()))?;
+        }
         {
             let mut objects = tx
                 .open_table(if plan { PLANS } else { SEGMENTS })
@@ -416,12 +435,27 @@ impl IndexCache {
                 };
                 marks.insert(no, ()).map_err(|x| e(x.into()))?;
                 for b in &p.blobs {
-                    // The first copy of a chunk wins, except that a plainly stored copy
-                    // replaces a delta (a base must be plain: delta depth 1).
-                    let cur = blobs.get(b.id.0).map_err(|x| e(x.into()))?.map(|v| v.value()[9]);
+                    // Of several copies of a chunk, a plainly stored one wins over a delta (a
+                    // base must be plain: delta depth 1), then the lowest (pack id, offset):
+                    // the choice does not depend on the order segments are read in, so every
+                    // cache of the repository reads the same copy.
+                    let cur = blobs.get(b.id.0).map_err(|x| e(x.into()))?.map(|v| v.value());
                     let replace = match cur {
                         None => true,
-                        Some(enc) => enc == Encoding::ZstdDelta as u8 && b.bases.is_empty(),
+                        Some(cur) => {
+                            let cur_delta = cur[9] == Encoding::ZstdDelta as u8;
+                            let new_delta = !b.bases.is_empty();
+                            if cur_delta != new_delta {
+                                cur_delta
+                            } else {
+                                let cur_pack = pid
+                                    .get(pack_no(&cur))
+                                    .map_err(|x| e(x.into()))?
+                                    .map(|v| v.value())
+                                    .unwrap_or([0xff; 32]);
+                                (p.pack.0, b.offset) < (cur_pack, u32_at(&cur, 10))
+                            }
+                        }
                     };
                     if replace {
                         blobs.insert(b.id.0, encode_value(no, b)).map_err(|x| e(x.into()))?;
@@ -459,8 +493,18 @@ impl IndexCache {
 
     /// Where an index segment (not a plan) puts chunk `id`.
     pub fn lookup_indexed(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        self.lookup_in(BLOBS, id)
+    }
+
+    /// Where a deletion plan (not an index segment) puts chunk `id`: a plainly stored copy
+    /// when a plan holds one.
+    pub fn lookup_planned(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        self.lookup_in(PLAN_BLOBS, id)
+    }
+
+    fn lookup_in(&self, table: TableDefinition<[u8; 32], [u8; 22]>, id: &Id) -> Result<Option<BlobLocation>> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
-        let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
+        let blobs = tx.open_table(table).map_err(|e| db_err("read", e))?;
         match blobs.get(id.0).map_err(|e| db_err("read", e))? {
             Some(v) => Self::location(&tx, id, &v.value()).map(Some),
             None => Ok(None),
@@ -537,7 +581,7 @@ impl IndexCache {
                     continue;
                 };
                 let fits = bytes + u64::from(l.raw_length) <= max_bytes;
-                if fits && l.kind == BlobKind::Data && l.bases.is_empty() && self.contains(&b)? {
+                if fits && l.kind == BlobKind::Data && l.bases.is_empty() && self.usable(&b)? {
                     bytes += u64::from(l.raw_length);
                     out.push((b, l));
                 }
@@ -549,19 +593,68 @@ impl IndexCache {
         })
     }
 
-    /// May a writer deduplicate against chunk `id`? Only when an index segment names it in a
-    /// pack that no deletion plan condemns (repo-format §10.1).
-    pub fn contains(&self, id: &Id) -> Result<bool> {
+    /// May a writer deduplicate against chunk `id` (repo-format §10.1)? Only when an index
+    /// segment names it in a pack that no deletion plan condemns and, when that copy is a
+    /// delta, each of its bases is plainly stored data named the same way: a delta is only
+    /// as restorable as its bases, so it is reused by the same rule a plain chunk is.
+    pub fn usable(&self, id: &Id) -> Result<bool> {
+        Ok(self.usable_where(id)?.is_some())
+    }
+
+    /// [`IndexCache::usable`], telling where: the numbers of the packs holding the chunk's
+    /// copy and, for a delta, its bases ([`IndexCache::pack_ids`] names them).
+    pub fn usable_where(&self, id: &Id) -> Result<Option<Vec<u64>>> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
         let blobs = tx.open_table(BLOBS).map_err(|e| db_err("read", e))?;
-        let Some(v) = blobs.get(id.0).map_err(|e| db_err("read", e))? else {
-            return Ok(false);
-        };
         let condemned = tx.open_table(CONDEMNED).map_err(|e| db_err("read", e))?;
-        Ok(condemned
-            .get(pack_no(&v.value()))
-            .map_err(|e| db_err("read", e))?
-            .is_none())
+        let live =
+            |v: &[u8; 22]| -> Result<bool> { Ok(condemned.get(pack_no(v)).map_err(|e| db_err("read", e))?.is_none()) };
+        let Some(v) = blobs.get(id.0).map_err(|e| db_err("read", e))?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        if !live(&v)? {
+            return Ok(None);
+        }
+        let mut packs = vec![pack_no(&v)];
+        if v[9] != Encoding::ZstdDelta as u8 {
+            return Ok(Some(packs));
+        }
+        let deltas = tx.open_table(DELTA_BASES).map_err(|e| db_err("read", e))?;
+        let Some(bases) = deltas.get(id.0).map_err(|e| db_err("read", e))? else {
+            return Ok(None);
+        };
+        for b in bases.value().chunks(32) {
+            let Some(b) = Id::from_slice(b) else { return Ok(None) };
+            let Some(bv) = blobs.get(b.0).map_err(|e| db_err("read", e))?.map(|v| v.value()) else {
+                return Ok(None);
+            };
+            let plain_data = bv[8] == BlobKind::Data as u8 && bv[9] != Encoding::ZstdDelta as u8;
+            if !plain_data || !live(&bv)? {
+                return Ok(None);
+            }
+            packs.push(pack_no(&bv));
+        }
+        Ok(Some(packs))
+    }
+
+    /// The ids of the packs numbered `numbers` (from [`IndexCache::usable_where`]).
+    pub fn pack_ids(&self, numbers: impl IntoIterator<Item = u64>) -> Result<Vec<Id>> {
+        let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
+        let t = tx.open_table(PACK_ID).map_err(|e| db_err("read", e))?;
+        let mut out = Vec::new();
+        for n in numbers {
+            let id = t.get(n).map_err(|e| db_err("read", e))?.map(|v| Id(v.value()));
+            out.push(
+                id.ok_or_else(|| Error::new(ErrorKind::Io, "local index cache is inconsistent; delete it to rebuild"))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Forget everything and read the repository's index and plans again (when a reader
+    /// found the cache disagreeing with storage).
+    pub fn rebuild(&self, repo: &Repository) -> Result<SyncStats> {
+        self.sync_once(repo, true)
     }
 
     /// Is pack `id` named by an index segment?

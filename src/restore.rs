@@ -460,25 +460,6 @@ pub fn restore_snapshot(
     r
 }
 
-/// Whether every blob of `entry` (its content lists and their chunks) is in the index and
-/// not condemned by a deletion plan: then a new snapshot may reference the entry as is, as
-/// deduplication would.
-pub fn entry_reusable(repo: &Repository, index: &IndexCache, entry: &Entry) -> Result<bool> {
-    let rt = repo.store().runtime().clone();
-    for lid in &entry.content {
-        if !index.contains(lid)? {
-            return Ok(false);
-        }
-        let b = rt.block_on(fetch_blob(repo, index, *lid, BlobKind::ContentList))?;
-        for (id, _) in parse_list(lid, &b)? {
-            if !index.contains(&id)? {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
-}
-
 /// Restore entry `e` to file `dest`: written to a temporary name, verified, synced, then
 /// renamed into place (an existing `dest` is replaced only with `overwrite`).
 pub fn restore_file(

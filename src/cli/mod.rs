@@ -10,6 +10,7 @@ mod ls;
 mod output;
 mod password;
 mod prune;
+mod repair;
 mod restore;
 mod restore_pg;
 mod snapshot;
@@ -107,6 +108,9 @@ enum Cmd {
     /// PostgreSQL WAL archiving: push (archive_command), fetch (restore_command), list, stats
     #[command(subcommand)]
     Wal(wal::WalCmd),
+    /// Make a damaged repository consistent again: rebuild the index, or drop what is lost
+    #[command(subcommand)]
+    Repair(repair::RepairCmd),
 }
 
 /// Settings from the configuration file.
@@ -299,6 +303,7 @@ pub fn run() -> ExitCode {
             Cmd::Stats(a) => stats::run(&ctx, a),
             Cmd::Check(a) => check::run(&ctx, a),
             Cmd::Wal(c) => wal::run(&ctx, c),
+            Cmd::Repair(c) => repair::run(&ctx, c),
         }
     })();
     match r {

@@ -86,6 +86,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     }
     let spec = a.snapshot.as_deref().unwrap_or("latest");
     let (id, m) = repo.find_snapshot(spec, a.name.as_deref())?;
+    dbbackup::preflight::ensure_readable(&repo, &index, &m.entries)?;
     let bar = ctx.progress();
     let Some(t) = &a.target else {
         let src = database_source(&m)?;

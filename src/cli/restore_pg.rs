@@ -131,6 +131,7 @@ pub fn run(
             }
         }
     }
+    dbbackup::preflight::ensure_readable(repo, index, &m.entries)?;
     prepare_pgdata(dir, force)?;
     let n = restore_pgdata(repo, index, &m, dir, &ctx.progress())?;
     let mut note = None;

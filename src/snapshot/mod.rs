@@ -125,6 +125,8 @@ pub struct SnapshotWriter<'a> {
     repo: &'a Repository,
     index: &'a IndexCache,
     pending: Mutex<HashSet<Id>>,
+    /// Numbers (in the index cache) of the stored packs this snapshot's reused chunks are in.
+    reused: Mutex<HashSet<u64>>,
     level: i32,
     deltas: bool,
     /// Delta bases recently read, shared by the workers.
@@ -169,6 +171,7 @@ impl<'a> SnapshotWriter<'a> {
             repo,
             index,
             pending: Mutex::default(),
+            reused: Mutex::default(),
             level,
             deltas: opts.deltas && repo.config().deltas(),
             base_cache: BaseCache::new(crate::restore::BASE_CACHE_BYTES),
@@ -213,9 +216,12 @@ impl<'a> SnapshotWriter<'a> {
         self
     }
 
-    /// Is `id` already stored or being stored? Marks it pending when not.
-    fn claim(index: &IndexCache, pending: &Mutex<HashSet<Id>>, id: &Id) -> Result<bool> {
-        if index.contains(id)? {
+    /// Is `id` already stored or being stored? Marks it pending when not. A stored chunk it
+    /// reuses has its packs (a delta's bases' too) recorded, to be found in storage before
+    /// the snapshot commits ([`SnapshotWriter::finish_data`]).
+    fn claim(index: &IndexCache, pending: &Mutex<HashSet<Id>>, reused: &Mutex<HashSet<u64>>, id: &Id) -> Result<bool> {
+        if let Some(packs) = index.usable_where(id)? {
+            reused.lock().map_err(|_| poisoned())?.extend(packs);
             return Ok(false);
         }
         Ok(pending.lock().map_err(|_| poisoned())?.insert(*id))
@@ -224,7 +230,7 @@ impl<'a> SnapshotWriter<'a> {
     /// Store blob `plain` of `kind` unless the repository has it (used for content lists).
     fn store_blob(&self, kind: BlobKind, plain: &[u8]) -> Result<Id> {
         let id = self.repo.keys().chunk_id(plain);
-        if Self::claim(self.index, &self.pending, &id)? {
+        if Self::claim(self.index, &self.pending, &self.reused, &id)? {
             let (enc, sealed) = seal_blob(self.repo.keys(), kind, &id, plain, self.level)?;
             let mut sh = self.shared.lock().map_err(|_| poisoned())?;
             sh.summary.bytes_stored += sealed.len() as u64;
@@ -273,6 +279,7 @@ impl<'a> SnapshotWriter<'a> {
         let (done_tx, done_rx) = unbounded::<Work>();
         let index = self.index;
         let pending = &self.pending;
+        let reused = &self.reused;
         let repo = self.repo;
         let deltas = self.deltas;
         let base_cache = &self.base_cache;
@@ -301,6 +308,7 @@ impl<'a> SnapshotWriter<'a> {
                     repo,
                     index,
                     pending,
+                    reused,
                     cache: base_cache,
                     level,
                     deltas,
@@ -430,6 +438,36 @@ impl<'a> SnapshotWriter<'a> {
         }
         entries.push(entry.clone());
         Ok((entry, counts))
+    }
+
+    /// May `entry` (of an earlier snapshot) be added as is with
+    /// [`SnapshotWriter::add_existing`]? Only when every blob of it (content lists and their
+    /// chunks) is usable as deduplication would reuse it (repo-format §10.1, a delta's bases
+    /// included); its packs are then checked before this snapshot commits, as reused chunks'
+    /// are.
+    pub fn reusable(&self, entry: &Entry) -> Result<bool> {
+        let rt = self.repo.store().runtime().clone();
+        let mut packs = Vec::new();
+        for lid in &entry.content {
+            let Some(p) = self.index.usable_where(lid)? else {
+                return Ok(false);
+            };
+            packs.extend(p);
+            let b = rt.block_on(crate::restore::fetch_blob(
+                self.repo,
+                self.index,
+                *lid,
+                BlobKind::ContentList,
+            ))?;
+            for (id, _) in crate::restore::parse_list(lid, &b)? {
+                let Some(p) = self.index.usable_where(&id)? else {
+                    return Ok(false);
+                };
+                packs.extend(p);
+            }
+        }
+        self.reused.lock().map_err(|_| poisoned())?.extend(packs);
+        Ok(true)
     }
 
     /// Record an entry whose chunks are already in the repository (a file unchanged since
@@ -604,6 +642,8 @@ impl<'a> SnapshotWriter<'a> {
             (packs, summary, sketches)
         };
         self.write_segment(packs, sketches)?;
+        let reused = self.reused.into_inner().map_err(|_| poisoned())?;
+        crate::preflight::ensure_reused_present(self.repo, self.index, reused)?;
         summary.duration_ms = self.started.elapsed().as_millis() as u64;
         let mut entries = self.entries.into_inner().map_err(|_| poisoned())?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));

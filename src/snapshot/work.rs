@@ -81,6 +81,7 @@ pub(super) struct WorkCtx<'a> {
     pub(super) repo: &'a Repository,
     pub(super) index: &'a IndexCache,
     pub(super) pending: &'a Mutex<HashSet<Id>>,
+    pub(super) reused: &'a Mutex<HashSet<u64>>,
     /// Delta bases recently read (the predecessor of a drifted chunk is rebuilt from them).
     pub(super) cache: &'a BaseCache,
     pub(super) level: i32,
@@ -171,7 +172,7 @@ impl WorkCtx<'_> {
     pub(super) fn work(&self, seq: u64, c: Bytes, known: Option<Id>) -> Result<Step> {
         let id = known.unwrap_or_else(|| self.repo.keys().chunk_id(&c));
         let len = c.len() as u32;
-        if !super::SnapshotWriter::claim(self.index, self.pending, &id)? {
+        if !super::SnapshotWriter::claim(self.index, self.pending, self.reused, &id)? {
             return Ok(Step::Done(Work::Dup { seq, id, len }));
         }
         if !self.deltas {

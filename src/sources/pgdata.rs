@@ -341,7 +341,7 @@ pub fn files_backup(
     for f in &list.files {
         let path = format!("{PREFIX}{}", f.path);
         if let (Some((pf, pe)), Some(cut)) = (parent_map.get(&f.path), cutoff) {
-            if pf == f && f.mtime_ns < cut && crate::restore::entry_reusable(repo, index, pe)? {
+            if pf == f && f.mtime_ns < cut && w.reusable(pe)? {
                 let mut e = pe.clone();
                 e.path = path;
                 report.files_reused += 1;
@@ -402,7 +402,21 @@ pub fn files_backup(
         };
         let mut d = e.data;
         d.path = format!("{PREFIX}pg_wal/{name}");
-        w.add_existing(d)?;
+        // Segments archived while this snapshot ran are not in its index yet: sync once.
+        let mut reusable = w.reusable(&d)?;
+        if !reusable {
+            index.sync(repo)?;
+            reusable = w.reusable(&d)?;
+        }
+        if reusable {
+            w.add_existing(d)?;
+        } else {
+            // A prune is moving its chunks: store the segment again, read from the archive.
+            let mut tmp = tempfile::tempfile().map_err(|er| Error::io("cannot create a temporary file", er))?;
+            crate::restore::restore_entry(repo, index, &d, &mut tmp, &crate::progress::NoProgress)?;
+            std::io::Seek::rewind(&mut tmp).map_err(|er| Error::io("cannot read a temporary file", er))?;
+            w.add_stream(&d.path, tmp, progress)?;
+        }
     }
     let json = serde_json::to_vec(&list).map_err(|e| Error::general(format!("cannot encode the file list: {e}")))?;
     w.add_stream(FILE_LIST, json.as_slice(), progress)?;

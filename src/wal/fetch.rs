@@ -22,7 +22,16 @@ use crate::restore::restore_file;
 pub fn fetch(repo: &Repository, index: &IndexCache, file: &str, dest: &Path, progress: &dyn Progress) -> Result<u64> {
     WalFile::parse(file)?;
     let e = archived(repo, file)?.ok_or_else(|| Error::not_found(format!("{file} is not in the WAL archive")))?;
-    restore_file(repo, index, &e.data, dest, true, progress)
+    match restore_file(repo, index, &e.data, dest, true, progress) {
+        // The file is renamed into place only once verified, so a failed try leaves nothing:
+        // a cache that disagrees with the repository is rebuilt, and the file read again.
+        Err(er) if er.kind() == ErrorKind::Corrupt => {
+            tracing::info!(error = %er, "rebuilding the local index cache and reading {file} again");
+            index.rebuild(repo)?;
+            restore_file(repo, index, &e.data, dest, true, progress)
+        }
+        r => r,
+    }
 }
 
 /// The catalog entry of `file`, if archived; two entries with different content are damage.

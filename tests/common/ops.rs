@@ -114,3 +114,21 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `len` random bytes from `seed`.
+pub fn random(seed: u64, len: usize) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+/// `base` with one byte changed every 50 KB: most 64 KiB chunks change a little, so a
+/// snapshot of it after one of `base` stores them as deltas.
+pub fn edited(base: &[u8], salt: u8) -> Vec<u8> {
+    let mut v = base.to_vec();
+    for i in (1000..v.len()).step_by(50_000) {
+        v[i] ^= salt;
+    }
+    v
+}

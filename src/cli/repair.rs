@@ -1,0 +1,124 @@
+//! `dbbackup repair index|snapshots [--dry-run]`: make a damaged repository consistent again.
+//! Both take an exclusive lock (nothing else runs meanwhile) and print what they changed.
+
+use dbbackup::lock;
+use dbbackup::repair::index::IndexRepairOptions;
+use dbbackup::repair::{repair_index, repair_snapshots};
+
+use super::{output, Ctx};
+
+/// Repair subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum RepairCmd {
+    /// Rebuild the index from the packs' own headers (after a lost or damaged index segment)
+    Index(Opts),
+    /// Remove from snapshots what can no longer be restored; forget snapshots nothing is left of
+    Snapshots(Opts),
+}
+
+/// Options of both.
+#[derive(clap::Args, Debug)]
+pub struct Opts {
+    /// Show what would change without changing anything
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+}
+
+/// Run `repair`.
+pub fn run(ctx: &Ctx, cmd: RepairCmd) -> anyhow::Result<()> {
+    let repo = ctx.open()?;
+    let _lock = lock::acquire(&repo, "repair", true)?;
+    let bar = ctx.progress();
+    match cmd {
+        RepairCmd::Index(o) => {
+            let opts = IndexRepairOptions {
+                dry_run: o.dry_run,
+                work_dir: ctx.cache_dir()?.join(repo.config().id.to_hex()),
+            };
+            let r = repair_index(&repo, &opts, &bar)?;
+            if ctx.g.json {
+                return output::json(&r);
+            }
+            let verb = if r.dry_run { "would index" } else { "indexed" };
+            println!(
+                "read {} index segments ({} damaged); {} packs in storage: {} from segments, {} from their headers",
+                r.segments_read,
+                r.segments_damaged.len(),
+                r.packs,
+                r.packs_from_segments,
+                r.packs_from_headers
+            );
+            for p in &r.packs_unreadable {
+                println!("pack data/{p}: header cannot be read; left unindexed (see `dbbackup check --read-data`)");
+            }
+            for p in &r.packs_missing {
+                println!("pack data/{p}: named by the index but missing from storage; its chunks are dropped");
+            }
+            if r.dangling_deltas_dropped > 0 {
+                println!(
+                    "{} deltas whose bases are gone left out of the index",
+                    r.dangling_deltas_dropped
+                );
+            }
+            if !r.plans_damaged.is_empty() {
+                println!("{} damaged deletion plans removed", r.plans_damaged.len());
+            }
+            println!(
+                "{verb} {} chunks{}",
+                r.chunks,
+                if r.dry_run {
+                    String::new()
+                } else {
+                    format!(" in {} new index segments", r.segments_written)
+                }
+            );
+            println!("next: `dbbackup check`; `dbbackup repair snapshots` if it names snapshots that lost chunks");
+        }
+        RepairCmd::Snapshots(o) => {
+            let index = ctx.index(&repo)?;
+            let r = repair_snapshots(&repo, &index, o.dry_run, &bar)?;
+            if ctx.g.json {
+                return output::json(&r);
+            }
+            let (rewrite, forget) = if r.dry_run {
+                ("would write again", "would forget")
+            } else {
+                ("written again as", "forgot")
+            };
+            for s in &r.rewritten {
+                let new = s.replaced_by.map(|i| format!(" {}", i.short())).unwrap_or_default();
+                println!("snapshot {} ({}): {rewrite}{new} without:", s.id.short(), s.name);
+                for l in &s.lost {
+                    println!("  {}: {}", l.path, l.error);
+                }
+            }
+            for s in &r.forgotten {
+                println!(
+                    "snapshot {} ({}): {forget}, nothing restorable left:",
+                    s.id.short(),
+                    s.name
+                );
+                for l in &s.lost {
+                    println!("  {}: {}", l.path, l.error);
+                }
+            }
+            for w in &r.wal_files_removed {
+                println!("WAL file {}: removed from the archive: {}", w.path, w.error);
+            }
+            for (id, e) in &r.unreadable {
+                println!("snapshot {}: manifest unreadable, left alone ({e})", id.short());
+            }
+            println!(
+                "{} snapshots: {} intact, {} repaired, {} forgotten",
+                r.snapshots,
+                r.intact,
+                r.rewritten.len(),
+                r.forgotten.len()
+            );
+            if !r.dry_run && (!r.rewritten.is_empty() || !r.forgotten.is_empty() || !r.wal_files_removed.is_empty()) {
+                println!("next: `dbbackup prune` frees what nothing needs any more");
+            }
+        }
+    }
+    Ok(())
+}

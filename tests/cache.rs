@@ -1,0 +1,191 @@
+//! The local index cache is never believed over the repository: a cache left from before a
+//! prune (finished or killed) is brought up to date before anything is read or reused, and a
+//! cache that names packs the repository does not have is rebuilt before a restore writes a
+//! byte and before a snapshot commits (which then fails with exit 75, committing nothing).
+
+mod common;
+
+use std::path::Path;
+
+use common::ops::{check_clean, copy_dir, edited, random, small_repo};
+use common::{cli, json, stderr};
+
+/// `snapshot --stdin` of `data` with the cache in `cache`: the command's output.
+fn snap(home: &Path, repo: &Path, cache: &Path, data: &[u8]) -> std::process::Output {
+    cli(home)
+        .env("DBBACKUP_CACHE_DIR", cache)
+        .arg("-r")
+        .arg(repo)
+        .args(["--json", "snapshot", "--stdin", "--name", "db"])
+        .write_stdin(data.to_vec())
+        .output()
+        .unwrap()
+}
+
+fn id_of(o: &std::process::Output) -> String {
+    json(o)["id"].as_str().unwrap().to_string()
+}
+
+fn restore(home: &Path, repo: &Path, cache: &Path, id: &str) -> std::process::Output {
+    cli(home)
+        .env("DBBACKUP_CACHE_DIR", cache)
+        .arg("-r")
+        .arg(repo)
+        .args(["-v", "restore", id, "--target", "-"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_cache_from_before_a_prune_is_brought_up_to_date_before_it_is_used() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let repo = h.join("repo");
+    let cache = h.join("cache");
+    let x = random(1, 2_000_000);
+    let c = init_like(h, &repo, &cache, &x);
+    // `stale` stays as it was before any prune.
+    let stale = h.join("stale");
+    copy_dir(&cache, &stale);
+
+    // A prune killed after writing its new index, before deleting the old segments, run
+    // with a cache of its own.
+    let kill_at = first_index_delete(h, &repo);
+    let o = cli(h)
+        .env("DBBACKUP_CACHE_DIR", h.join("other"))
+        .env("DBBACKUP_TEST_KILL_AT_MUTATION", kill_at.to_string())
+        .arg("-r")
+        .arg(&repo)
+        .args(["prune", "--max-unused", "0%"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "prune was killed: {}", stderr(&o));
+    // `mid` syncs now: it knows the old and the new segments side by side.
+    let mid = h.join("mid");
+    copy_dir(&stale, &mid);
+    let r = restore(h, &repo, &mid, &c);
+    assert!(r.status.success() && r.stdout == edited(&x, 0x22), "{}", stderr(&r));
+
+    // Another prune, with its own cache, finishes the job: old segments and packs go.
+    std::fs::remove_dir_all(repo.join("locks")).unwrap();
+    let o = cli(h)
+        .env("DBBACKUP_CACHE_DIR", h.join("other"))
+        .arg("-r")
+        .arg(&repo)
+        .args(["--json", "prune", "--max-unused", "0%"])
+        .output()
+        .unwrap();
+    assert!(
+        json(&o)["prune"]["packs_deleted"].as_u64().unwrap() > 0,
+        "{}",
+        stderr(&o)
+    );
+
+    for cache in [&stale, &mid] {
+        // A snapshot through the old cache reuses only what is there; everything restores.
+        let again = edited(&x, 0x11);
+        let d = id_of(&snap(h, &repo, cache, &again));
+        let empty = tempfile::tempdir().unwrap();
+        let r = restore(h, &repo, empty.path(), &d);
+        assert!(r.status.success() && r.stdout == again, "{}", stderr(&r));
+        let r = restore(h, &repo, cache, &c);
+        assert!(r.status.success() && r.stdout == edited(&x, 0x22), "{}", stderr(&r));
+    }
+    check_clean(h, &repo, true);
+}
+
+/// Three snapshots, of `x` and of two edits of it (stored as deltas), the first two
+/// forgotten, the cache synced; the id of the third.
+fn init_like(home: &Path, repo: &Path, cache: &Path, x: &[u8]) -> String {
+    common::init_repo(home, repo, &["--pack-size", "1M", "--chunk-avg", "65536"]);
+    let a = id_of(&snap(home, repo, cache, x));
+    let b = id_of(&snap(home, repo, cache, &edited(x, 0x11)));
+    let c = id_of(&snap(home, repo, cache, &edited(x, 0x22)));
+    common::ok(
+        cli(home)
+            .env("DBBACKUP_CACHE_DIR", cache)
+            .arg("-r")
+            .arg(repo)
+            .args(["forget", &a, &b])
+            .output()
+            .unwrap(),
+        "forget",
+    );
+    c
+}
+
+/// The storage write at which a prune of a copy of `repo` first deletes an index segment.
+fn first_index_delete(home: &Path, repo: &Path) -> u64 {
+    let trial = home.join("trial");
+    copy_dir(repo, &trial);
+    let o = cli(home)
+        .env("DBBACKUP_CACHE_DIR", home.join("trial-cache"))
+        .env("DBBACKUP_TEST_KILL_AT_MUTATION", "0")
+        .arg("-r")
+        .arg(&trial)
+        .args(["prune", "--max-unused", "0%"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let n = stderr(&o)
+        .lines()
+        .filter(|l| l.starts_with("test-mutation "))
+        .find(|l| l.contains(" delete index/"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .expect("prune deletes an index segment");
+    std::fs::remove_dir_all(&trial).unwrap();
+    n
+}
+
+/// Point every pack number of the index cache in `cache` at a pack that does not exist, as
+/// a damaged cache file could (its segment list still matches the repository).
+fn scramble(cache: &Path) {
+    use redb::{ReadableTable, TableDefinition};
+    const PACK_ID: TableDefinition<u64, [u8; 32]> = TableDefinition::new("pack_id");
+    let dir = std::fs::read_dir(cache).unwrap().find_map(|e| {
+        let p = e.unwrap().path();
+        p.join("index.redb").exists().then_some(p)
+    });
+    let db = redb::Database::open(dir.unwrap().join("index.redb")).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut t = tx.open_table(PACK_ID).unwrap();
+        let keys: Vec<u64> = t.iter().unwrap().map(|r| r.unwrap().0.value()).collect();
+        for k in keys {
+            let mut bogus = [0x5a; 32];
+            bogus[..8].copy_from_slice(&k.to_le_bytes());
+            t.insert(k, bogus).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_cache_naming_packs_that_are_gone_is_rebuilt_before_restore_and_before_commit() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let repo = small_repo(h);
+    let cache = h.join("cache");
+    let x = random(2, 1_500_000);
+    let a = id_of(&snap(h, &repo, &cache, &x));
+
+    // Restore: the cache is rebuilt before the first byte is written.
+    scramble(&cache);
+    let r = restore(h, &repo, &cache, &a);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(r.stdout == x, "restored bytes differ");
+    assert!(stderr(&r).contains("rebuilding"), "{}", stderr(&r));
+
+    // Snapshot: reusing chunks through the damaged cache commits nothing (exit 75) ...
+    scramble(&cache);
+    let before = common::ops::snapshot_ids(h, &repo);
+    let o = snap(h, &repo, &cache, &x);
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    assert_eq!(common::ops::snapshot_ids(h, &repo), before, "nothing committed");
+    // ... and the next run, with the rebuilt cache, succeeds and restores.
+    let b = id_of(&snap(h, &repo, &cache, &x));
+    let empty = tempfile::tempdir().unwrap();
+    let r = restore(h, &repo, empty.path(), &b);
+    assert!(r.status.success() && r.stdout == x, "{}", stderr(&r));
+    check_clean(h, &repo, true);
+}
