@@ -249,7 +249,8 @@ impl ReadData {
 pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progress: &dyn Progress) -> Result<Report> {
     let mut rep = Report::default();
     let mut damaged_packs: BTreeMap<Id, String> = BTreeMap::new();
-    let mut broken_deltas: BTreeMap<Id, String> = BTreeMap::new();
+    // Deltas that could not be rebuilt: message, and whether only a deletion plan names them.
+    let mut broken_deltas: BTreeMap<Id, (String, bool)> = BTreeMap::new();
     let bad = |rep: &mut Report, object: String, e: &Error| {
         rep.errors.push(Problem {
             object,
@@ -395,7 +396,8 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         let total: u64 = to_read.iter().map(|p| p.1).sum();
         progress.start("check", Some(total));
         let rt = repo.store().runtime().clone();
-        type PackResult = Result<(u64, u64, Vec<(Id, Error)>)>;
+        // (blobs, bytes, deltas that could not be rebuilt: chunk, why, named only by a plan)
+        type PackResult = Result<(u64, u64, Vec<(Id, Error, bool)>)>;
         let cache = crate::restore::BaseCache::new(crate::restore::BASE_CACHE_BYTES);
         let cache = &cache;
         let results: Vec<(Id, PackResult)> = rt.block_on(async {
@@ -413,20 +415,22 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
                         // Every delta is rebuilt from its base and checked against its id.
                         let mut broken = Vec::new();
                         for e in entries.iter().filter(|e| !e.bases.is_empty()) {
-                            // Only the copy readers use: a delta the index does not name here
-                            // (left in a pack by prune, or in a pack no segment names) is never
-                            // read, and its bases may rightly be gone.
-                            let read_here = index
-                                .lookup(&e.id)?
-                                .is_some_and(|l| l.pack == id && l.offset == e.offset);
-                            if !read_here {
+                            // Only the copy readers use: a delta no segment and no plan names
+                            // here (left in a pack by prune, or in a pack an interrupted
+                            // snapshot left) is never read, and its bases may rightly be gone.
+                            // A copy only a deletion plan names is garbage unless a snapshot
+                            // needs it (an interrupted sweep may have deleted its bases).
+                            let here = |l: &BlobLocation| l.pack == id && l.offset == e.offset;
+                            let indexed = index.lookup_indexed(&e.id)?;
+                            let planned = indexed.is_none() && index.lookup_planned(&e.id)?.is_some_and(|l| here(&l));
+                            if !indexed.is_some_and(|l| here(&l)) && !planned {
                                 continue;
                             }
                             if let Err(er) = rebuild_delta(repo, index, &id, e, &bytes, cache).await {
                                 if !matches!(er.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) {
                                     return Err(er);
                                 }
-                                broken.push((e.id, er));
+                                broken.push((e.id, er, planned));
                             }
                         }
                         Ok((entries.len() as u64, n, broken))
@@ -447,8 +451,9 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
                     rep.packs_read += 1;
                     rep.blobs_read += blobs;
                     rep.bytes_read += bytes;
-                    for (chunk, e) in broken {
-                        broken_deltas.insert(chunk, format!("{} (read from {})", e, pack_path(&id)));
+                    for (chunk, e, planned) in broken {
+                        let msg = format!("{} (read from {})", e, pack_path(&id));
+                        broken_deltas.insert(chunk, (msg, planned));
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
@@ -493,11 +498,15 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
                 }
             }
         }
-        for (d, msg) in broken_deltas {
+        for (d, (msg, planned)) in broken_deltas {
+            let affects = delta_affects.remove(&d).unwrap_or_default();
+            if planned && affects.is_empty() {
+                continue; // condemned garbage no snapshot needs: the next sweep deletes it
+            }
             rep.errors.push(Problem {
                 object: format!("chunk {d}"),
                 message: msg,
-                affects: delta_affects.remove(&d).unwrap_or_default(),
+                affects,
             });
         }
         for (p, msg) in damaged_packs {

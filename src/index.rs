@@ -32,13 +32,16 @@ const SEG_PACKS: TableDefinition<u64, ()> = TableDefinition::new("seg_packs");
 const PLANS: TableDefinition<[u8; 32], ()> = TableDefinition::new("plans");
 const PLAN_BLOBS: TableDefinition<[u8; 32], [u8; 22]> = TableDefinition::new("plan_blobs");
 const CONDEMNED: TableDefinition<u64, ()> = TableDefinition::new("condemned");
-/// Base chunks of every delta blob, their ids concatenated (segments and plans alike).
+/// Base chunks of the delta copy [`BLOBS`] holds, their ids concatenated.
 const DELTA_BASES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("delta_bases");
+/// The same for [`PLAN_BLOBS`]: a plan and a segment may hold different delta copies of one
+/// chunk, against different bases.
+const PLAN_DELTA_BASES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("plan_delta_bases");
 /// Super-feature -> the chunk whose sketch last recorded it (repo-format §7.1).
 const SKETCHES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("sketches");
 
 /// Schema of the cache file; bump to force a rebuild after layout changes.
-const SCHEMA: &[u8] = b"dbbackup-index-cache-5";
+const SCHEMA: &[u8] = b"dbbackup-index-cache-6";
 
 /// Where a blob is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +267,7 @@ impl IndexCache {
                 tx.open_table(PLAN_BLOBS)?;
                 tx.open_table(CONDEMNED)?;
                 tx.open_table(DELTA_BASES)?;
+                tx.open_table(PLAN_DELTA_BASES)?;
                 tx.open_table(SKETCHES)?;
             }
             if fresh {
@@ -368,8 +372,10 @@ impl IndexCache {
         tx.open_table(PACK_NO).map_err(|x| e(x.into()))?;
         tx.delete_table(PACK_ID).map_err(|x| e(x.into()))?;
         tx.open_table(PACK_ID).map_err(|x| e(x.into()))?;
-        tx.delete_table(DELTA_BASES).map_err(|x| e(x.into()))?;
-        tx.open_table(DELTA_BASES).map_err(|x| e(x.into()))?;
+        for t in [DELTA_BASES, PLAN_DELTA_BASES] {
+            tx.delete_table(t).map_err(|x| e(x.into()))?;
+            tx.open_table(t).map_err(|x| e(x.into()))?;
+        }
         tx.delete_table(SKETCHES).map_err(|x| e(x.into()))?;
         tx.open_table(SKETCHES).map_err(|x| e(x.into()))?;
         tx.commit().map_err(|x| e(x.into()))
@@ -384,6 +390,8 @@ impl IndexCache {
         tx.open_table(PLAN_BLOBS).map_err(|x| e(x.into()))?;
         tx.delete_table(CONDEMNED).map_err(|x| e(x.into()))?;
         tx.open_table(CONDEMNED).map_err(|x| e(x.into()))?;
+        tx.delete_table(PLAN_DELTA_BASES).map_err(|x| e(x.into()))?;
+        tx.open_table(PLAN_DELTA_BASES).map_err(|x| e(x.into()))?;
         tx.commit().map_err(|x| e(x.into()))
     }
 
@@ -414,7 +422,9 @@ impl IndexCache {
             let mut marks = tx
                 .open_table(if plan { CONDEMNED } else { SEG_PACKS })
                 .map_err(|x| e(x.into()))?;
-            let mut deltas = tx.open_table(DELTA_BASES).map_err(|x| e(x.into()))?;
+            let mut deltas = tx
+                .open_table(if plan { PLAN_DELTA_BASES } else { DELTA_BASES })
+                .map_err(|x| e(x.into()))?;
             let mut sk_table = tx.open_table(SKETCHES).map_err(|x| e(x.into()))?;
             let mut next = pid
                 .last()
@@ -482,10 +492,10 @@ impl IndexCache {
     /// exist while a plan names them). `None` when the repository does not hold it.
     pub fn lookup(&self, id: &Id) -> Result<Option<BlobLocation>> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
-        for table in [BLOBS, PLAN_BLOBS] {
+        for (table, bases) in [(BLOBS, DELTA_BASES), (PLAN_BLOBS, PLAN_DELTA_BASES)] {
             let blobs = tx.open_table(table).map_err(|e| db_err("read", e))?;
             if let Some(v) = blobs.get(id.0).map_err(|e| db_err("read", e))? {
-                return Self::location(&tx, id, &v.value()).map(Some);
+                return Self::location(&tx, bases, id, &v.value()).map(Some);
             }
         }
         Ok(None)
@@ -493,25 +503,35 @@ impl IndexCache {
 
     /// Where an index segment (not a plan) puts chunk `id`.
     pub fn lookup_indexed(&self, id: &Id) -> Result<Option<BlobLocation>> {
-        self.lookup_in(BLOBS, id)
+        self.lookup_in(BLOBS, DELTA_BASES, id)
     }
 
     /// Where a deletion plan (not an index segment) puts chunk `id`: a plainly stored copy
     /// when a plan holds one.
     pub fn lookup_planned(&self, id: &Id) -> Result<Option<BlobLocation>> {
-        self.lookup_in(PLAN_BLOBS, id)
+        self.lookup_in(PLAN_BLOBS, PLAN_DELTA_BASES, id)
     }
 
-    fn lookup_in(&self, table: TableDefinition<[u8; 32], [u8; 22]>, id: &Id) -> Result<Option<BlobLocation>> {
+    fn lookup_in(
+        &self,
+        table: TableDefinition<[u8; 32], [u8; 22]>,
+        bases: TableDefinition<[u8; 32], &[u8]>,
+        id: &Id,
+    ) -> Result<Option<BlobLocation>> {
         let tx = self.db.begin_read().map_err(|e| db_err("read", e))?;
         let blobs = tx.open_table(table).map_err(|e| db_err("read", e))?;
         match blobs.get(id.0).map_err(|e| db_err("read", e))? {
-            Some(v) => Self::location(&tx, id, &v.value()).map(Some),
+            Some(v) => Self::location(&tx, bases, id, &v.value()).map(Some),
             None => Ok(None),
         }
     }
 
-    fn location(tx: &redb::ReadTransaction, id: &Id, v: &[u8; 22]) -> Result<BlobLocation> {
+    fn location(
+        tx: &redb::ReadTransaction,
+        bases_table: TableDefinition<[u8; 32], &[u8]>,
+        id: &Id,
+        v: &[u8; 22],
+    ) -> Result<BlobLocation> {
         let inconsistent = || Error::new(ErrorKind::Io, "local index cache is inconsistent; delete it to rebuild");
         let packs = tx.open_table(PACK_ID).map_err(|e| db_err("read", e))?;
         let pack = packs
@@ -523,7 +543,7 @@ impl IndexCache {
             return Err(inconsistent());
         };
         let bases = if encoding == Encoding::ZstdDelta {
-            let t = tx.open_table(DELTA_BASES).map_err(|e| db_err("read", e))?;
+            let t = tx.open_table(bases_table).map_err(|e| db_err("read", e))?;
             let b = t.get(id.0).map_err(|e| db_err("read", e))?.ok_or_else(inconsistent)?;
             let ids = b.value().chunks(32).map(Id::from_slice).collect::<Option<Vec<_>>>();
             ids.filter(|v| !v.is_empty()).ok_or_else(inconsistent)?

@@ -189,3 +189,51 @@ fn a_cache_naming_packs_that_are_gone_is_rebuilt_before_restore_and_before_commi
     assert!(r.status.success() && r.stdout == x, "{}", stderr(&r));
     check_clean(h, &repo, true);
 }
+
+#[test]
+fn a_delta_copy_in_a_plan_does_not_change_the_bases_of_the_indexed_copy() {
+    use dbbackup::format::index::{IndexSegment, PackBlobs};
+    use dbbackup::format::pack::BlobEntry;
+    use dbbackup::format::pending::DeletionPlan;
+    use dbbackup::format::{BlobKind, Encoding, Id, ObjectKind};
+
+    // One chunk stored twice as a delta against different bases: the copy a segment names
+    // (indexed) and one a deletion plan names (a writer stored it again while the first
+    // was condemned, or the other way round).
+    let t = common::TestRepo::new();
+    let chunk = Id::of_stored(b"chunk");
+    let delta = |pack: &[u8], base: &[u8]| PackBlobs {
+        pack: Id::of_stored(pack),
+        blobs: vec![BlobEntry {
+            id: chunk,
+            kind: BlobKind::Data,
+            encoding: Encoding::ZstdDelta,
+            offset: 0,
+            length: 100,
+            raw_length: 1000,
+            bases: vec![Id::of_stored(base)],
+        }],
+    };
+    let seg = IndexSegment {
+        supersedes: vec![],
+        packs: vec![delta(b"indexed pack", b"base one")],
+        sketches: vec![],
+    };
+    t.repo.save_object(ObjectKind::Index, &seg.encode()).unwrap();
+    let plan = DeletionPlan {
+        created: jiff::Timestamp::now(),
+        packs: vec![delta(b"condemned pack", b"base two")],
+    };
+    t.repo.save_object(ObjectKind::Pending, &plan.encode()).unwrap();
+    t.index.rebuild(&t.repo).unwrap();
+    for l in [
+        t.index.lookup(&chunk).unwrap().unwrap(),
+        t.index.lookup_indexed(&chunk).unwrap().unwrap(),
+    ] {
+        assert_eq!(l.pack, Id::of_stored(b"indexed pack"));
+        assert_eq!(l.bases, vec![Id::of_stored(b"base one")], "bases of the copy named");
+    }
+    let p = t.index.lookup_planned(&chunk).unwrap().unwrap();
+    assert_eq!(p.pack, Id::of_stored(b"condemned pack"));
+    assert_eq!(p.bases, vec![Id::of_stored(b"base two")]);
+}
