@@ -3,7 +3,9 @@
 # chunks, 1.6 GB of unique random data; consecutive snapshots share half their data), then
 # wall time and peak RSS of `prune --keep-last 25`, of a prune with nothing to do, of `check`
 # and of `check --read-data` — the last beside `sha256sum` of the same packs, measured in the
-# same run, as the reference. Heavy: run on demand, not in CI.
+# same run, as the reference. With BASELINE_BIN=PATH (another build of dbbackup), the same
+# operations run with it on an identical copy of the repository, and each figure is given as
+# a ratio to it. Heavy: run on demand, not in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -q
@@ -30,13 +32,21 @@ for i in $(seq 1 50); do
 done
 rm -f "$WORK"/p*
 "$BIN" stats
+[ -n "${BASELINE_BIN:-}" ] && cp -a "$WORK/repo" "$WORK/repo-baseline"
 
-read -r TP RP < <(run "$BIN" prune --keep-last 25 --max-unused 5%)
+measure() { # binary repo cache -> prints "TP RP TN RN TC RC TR RR"
+    local bin=$1
+    export DBBACKUP_REPOSITORY=$2 DBBACKUP_CACHE_DIR=$3
+    read -r TP RP < <(run "$bin" prune --keep-last 25 --max-unused 5%)
+    read -r TN RN < <(run "$bin" prune)
+    read -r TC RC < <(run "$bin" check)
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    read -r TR RR < <(run "$bin" check --read-data)
+    echo "$TP $RP $TN $RN $TC $RC $TR $RR"
+}
+
+read -r TP RP TN RN TC RC TR RR < <(measure "$BIN" "$WORK/repo" "$WORK/cache")
 "$BIN" --json prune -n | python3 -c 'import json,sys; p=json.load(sys.stdin)["prune"]; print("after prune:", p["snapshots"], "snapshots,", p["chunks_referenced"], "chunks,", p["packs"], "packs,", p["bytes"], "bytes")'
-read -r TN RN < <(run "$BIN" prune)
-read -r TC RC < <(run "$BIN" check)
-sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-read -r TR RR < <(run "$BIN" check --read-data)
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 read -r TS _ < <(run sh -c "find '$WORK/repo/data' -type f -print0 | xargs -0 -P 2 -n 64 sha256sum")
 BYTES=$(du -sb "$WORK/repo/data" | cut -f1)
@@ -48,3 +58,14 @@ printf '%-32s %10s %14s\n' "prune, nothing to do" "$TN" "$((RN / 1024))"
 printf '%-32s %10s %14s\n' "check (structure)" "$TC" "$((RC / 1024))"
 printf '%-32s %10s %14s   %s MB/s; sha256sum of the packs (2 procs): %s MB/s, ratio %s\n' "check --read-data" "$TR" "$((RR / 1024))" \
     "$(mbps "$BYTES" "$TR")" "$(mbps "$BYTES" "$TS")" "$(python3 -c "print(f'{$TS/$TR:.2f}')")"
+
+if [ -n "${BASELINE_BIN:-}" ]; then
+    read -r BP BRP BN BRN BC BRC BR BRR < <(measure "$BASELINE_BIN" "$WORK/repo-baseline" "$WORK/cache-baseline")
+    ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+    printf '\nbaseline %s on an identical copy (ratio = this build / baseline)\n' "$BASELINE_BIN"
+    printf '%-32s %10s %8s %14s %8s\n' "operation" "wall s" "ratio" "peak RSS MiB" "ratio"
+    printf '%-32s %10s %8s %14s %8s\n' "prune --keep-last 25 (50 snaps)" "$BP" "$(ratio "$TP" "$BP")" "$((BRP / 1024))" "$(ratio "$RP" "$BRP")"
+    printf '%-32s %10s %8s %14s %8s\n' "prune, nothing to do" "$BN" "$(ratio "$TN" "$BN")" "$((BRN / 1024))" "$(ratio "$RN" "$BRN")"
+    printf '%-32s %10s %8s %14s %8s\n' "check (structure)" "$BC" "$(ratio "$TC" "$BC")" "$((BRC / 1024))" "$(ratio "$RC" "$BRC")"
+    printf '%-32s %10s %8s %14s %8s\n' "check --read-data" "$BR" "$(ratio "$TR" "$BR")" "$((BRR / 1024))" "$(ratio "$RR" "$BRR")"
+fi

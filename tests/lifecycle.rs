@@ -414,12 +414,14 @@ fn run_seed(seed: u64, steps: usize) {
             );
         }
     }
+    let count = |what: &str| w.log.iter().filter(|l| l.contains(what)).count();
     eprintln!(
-        "lifecycle seed {seed}: {steps} steps clean; {} snapshots kept; {} new chunks, {} of them deltas; {}",
+        "lifecycle seed {seed}: {steps} steps clean; {} snapshots kept; {} new chunks, {} of them deltas; {} prunes, {} kills",
         w.saved.len(),
         w.chunks_new,
         w.deltas,
-        w.log.join("; ")
+        count("prune"),
+        count("killed at mutation") + count("killed at Some"),
     );
 }
 
