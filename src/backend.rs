@@ -366,6 +366,16 @@ impl Store {
             .map_err(|e| self.map_err("cannot stat", path, e))
     }
 
+    /// When an object was last written, by storage's clock (`None` when the backend does not
+    /// say).
+    pub async fn modified_async(&self, path: &str) -> Result<Option<jiff::Timestamp>> {
+        self.op
+            .stat(path)
+            .await
+            .map(|m| m.last_modified().map(jiff::Timestamp::from))
+            .map_err(|e| self.map_err("cannot stat", path, e))
+    }
+
     /// Names and sizes of the objects under `dir/` (recursive), names relative to `dir`.
     pub async fn list_async(&self, dir: &str) -> Result<Vec<(String, u64)>> {
         let prefix = format!("{}/", dir.trim_end_matches('/'));
@@ -398,6 +408,17 @@ impl Store {
     /// Delete an object (missing is fine).
     pub async fn delete_async(&self, path: &str) -> Result<()> {
         fault_point("delete", path);
+        if let Some(root) = &self.local {
+            // Directly: a refused delete (read-only file system) fails at once, not after the
+            // retry layer's back-off.
+            return match std::fs::remove_file(root.join(path)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+                    format!("cannot delete `{path}` in repository {}", self.display),
+                    e,
+                )),
+                _ => Ok(()),
+            };
+        }
         self.op
             .delete(path)
             .await
@@ -462,6 +483,10 @@ impl Store {
     /// Blocking [`Store::sha256_async`].
     pub fn sha256(&self, path: &str) -> Result<[u8; 32]> {
         self.rt.block_on(self.sha256_async(path))
+    }
+    /// Blocking [`Store::modified_async`].
+    pub fn modified(&self, path: &str) -> Result<Option<jiff::Timestamp>> {
+        self.rt.block_on(self.modified_async(path))
     }
     /// Blocking [`Store::size_async`].
     pub fn size(&self, path: &str) -> Result<u64> {

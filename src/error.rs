@@ -122,7 +122,7 @@ impl Error {
     pub fn io(what: impl fmt::Display, e: std::io::Error) -> Self {
         let kind = match e.kind() {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::Permission,
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => ErrorKind::Permission,
             std::io::ErrorKind::AlreadyExists => ErrorKind::CantCreate,
             _ => ErrorKind::Io,
         };

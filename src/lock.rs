@@ -64,27 +64,142 @@ fn payload(operation: &str, exclusive: bool, started: jiff::Timestamp) -> Vec<u8
     serde_json::to_vec(&l).unwrap_or_default()
 }
 
-/// Live (not stale) locks other than the objects in `except`.
-pub fn live_locks(repo: &Repository, except: &[Id]) -> Result<Vec<(Id, Lock)>> {
+/// Operation name given to a lock object that cannot be read (damaged, not JSON, sealed with
+/// another repository's keys).
+pub const UNREADABLE: &str = "unreadable lock";
+
+/// A lock object as listed, with what it says.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// The lock object's id.
+    pub id: Id,
+    /// Its content; for an unreadable object, a stand-in: operation [`UNREADABLE`], no start
+    /// time (it counts as started at the beginning of time), written when storage says it was.
+    pub lock: Lock,
+    /// Why the object could not be read.
+    pub unreadable: Option<String>,
+}
+
+impl Holder {
+    /// One line for messages: who holds it, since when.
+    pub fn describe(&self) -> String {
+        match &self.unreadable {
+            Some(why) => format!(
+                "an unreadable lock object locks/{} written at {} ({why})",
+                self.id, self.lock.time
+            ),
+            None => format!(
+                "`{}` (pid {} on {}, since {})",
+                self.lock.operation,
+                self.lock.pid,
+                self.lock.hostname,
+                self.lock.started.unwrap_or(self.lock.time)
+            ),
+        }
+    }
+
+    /// Not refreshed for [`STALE_AFTER`] (an unreadable object: written that long ago, by
+    /// storage's clock), or taken on this host by a process that no longer exists.
+    pub fn is_stale(&self) -> bool {
+        let age = jiff::Timestamp::now().duration_since(self.lock.time);
+        age.as_secs() >= STALE_AFTER.as_secs() as i64 || dead_here(&self.lock)
+    }
+}
+
+/// Every lock object in the repository. An object that fails authentication or cannot be
+/// parsed is listed as unreadable, dated by storage's modification time (now when the backend
+/// has none, so it never looks stale before `unlock` removes it).
+pub fn list(repo: &Repository) -> Result<Vec<Holder>> {
     let mut out = Vec::new();
     for id in repo.list_ids(ObjectKind::Lock)? {
-        if except.contains(&id) {
-            continue;
-        }
-        let lock: Lock = match repo.load_object(ObjectKind::Lock, &id) {
-            Ok(b) => match serde_json::from_slice(&b) {
-                Ok(l) => l,
-                Err(_) => continue,
-            },
-            Err(e) if e.kind() == ErrorKind::NotFound => continue, // removed meanwhile
+        let loaded = repo
+            .load_object(ObjectKind::Lock, &id)
+            .and_then(|b| serde_json::from_slice::<Lock>(&b).map_err(|e| Error::corrupt(format!("locks/{id}"), e)));
+        match loaded {
+            Ok(lock) => out.push(Holder {
+                id,
+                lock,
+                unreadable: None,
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => {} // removed meanwhile
+            Err(e) if e.kind() == ErrorKind::Corrupt => {
+                let written = match repo.store().modified(&format!("locks/{id}")) {
+                    Ok(Some(t)) => t,
+                    Ok(None) => jiff::Timestamp::now(),
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                out.push(Holder {
+                    id,
+                    lock: unreadable_stand_in(written),
+                    unreadable: Some(e.to_string()),
+                });
+            }
             Err(e) => return Err(e),
-        };
-        let age = jiff::Timestamp::now().duration_since(lock.time);
-        if age.as_secs() < STALE_AFTER.as_secs() as i64 && !dead_here(&lock) {
-            out.push((id, lock));
         }
     }
     Ok(out)
+}
+
+fn unreadable_stand_in(written: jiff::Timestamp) -> Lock {
+    Lock {
+        version: 0,
+        hostname: String::new(),
+        pid: 0,
+        username: String::new(),
+        operation: UNREADABLE.into(),
+        exclusive: false,
+        time: written,
+        started: None,
+    }
+}
+
+/// Live (not stale) locks other than the objects in `except`. Locks of dead processes on this
+/// host are removed on the way (restic does the same); an unreadable object younger than
+/// [`STALE_AFTER`] counts as a live holder of unknown kind, with a warning.
+pub fn live_locks(repo: &Repository, except: &[Id]) -> Result<Vec<Holder>> {
+    let mut out = Vec::new();
+    for h in list(repo)? {
+        if except.contains(&h.id) {
+            continue;
+        }
+        if dead_here(&h.lock) {
+            match repo.store().delete(&format!("locks/{}", h.id)) {
+                Ok(()) => tracing::info!("removed the lock of a process that no longer exists: {}", h.describe()),
+                Err(e) => tracing::debug!("cannot remove the lock of a dead process, locks/{}: {e}", h.id),
+            }
+            continue;
+        }
+        if h.is_stale() {
+            if h.unreadable.is_some() {
+                tracing::warn!("ignoring {}: older than the lock timeout", h.describe());
+            }
+            continue;
+        }
+        if h.unreadable.is_some() {
+            tracing::warn!(
+                "{}: it counts as held until {} (or until `dbbackup unlock --remove-all` removes it)",
+                h.describe(),
+                h.lock.time + STALE_AFTER
+            );
+        }
+        out.push(h);
+    }
+    Ok(out)
+}
+
+/// Remove stale locks (not refreshed for [`STALE_AFTER`], unreadable and that old, or of a
+/// dead process on this host); with `all`, every lock object, live or not. Returns what was
+/// removed.
+pub fn remove(repo: &Repository, all: bool) -> Result<Vec<Holder>> {
+    let mut removed = Vec::new();
+    for h in list(repo)? {
+        if all || h.is_stale() {
+            repo.store().delete(&format!("locks/{}", h.id))?;
+            removed.push(h);
+        }
+    }
+    Ok(removed)
 }
 
 /// Was `lock` taken on this host by a process that no longer exists? (Then it is stale at
@@ -101,7 +216,14 @@ fn dead_here(lock: &Lock) -> bool {
     r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
+/// Does a live lock `other` exclude taking one for `operation`? An unreadable lock might be
+/// any kind of holder: it excludes what a remover or an exclusive holder would, but not a
+/// shared operation (a restore must not be hostage to a damaged object; a sweep still waits
+/// for it, repo-format §9).
 fn conflicts(operation: &str, exclusive: bool, other: &Lock) -> bool {
+    if other.operation == UNREADABLE {
+        return exclusive || removes(operation);
+    }
     exclusive || other.exclusive || (removes(operation) && removes(&other.operation))
 }
 
@@ -110,20 +232,26 @@ pub fn acquire(repo: &Repository, operation: &str, exclusive: bool) -> Result<Lo
     let started = jiff::Timestamp::now();
     let id = repo.save_object(ObjectKind::Lock, &payload(operation, exclusive, started))?;
     let first_write = Instant::now();
-    let conflict = live_locks(repo, &[id])?
-        .into_iter()
-        .find(|(_, l)| conflicts(operation, exclusive, l));
-    if let Some((_, l)) = conflict {
+    let live = match live_locks(repo, &[id]) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = repo.store().delete(&format!("locks/{id}"));
+            return Err(e);
+        }
+    };
+    if let Some(h) = live.into_iter().find(|h| conflicts(operation, exclusive, &h.lock)) {
         let _ = repo.store().delete(&format!("locks/{id}"));
+        let when = if h.unreadable.is_some() {
+            format!(
+                "it counts as held until {}; once no dbbackup process is running, `dbbackup unlock --remove-all` removes it",
+                h.lock.time + STALE_AFTER
+            )
+        } else {
+            "try again when it ends".into()
+        };
         return Err(Error::new(
             ErrorKind::Temporary,
-            format!(
-                "repository is locked by `{}` (pid {} on {}, since {}); try again when it ends",
-                l.operation,
-                l.pid,
-                l.hostname,
-                l.started.unwrap_or(l.time)
-            ),
+            format!("repository is locked by {}; {when}", h.describe()),
         ));
     }
     let state = Arc::new(Mutex::new(State {
@@ -178,6 +306,24 @@ pub fn acquire(repo: &Repository, operation: &str, exclusive: bool) -> Result<Lo
         stop: Some(stop),
         refresher: Some(refresher),
     })
+}
+
+/// Take a shared lock for an operation that only reads. When storage refuses the write (a
+/// read-only mount, a key that may only read), go on without one, with a warning: `None`.
+/// Without a lock, a prune may delete data while this operation reads it; the operation then
+/// fails (every byte read is authenticated), it never returns wrong data.
+pub fn acquire_for_reading(repo: &Repository, operation: &str) -> Result<Option<LockGuard>> {
+    match acquire(repo, operation, false) {
+        Ok(g) => Ok(Some(g)),
+        Err(e) if e.kind() == ErrorKind::Permission => {
+            tracing::warn!(
+                "reading without a repository lock: storage refuses writes ({e}); a prune running meanwhile \
+                 could delete data this {operation} needs, which would make it fail"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 impl LockGuard {

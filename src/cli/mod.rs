@@ -16,6 +16,7 @@ mod restore_pg;
 mod snapshot;
 mod snapshots;
 mod stats;
+mod unlock;
 mod wal;
 
 use std::path::PathBuf;
@@ -111,6 +112,8 @@ enum Cmd {
     /// Make a damaged repository consistent again: rebuild the index, or drop what is lost
     #[command(subcommand)]
     Repair(repair::RepairCmd),
+    /// Remove stale locks (of killed processes, or unreadable and older than the lock timeout)
+    Unlock(unlock::Args),
 }
 
 /// Settings from the configuration file.
@@ -147,6 +150,21 @@ impl Ctx {
     /// Open the storage of the repository.
     pub fn store(&self, explicit: Option<&str>) -> dbbackup::Result<Store> {
         Store::open(&self.location(explicit)?, self.rt.handle().clone())
+    }
+
+    /// The shared lock of a command that only reads (`None` with `no_lock`, or when storage
+    /// refuses the lock's write).
+    pub fn read_lock(
+        &self,
+        repo: &Repository,
+        operation: &str,
+        no_lock: bool,
+    ) -> dbbackup::Result<Option<dbbackup::lock::LockGuard>> {
+        if no_lock {
+            tracing::info!("--no-lock: reading without a repository lock");
+            return Ok(None);
+        }
+        dbbackup::lock::acquire_for_reading(repo, operation)
     }
 
     /// Open and unlock the repository.
@@ -304,6 +322,7 @@ pub fn run() -> ExitCode {
             Cmd::Check(a) => check::run(&ctx, a),
             Cmd::Wal(c) => wal::run(&ctx, c),
             Cmd::Repair(c) => repair::run(&ctx, c),
+            Cmd::Unlock(a) => unlock::run(&ctx, a),
         }
     })();
     match r {

@@ -12,7 +12,7 @@ use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind};
 use crate::index::{read_objects, BlobLocation, IndexCache};
-use crate::lock::{live_locks, LockGuard};
+use crate::lock::{live_locks, Holder, LockGuard};
 use crate::repo::Repository;
 
 use super::liveset::LiveSet;
@@ -28,16 +28,6 @@ fn blocks(l: &Lock, created: jiff::Timestamp) -> bool {
     let writer = l.operation == "snapshot" || l.operation == crate::wal::PUSH_LOCK;
     let aware = writer && l.started.is_some_and(|s| s >= created + AWARE_AFTER);
     !aware
-}
-
-fn describe(l: &Lock) -> String {
-    format!(
-        "{} (pid {} on {}, since {})",
-        l.operation,
-        l.pid,
-        l.hostname,
-        l.started.unwrap_or(l.time)
-    )
 }
 
 /// What the prune run already knows.
@@ -66,21 +56,20 @@ pub(super) fn sweep(
     }
     // Locks are listed before the manifests are listed again (repo-format §10.4).
     let me = (crate::util::hostname(), std::process::id(), Some(lock.started()));
-    let others: Vec<Lock> = live_locks(repo, &lock.objects())?
+    let others: Vec<Holder> = live_locks(repo, &lock.objects())?
         .into_iter()
-        .map(|(_, l)| l)
-        .filter(|l| (l.hostname.clone(), l.pid, l.started) != me)
+        .filter(|h| (h.lock.hostname.clone(), h.lock.pid, h.lock.started) != me)
         .collect();
     let mut eligible = Vec::new();
     let mut waiting: Vec<String> = Vec::new();
     read_objects(repo, ObjectKind::Pending, plan_ids, |id, plain| {
         let plan = DeletionPlan::decode(&plain).map_err(|e| Error::corrupt(format!("pending/{id}"), e))?;
-        let blockers: Vec<&Lock> = others.iter().filter(|l| blocks(l, plan.created)).collect();
+        let blockers: Vec<&Holder> = others.iter().filter(|h| blocks(&h.lock, plan.created)).collect();
         if blockers.is_empty() {
             eligible.push((id, plan));
         } else {
             for b in blockers {
-                let d = describe(b);
+                let d = b.describe();
                 if !waiting.contains(&d) {
                     waiting.push(d);
                 }
