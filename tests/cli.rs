@@ -483,3 +483,38 @@ fn interrupted_snapshot_and_restore_clean_up() {
         assert!(!out.exists());
     }
 }
+
+/// `dbbackup snapshots | head -0`: the closed pipe ends the command quietly with status 141
+/// (as SIGPIPE would), not a panic (101) — also with RUST_BACKTRACE=1 set, as on many servers.
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly() {
+    let (home, repo) = cli_repo();
+    let h = home.path();
+    for name in ["a", "b", "c"] {
+        common::snapshot_stdin(h, &repo, name, name.as_bytes().repeat(1000), &[]);
+    }
+    for args in [&["snapshots"][..], &["ls", "latest"], &["--json", "snapshots"]] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("dbbackup"))
+            .env("DBBACKUP_PASSWORD", common::PASSWORD)
+            .env("DBBACKUP_CACHE_DIR", h.join("cache"))
+            .env("XDG_CONFIG_HOME", h.join("config"))
+            .env("RUST_BACKTRACE", "1")
+            .arg("-r")
+            .arg(&repo)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the command can have written: it opens the repository first.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(repo.join("locks")).map_or(0, |d| d.count()), 0);
+}

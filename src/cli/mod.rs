@@ -8,6 +8,7 @@ mod init;
 mod key;
 mod ls;
 mod output;
+mod owner;
 mod password;
 mod prune;
 mod repair;
@@ -72,6 +73,10 @@ pub struct Global {
     /// Never draw progress bars
     #[arg(long, env = "DBBACKUP_NO_PROGRESS", global = true)]
     pub no_progress: bool,
+    /// Let a local repository owned by another OS user be written (its new files will belong
+    /// to the user running this command)
+    #[arg(long, env = "DBBACKUP_ALLOW_OTHER_OWNER", global = true)]
+    pub allow_other_owner: bool,
 }
 
 /// Log line format.
@@ -116,6 +121,21 @@ enum Cmd {
     Unlock(unlock::Args),
 }
 
+impl Cmd {
+    /// Does the command write to an existing repository (`Some(true)`), only read it
+    /// (`Some(false)`), or neither (`init`: the ownership guard does not apply)?
+    fn writes(&self) -> Option<bool> {
+        match self {
+            Cmd::Init(_) => None,
+            Cmd::Restore(_) | Cmd::Snapshots(_) | Cmd::Ls(_) | Cmd::Stats(_) | Cmd::Check(_) => Some(false),
+            Cmd::Wal(c) => Some(c.writes()),
+            Cmd::Key(_) | Cmd::Snapshot(_) | Cmd::Forget(_) | Cmd::Prune(_) | Cmd::Repair(_) | Cmd::Unlock(_) => {
+                Some(true)
+            }
+        }
+    }
+}
+
 /// Settings from the configuration file.
 #[derive(serde::Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +152,9 @@ pub struct Ctx {
     pub g: Global,
     /// The async runtime all storage I/O runs on.
     pub rt: tokio::runtime::Runtime,
+    /// The local repository belongs to another OS user (and that was not allowed): this
+    /// command only reads, and takes no lock.
+    pub other_owner: bool,
 }
 
 impl Ctx {
@@ -152,6 +175,24 @@ impl Ctx {
         Store::open(&self.location(explicit)?, self.rt.handle().clone())
     }
 
+    /// The ownership guard (see `owner.rs`): `writes` is `Some(true)` for a command that
+    /// writes to an existing repository, `Some(false)` for one that only reads.
+    fn guard_owner(&mut self, writes: Option<bool>) -> dbbackup::Result<()> {
+        let (Some(writes), false) = (writes, self.g.allow_other_owner) else {
+            return Ok(());
+        };
+        let Ok(loc) = self.location(None) else {
+            return Ok(()); // the command reports the missing repository itself
+        };
+        if let Some((owner, me)) = owner::other_owner(&loc) {
+            if writes {
+                return Err(owner::refusal(&loc, &owner, &me));
+            }
+            self.other_owner = true;
+        }
+        Ok(())
+    }
+
     /// The shared lock of a command that only reads (`None` with `no_lock`, or when storage
     /// refuses the lock's write).
     pub fn read_lock(
@@ -162,6 +203,13 @@ impl Ctx {
     ) -> dbbackup::Result<Option<dbbackup::lock::LockGuard>> {
         if no_lock {
             tracing::info!("--no-lock: reading without a repository lock");
+            return Ok(None);
+        }
+        if self.other_owner {
+            tracing::warn!(
+                "the repository belongs to another OS user: reading without a repository lock, so as to leave no file \
+                 behind; a prune running meanwhile could delete data this {operation} needs, which would make it fail"
+            );
             return Ok(None);
         }
         dbbackup::lock::acquire_for_reading(repo, operation)
@@ -237,6 +285,27 @@ fn load_config_file(g: &mut Global) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A closed standard output (`dbbackup ls latest | head -2`) ends the command quietly, as a
+/// process killed by SIGPIPE would (status 141), after the same cleanup as an interruption
+/// (locks removed), instead of a panic. SIGPIPE itself stays ignored so that a child that
+/// dies (pg_restore) gives an error, not a silent death.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            dbbackup::interrupt::run_hooks();
+            std::process::exit(128 + libc::SIGPIPE);
+        }
+        default(info);
+    }));
+}
+
 fn init_logging(g: &Global) {
     use tracing_subscriber::EnvFilter;
     let default = if g.quiet {
@@ -294,6 +363,7 @@ fn watch_signals(rt: tokio::runtime::Handle) {
 
 /// Parse arguments and run the command.
 pub fn run() -> ExitCode {
+    quiet_on_closed_stdout();
     let mut cli = Cli::parse();
     init_logging(&cli.global);
     let r = (|| -> anyhow::Result<()> {
@@ -305,10 +375,12 @@ pub fn run() -> ExitCode {
             .build()
             .context("cannot start the async runtime")?;
         watch_signals(rt.handle().clone());
-        let ctx = Ctx {
+        let mut ctx = Ctx {
             g: cli.global.clone(),
             rt,
+            other_owner: false,
         };
+        ctx.guard_owner(cli.cmd.writes())?;
         match cli.cmd {
             Cmd::Init(a) => init::run(&ctx, a),
             Cmd::Key(k) => key::run(&ctx, k),

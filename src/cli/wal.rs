@@ -27,6 +27,13 @@ pub enum WalCmd {
     Stats,
 }
 
+impl WalCmd {
+    /// Does the subcommand write to the repository?
+    pub fn writes(&self) -> bool {
+        matches!(self, WalCmd::Push(_))
+    }
+}
+
 /// Arguments of `wal push`.
 #[derive(clap::Args, Debug)]
 pub struct PushArgs {
