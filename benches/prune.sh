@@ -18,7 +18,8 @@ PART=${PART_MB:-32}
 "$BIN" init --chunk-avg 8192 >/dev/null
 
 run() { # command; prints wall seconds and peak RSS KiB (its other stderr lines pass through)
-    local out; out=$( { /usr/bin/time -f "TIME %e %M" "$@" >/dev/null; } 2>&1 )
+    # A failed command prints "failed 0" (the baseline may be a build that damages repositories).
+    local out; out=$( { /usr/bin/time -f "TIME %e %M" "$@" >/dev/null; } 2>&1 ) || { echo "$out" >&2; echo "failed: $*" >&2; echo "failed 0"; return 0; }
     echo "$out" | grep -v '^TIME' >&2 || true
     echo "$out" | grep '^TIME' | awk '{print $2, $3}'
 }
@@ -32,6 +33,8 @@ for i in $(seq 1 50); do
 done
 rm -f "$WORK"/p*
 "$BIN" stats
+# Both builds start with an empty cache (their cache formats may differ).
+rm -rf "$WORK/cache"
 [ -n "${BASELINE_BIN:-}" ] && cp -a "$WORK/repo" "$WORK/repo-baseline"
 
 measure() { # binary repo cache -> prints "TP RP TN RN TC RC TR RR"
@@ -61,7 +64,7 @@ printf '%-32s %10s %14s   %s MB/s; sha256sum of the packs (2 procs): %s MB/s, ra
 
 if [ -n "${BASELINE_BIN:-}" ]; then
     read -r BP BRP BN BRN BC BRC BR BRR < <(measure "$BASELINE_BIN" "$WORK/repo-baseline" "$WORK/cache-baseline")
-    ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+    ratio() { case "$1$2" in *failed*) echo "-" ;; *) python3 -c "print(f'{$1/max($2, 1e-9):.2f}')" ;; esac; }
     printf '\nbaseline %s on an identical copy (ratio = this build / baseline)\n' "$BASELINE_BIN"
     printf '%-32s %10s %8s %14s %8s\n' "operation" "wall s" "ratio" "peak RSS MiB" "ratio"
     printf '%-32s %10s %8s %14s %8s\n' "prune --keep-last 25 (50 snaps)" "$BP" "$(ratio "$TP" "$BP")" "$((BRP / 1024))" "$(ratio "$RP" "$BRP")"

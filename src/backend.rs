@@ -55,6 +55,7 @@ pub fn parse_location(s: &str) -> Result<Location> {
         }
         options.insert(k.into_owned(), v.into_owned());
     }
+    refuse_unknown_options(scheme, &options)?;
     let host = url.host_str().unwrap_or("").to_string();
     let path = url.path().trim_start_matches('/').to_string();
     let root = format!("/{path}");
@@ -126,6 +127,56 @@ pub fn parse_location(s: &str) -> Result<Location> {
         options,
         display,
     })
+}
+
+/// The options OpenDAL's configuration of `scheme` takes (read off its config type, so the
+/// list follows OpenDAL), without those that must not be in a location.
+fn known_options(scheme: &str) -> Vec<String> {
+    fn keys<C: Default + serde::Serialize>() -> Vec<String> {
+        match serde_json::to_value(C::default()) {
+            Ok(serde_json::Value::Object(m)) => m
+                .keys()
+                .filter(|k| !SECRET_KEYS.contains(&k.as_str()))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    match scheme {
+        "memory" => keys::<services::MemoryConfig>(),
+        "s3" => keys::<services::S3Config>(),
+        "azblob" => keys::<services::AzblobConfig>(),
+        "gcs" => keys::<services::GcsConfig>(),
+        "b2" => keys::<services::B2Config>(),
+        "sftp" => keys::<services::SftpConfig>(),
+        "webdav" | "webdavs" => keys::<services::WebdavConfig>(),
+        _ => Vec::new(),
+    }
+}
+
+/// A misspelled option would otherwise be ignored without a word (exit 78, with the list).
+fn refuse_unknown_options(scheme: &str, options: &HashMap<String, String>) -> Result<()> {
+    if matches!(scheme, "fs" | "file") {
+        if let Some(k) = options.keys().next() {
+            return Err(Error::config(format!(
+                "unknown option `{k}` in the repository location: {scheme}:// takes none"
+            )));
+        }
+        return Ok(());
+    }
+    let known = known_options(scheme);
+    if known.is_empty() {
+        return Ok(()); // an unknown scheme: reported below
+    }
+    let mut unknown: Vec<&String> = options.keys().filter(|k| !known.contains(k)).collect();
+    unknown.sort();
+    if let Some(k) = unknown.first() {
+        return Err(Error::config(format!(
+            "unknown option `{k}` in the repository location; {scheme}:// takes: {}",
+            known.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn local(path: PathBuf, display: &str) -> Result<Location> {
@@ -583,5 +634,21 @@ mod tests {
         );
         assert!(parse_location("s3://b/p?secret_access_key=x").is_err());
         assert!(parse_location("ftp://x/y").is_err());
+    }
+
+    #[test]
+    fn refuses_unknown_location_options() {
+        let e = parse_location("s3://b/p?bogus=1").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(
+            e.to_string().contains("`bogus`") && e.to_string().contains("endpoint"),
+            "{e}"
+        );
+        assert!(parse_location("s3://b/p?endpoint=http://x&enable_virtual_host_style=true&region=eu-west-1").is_ok());
+        assert!(parse_location("azblob://c/p?endpoint=http://127.0.0.1:10000/acct").is_ok());
+        assert!(parse_location("gcs://b/p?endpoint=http://x&predefined_acl=private").is_ok());
+        assert!(parse_location("sftp://h/p?known_hosts_strategy=accept").is_ok());
+        assert!(parse_location("webdav://h/p?endpointx=1").is_err());
+        assert_eq!(parse_location("fs:///a?x=1").unwrap_err().kind(), ErrorKind::Config);
     }
 }

@@ -386,16 +386,26 @@ fn decide_fates(ix: &Indexed, sizes: &BTreeMap<Id, u64>, max_unused: MaxUnused) 
 }
 
 /// Final fates after the base closure: a pack left without claims is condemned; a pack that
-/// holds a claimed chunk but is missing from storage stops the prune.
+/// holds a claimed chunk but is missing from storage stops the prune; a pack to repack whose
+/// every byte is claimed (a pack of bases the closure turned from condemned to repacked, which
+/// an earlier prune wrote with just those bases) is kept: copying it would gain nothing, and
+/// every prune would copy it again.
 fn settle_fates(ix: &Indexed, fates: &mut [Fate], sizes: &BTreeMap<Id, u64>) -> Result<()> {
     for (o, (pack, st)) in ix.packs.iter().zip(&ix.stats).enumerate() {
+        let Some(&size) = sizes.get(pack) else {
+            if st.live_blobs > 0 {
+                return Err(Error::corrupt(
+                    pack_path(pack),
+                    "missing, yet snapshots need chunks only it holds; prune refuses to run: see `dbbackup check`",
+                ));
+            }
+            fates[o] = Fate::Condemn;
+            continue;
+        };
         if st.live_blobs == 0 {
             fates[o] = Fate::Condemn;
-        } else if !sizes.contains_key(pack) {
-            return Err(Error::corrupt(
-                pack_path(pack),
-                "missing, yet snapshots need chunks only it holds; prune refuses to run: see `dbbackup check`",
-            ));
+        } else if fates[o] == Fate::Repack && size <= st.live_bytes + st.live_entry_bytes + 52 {
+            fates[o] = Fate::Keep;
         }
     }
     Ok(())
