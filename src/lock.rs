@@ -89,7 +89,7 @@ impl Holder {
                 self.id, self.lock.time
             ),
             None => format!(
-                "`{}` (pid {} on {}, since {})",
+                "{} (pid {} on {}, since {})",
                 self.lock.operation,
                 self.lock.pid,
                 self.lock.hostname,
