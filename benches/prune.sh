@@ -64,7 +64,7 @@ printf '%-32s %10s %14s   %s MB/s; sha256sum of the packs (2 procs): %s MB/s, ra
 
 if [ -n "${BASELINE_BIN:-}" ]; then
     read -r BP BRP BN BRN BC BRC BR BRR < <(measure "$BASELINE_BIN" "$WORK/repo-baseline" "$WORK/cache-baseline")
-    ratio() { case "$1$2" in *failed*) echo "-" ;; *) python3 -c "print(f'{$1/max($2, 1e-9):.2f}')" ;; esac; }
+    ratio() { case "$1 $2" in *failed*|*" 0") echo "-" ;; *) python3 -c "print(f'{$1/$2:.2f}')" ;; esac; }
     printf '\nbaseline %s on an identical copy (ratio = this build / baseline)\n' "$BASELINE_BIN"
     printf '%-32s %10s %8s %14s %8s\n' "operation" "wall s" "ratio" "peak RSS MiB" "ratio"
     printf '%-32s %10s %8s %14s %8s\n' "prune --keep-last 25 (50 snaps)" "$BP" "$(ratio "$TP" "$BP")" "$((BRP / 1024))" "$(ratio "$RP" "$BRP")"
