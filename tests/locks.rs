@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use common::ops::{random, run};
-use common::{cli, cli_repo, json, stderr, TestRepo};
+use common::{cli, cli_repo, json, snapshot_stdin, stderr, TestRepo};
 
 fn snap(home: &Path, repo: &Path, data: &[u8]) -> std::process::Output {
     cli(home)
@@ -65,7 +65,7 @@ fn a_damaged_lock_blocks_no_reader_or_writer_and_goes_once_stale() {
     let (home, repo) = cli_repo();
     let h = home.path();
     let data = random(1, 500_000);
-    let id = json(&snap(h, &repo, &data))["id"].as_str().unwrap().to_string();
+    let id = snapshot_stdin(h, &repo, "db", data.clone(), &[]);
     let lock = killed_snapshot(h, &repo);
     let mut b = std::fs::read(&lock).unwrap();
     let mid = b.len() / 2;
@@ -133,7 +133,7 @@ fn no_lock_reads_past_a_live_exclusive_lock_and_remove_all_removes_it() {
     let (home, repo) = cli_repo();
     let h = home.path();
     let data = random(3, 400_000);
-    let id = json(&snap(h, &repo, &data))["id"].as_str().unwrap().to_string();
+    let id = snapshot_stdin(h, &repo, "db", data.clone(), &[]);
     let t = TestRepo::open(&repo);
     let guard = dbbackup::lock::acquire(&t.repo, "repair", true).unwrap();
 
@@ -193,7 +193,7 @@ fn a_repository_on_a_read_only_mount_is_restored_and_checked() {
     let (home, repo) = cli_repo();
     let h = home.path();
     let data = random(4, 600_000);
-    let id = json(&snap(h, &repo, &data))["id"].as_str().unwrap().to_string();
+    let id = snapshot_stdin(h, &repo, "db", data.clone(), &[]);
     let ro = h.join("ro");
     let _mount = ReadOnly::mount(&repo, &ro);
 

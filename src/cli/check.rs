@@ -16,19 +16,15 @@ pub struct Args {
     /// random percentage (10%), or random packs up to a size (500M)
     #[arg(long, value_name = "SUBSET")]
     read_data_subset: Option<String>,
-    /// Take no repository lock: for a repository this user or key may only read. A prune
-    /// running meanwhile could delete data this command needs; it would then fail, never
-    /// return wrong bytes. (Without the flag, a repository that refuses the lock's write is
-    /// read without one, with a warning.)
-    #[arg(long)]
-    no_lock: bool,
+    #[command(flatten)]
+    lock: super::ReadLockArgs,
 }
 
 /// Run `check`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     // A shared lock keeps prune from sweeping packs out from under this check.
-    let _lock = ctx.read_lock(&repo, "check", a.no_lock)?;
+    let _lock = ctx.read_lock(&repo, "check", &a.lock)?;
     let index = ctx.index(&repo)?;
     let bar = ctx.progress();
     let read = match (&a.read_data_subset, a.read_data) {

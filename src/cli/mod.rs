@@ -79,6 +79,17 @@ pub struct Global {
     pub allow_other_owner: bool,
 }
 
+/// The lock option of commands that only read (`restore`, `check`, `wal fetch`).
+#[derive(clap::Args, Debug)]
+pub struct ReadLockArgs {
+    /// Take no repository lock: for a repository this user or key may only read. A prune
+    /// running meanwhile could delete data this command needs; it would then fail, never
+    /// return wrong bytes. (Without the flag, a repository that refuses the lock's write is
+    /// read without one, with a warning.)
+    #[arg(long)]
+    no_lock: bool,
+}
+
 /// Log line format.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -193,15 +204,15 @@ impl Ctx {
         Ok(())
     }
 
-    /// The shared lock of a command that only reads (`None` with `no_lock`, or when storage
-    /// refuses the lock's write).
+    /// The shared lock of a command that only reads (`None` with `--no-lock`, when the
+    /// repository belongs to another OS user, or when storage refuses the lock's write).
     pub fn read_lock(
         &self,
         repo: &Repository,
         operation: &str,
-        no_lock: bool,
+        args: &ReadLockArgs,
     ) -> dbbackup::Result<Option<dbbackup::lock::LockGuard>> {
-        if no_lock {
+        if args.no_lock {
             tracing::info!("--no-lock: reading without a repository lock");
             return Ok(None);
         }

@@ -68,12 +68,8 @@ pub struct Args {
     /// Temporary directory for parallel loads [default: TMPDIR or /tmp]
     #[arg(long, env = "DBBACKUP_TEMP_DIR", value_name = "DIR")]
     temp_dir: Option<PathBuf>,
-    /// Take no repository lock: for a repository this user or key may only read. A prune
-    /// running meanwhile could delete data this command needs; it would then fail, never
-    /// return wrong bytes. (Without the flag, a repository that refuses the lock's write is
-    /// read without one, with a warning.)
-    #[arg(long)]
-    no_lock: bool,
+    #[command(flatten)]
+    lock: super::ReadLockArgs,
     #[command(flatten)]
     pub pg: super::restore_pg::PgArgs,
 }
@@ -85,7 +81,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     }
     let repo = ctx.open()?;
     // A shared lock keeps prune from sweeping packs out from under this restore.
-    let _lock = ctx.read_lock(&repo, "restore", a.no_lock)?;
+    let _lock = ctx.read_lock(&repo, "restore", &a.lock)?;
     let index = ctx.index(&repo)?;
     if let Some(dir) = &a.pgdata {
         return super::restore_pg::run(ctx, &repo, &index, a.snapshot.as_deref(), dir, a.force, &a.pg);

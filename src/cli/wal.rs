@@ -63,12 +63,8 @@ pub struct FetchArgs {
     /// them are answered without unlocking the repository (0: only this file)
     #[arg(long, value_name = "N", default_value_t = 8)]
     ahead: u32,
-    /// Take no repository lock: for a repository this user or key may only read. A prune
-    /// running meanwhile could delete data this command needs; it would then fail, never
-    /// return wrong bytes. (Without the flag, a repository that refuses the lock's write is
-    /// read without one, with a warning.)
-    #[arg(long)]
-    no_lock: bool,
+    #[command(flatten)]
+    lock: super::ReadLockArgs,
 }
 
 /// Run a `wal` subcommand.
@@ -165,7 +161,7 @@ fn fetch(ctx: &Ctx, a: FetchArgs) -> anyhow::Result<()> {
     }
     let repo = ctx.unlock(store, config)?;
     // A shared lock keeps prune from sweeping packs out from under the restore.
-    let _guard = ctx.read_lock(&repo, "wal-fetch", a.no_lock)?;
+    let _guard = ctx.read_lock(&repo, "wal-fetch", &a.lock)?;
     let index = ctx.index(&repo)?;
     let n = dbbackup::wal::fetch::fetch(&repo, &index, &a.file, &a.dest, &dbbackup::progress::NoProgress)?;
     tracing::info!(file = %a.file, bytes = n, "restored");
