@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit, property, CLI, PostgreSQL, MariaDB and S3 tests.
+# The whole test suite: formatting, lints, unit, property, CLI, PostgreSQL, MariaDB and storage
+# backend tests (S3, Azure Blob, GCS, SFTP, WebDAV on servers the tests start on loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

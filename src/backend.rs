@@ -1,208 +1,71 @@
-//! Storage backends through OpenDAL: the repository location grammar, retry and timeout
-//! layers, and durable atomic writes for local repositories.
+//! Storage backends through OpenDAL: retry and timeout layers, durable atomic writes for
+//! local repositories (the location grammar is in `location`).
 
-use std::collections::HashMap;
+mod faults;
+mod location;
+use faults::{damage_point, fault_point};
+pub use location::{parse_location, Location};
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
 use opendal::{services, Operator};
 use tokio::runtime::Handle;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Query-string keys that would put a secret on the command line; refused.
-const SECRET_KEYS: &[&str] = &[
-    "secret_access_key",
-    "session_token",
-    "account_key",
-    "sas_token",
-    "password",
-    "application_key",
-    "credential",
-    "token",
-    "key",
-];
-
-/// A parsed repository location.
-#[derive(Debug, Clone)]
-pub struct Location {
-    /// Backend scheme (`fs`, `s3`, ...).
-    pub scheme: String,
-    /// Local directory for `fs`.
-    pub local: Option<PathBuf>,
-    /// OpenDAL configuration.
-    pub options: HashMap<String, String>,
-    /// What to show users (no secrets).
-    pub display: String,
+/// How long storage may keep a command waiting. A request that fails or stalls is tried
+/// again `retries` times; each attempt may take `timeout / (retries + 1)` without an
+/// answer (for a transfer: to complete one object's request), so an endpoint that never
+/// answers fails the request after about `timeout`, plus the back-off between attempts
+/// (0.5, 1, 2, ... s, at most 5 s, each up to doubled by jitter). docs/usage.md has the
+/// arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageLimits {
+    /// Total time a request may go unanswered, over all its attempts.
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub retries: usize,
 }
 
-/// Parse a location: a plain path, or `scheme://...` with options in the query string.
-pub fn parse_location(s: &str) -> Result<Location> {
-    if s.is_empty() {
-        return Err(Error::config("the repository location is empty"));
-    }
-    let Some((scheme, _)) = s.split_once("://") else {
-        return local(PathBuf::from(s), s);
-    };
-    let url = url::Url::parse(s).map_err(|e| Error::config(format!("repository location `{s}`: {e}")))?;
-    let mut options: HashMap<String, String> = HashMap::new();
-    for (k, v) in url.query_pairs() {
-        if SECRET_KEYS.contains(&k.as_ref()) {
-            return Err(Error::config(format!(
-                "`{k}` must not be given in the repository location (it would show on the command line); set it through the backend's environment variables"
-            )));
+impl Default for StorageLimits {
+    fn default() -> Self {
+        StorageLimits {
+            timeout: Duration::from_secs(60),
+            retries: 3,
         }
-        options.insert(k.into_owned(), v.into_owned());
-    }
-    refuse_unknown_options(scheme, &options)?;
-    let host = url.host_str().unwrap_or("").to_string();
-    let path = url.path().trim_start_matches('/').to_string();
-    let root = format!("/{path}");
-    let display = {
-        let mut u = url.clone();
-        let _ = u.set_password(None);
-        u.to_string()
-    };
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let mut set = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            options.entry(k.to_string()).or_insert(v);
-        }
-    };
-    match scheme {
-        "fs" | "file" => return local(PathBuf::from(format!("/{}", url.path().trim_start_matches('/'))), s),
-        "memory" => set("root", Some(root)),
-        "s3" => {
-            set("bucket", Some(host.clone()));
-            set("root", Some(root));
-            let region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).or(Some("us-east-1".into()));
-            set("region", region);
-        }
-        "azblob" => {
-            set("container", Some(host.clone()));
-            set("root", Some(root));
-            set("account_name", env("AZURE_STORAGE_ACCOUNT"));
-            set("account_key", env("AZURE_STORAGE_KEY"));
-            set("sas_token", env("AZURE_STORAGE_SAS_TOKEN"));
-        }
-        "gcs" => {
-            set("bucket", Some(host.clone()));
-            set("root", Some(root));
-            set("credential_path", env("GOOGLE_APPLICATION_CREDENTIALS"));
-        }
-        "b2" => {
-            set("bucket", Some(host.clone()));
-            set("root", Some(root));
-            set("application_key_id", env("B2_APPLICATION_KEY_ID"));
-            set("application_key", env("B2_APPLICATION_KEY"));
-        }
-        "sftp" => {
-            let user = url.username();
-            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-            set("endpoint", Some(format!("ssh://{host}{port}")));
-            if !user.is_empty() {
-                set("user", Some(user.to_string()));
-            }
-            set("root", Some(root));
-        }
-        "webdav" | "webdavs" => {
-            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let proto = if scheme == "webdavs" { "https" } else { "http" };
-            set("endpoint", Some(format!("{proto}://{host}{port}")));
-            set("root", Some(root));
-            set("username", env("DBBACKUP_WEBDAV_USERNAME"));
-            set("password", env("DBBACKUP_WEBDAV_PASSWORD"));
-        }
-        other => {
-            return Err(Error::config(format!(
-                "unknown repository scheme `{other}://`; use a path, fs://, s3://, azblob://, gcs://, b2://, sftp://, webdav://, webdavs:// or memory://"
-            )))
-        }
-    }
-    let scheme = if scheme == "webdavs" { "webdav" } else { scheme };
-    Ok(Location {
-        scheme: scheme.to_string(),
-        local: None,
-        options,
-        display,
-    })
-}
-
-/// The options OpenDAL's configuration of `scheme` takes (read off its config type, so the
-/// list follows OpenDAL), without those that must not be in a location.
-fn known_options(scheme: &str) -> Vec<String> {
-    fn keys<C: Default + serde::Serialize>() -> Vec<String> {
-        match serde_json::to_value(C::default()) {
-            Ok(serde_json::Value::Object(m)) => m
-                .keys()
-                .filter(|k| !SECRET_KEYS.contains(&k.as_str()))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-    match scheme {
-        "memory" => keys::<services::MemoryConfig>(),
-        "s3" => keys::<services::S3Config>(),
-        "azblob" => keys::<services::AzblobConfig>(),
-        "gcs" => keys::<services::GcsConfig>(),
-        "b2" => keys::<services::B2Config>(),
-        "sftp" => keys::<services::SftpConfig>(),
-        "webdav" | "webdavs" => keys::<services::WebdavConfig>(),
-        _ => Vec::new(),
     }
 }
 
-/// A misspelled option would otherwise be ignored without a word (exit 78, with the list).
-fn refuse_unknown_options(scheme: &str, options: &HashMap<String, String>) -> Result<()> {
-    if matches!(scheme, "fs" | "file") {
-        if let Some(k) = options.keys().next() {
-            return Err(Error::config(format!(
-                "unknown option `{k}` in the repository location: {scheme}:// takes none"
-            )));
-        }
-        return Ok(());
+impl StorageLimits {
+    /// How long one attempt may take (at least a second).
+    pub fn attempt(&self) -> Duration {
+        let n = u32::try_from(self.retries.saturating_add(1)).unwrap_or(u32::MAX);
+        (self.timeout / n).max(Duration::from_secs(1))
     }
-    let known = known_options(scheme);
-    if known.is_empty() {
-        return Ok(()); // an unknown scheme: reported below
-    }
-    let mut unknown: Vec<&String> = options.keys().filter(|k| !known.contains(k)).collect();
-    unknown.sort();
-    if let Some(k) = unknown.first() {
-        return Err(Error::config(format!(
-            "unknown option `{k}` in the repository location; {scheme}:// takes: {}",
-            known.join(", ")
-        )));
-    }
-    Ok(())
 }
 
-fn local(path: PathBuf, display: &str) -> Result<Location> {
-    let abs = if path.is_absolute() {
-        path
-    } else {
-        std::env::current_dir()
-            .map_err(|e| Error::io("cannot read the current directory", e))?
-            .join(path)
-    };
-    let mut options = HashMap::new();
-    options.insert("root".to_string(), abs.to_string_lossy().into_owned());
-    Ok(Location {
-        scheme: "fs".into(),
-        local: Some(abs),
-        options,
-        display: display.to_string(),
-    })
+/// One line per retry, without a backtrace (OpenDAL's own warning prints its error's
+/// `Debug`, which holds one when RUST_BACKTRACE is set).
+fn retry_warning(ev: RetryEvent<'_>) {
+    warn_retry(ev.attempt, ev.retry_after, ev.err);
 }
 
-/// Retries of a failed storage request: `DBBACKUP_STORAGE_RETRIES`, default 5.
-fn retries() -> usize {
-    std::env::var("DBBACKUP_STORAGE_RETRIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
+fn warn_retry(attempt: impl std::fmt::Display, after: Duration, e: &opendal::Error) {
+    tracing::warn!(
+        "storage request failed (attempt {attempt}), trying again in {:.1} s: {}",
+        after.as_secs_f64(),
+        crate::error::one_line(e)
+    );
+}
+
+/// The back-off before retry `n` (1-based): 0.5 s doubled each time, at most 5 s, plus up to
+/// as much again of random jitter; the schedule the retry layer uses.
+fn backoff(n: usize) -> Duration {
+    let exp = u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX).min(8);
+    let base = (Duration::from_millis(500) * 2u32.pow(exp)).min(Duration::from_secs(5));
+    base.mul_f64(1.0 + rand::random::<f64>())
 }
 
 /// An opened storage backend.
@@ -212,6 +75,9 @@ pub struct Store {
     rt: Handle,
     local: Option<PathBuf>,
     display: String,
+    limits: StorageLimits,
+    /// SFTP: ssh connection failures are retried here (see [`Store::call`]).
+    sftp: bool,
 }
 
 fn build(loc: &Location) -> opendal::Result<Operator> {
@@ -229,30 +95,119 @@ fn build(loc: &Location) -> opendal::Result<Operator> {
 }
 
 impl Store {
-    /// Open the backend for `loc`; all I/O runs on the runtime behind `rt`.
+    /// Open the backend for `loc` with the default [`StorageLimits`]; see [`Store::open_with`].
     pub fn open(loc: &Location, rt: Handle) -> Result<Store> {
+        Self::open_with(loc, rt, StorageLimits::default())
+    }
+
+    /// Open the backend for `loc`; all I/O runs on the runtime behind `rt`. A local
+    /// directory that does not exist is an error (exit 66), never created: only
+    /// [`Store::create`] creates one.
+    pub fn open_with(loc: &Location, rt: Handle, limits: StorageLimits) -> Result<Store> {
+        if let Some(root) = &loc.local {
+            if let Err(e) = std::fs::metadata(root) {
+                let kind = match e.kind() {
+                    std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                    std::io::ErrorKind::PermissionDenied => ErrorKind::Permission,
+                    _ => ErrorKind::Io,
+                };
+                return Err(Error::new(kind, format!("no repository at {}: {e}", loc.display)));
+            }
+        }
+        Self::open_unchecked(loc, rt, limits)
+    }
+
+    /// Open the backend for `loc` to create a repository there, creating a local directory
+    /// (and its missing parents, mode 0700) that does not exist yet. Returns the topmost
+    /// directory it created, for the caller to remove if the repository is not made.
+    pub fn create(loc: &Location, rt: Handle, limits: StorageLimits) -> Result<(Store, Option<PathBuf>)> {
+        let mut created = None;
+        if let Some(root) = &loc.local {
+            let mut top = root.as_path();
+            while let Some(parent) = top.parent().filter(|p| !p.exists()) {
+                top = parent;
+            }
+            if !root.exists() {
+                std::fs::create_dir_all(root).map_err(|e| Error::io(format!("cannot create {}", root.display()), e))?;
+                created = Some(top.to_path_buf());
+            }
+        }
+        if loc.scheme == "sftp" {
+            // Before the first object: the server's umask decides the files' modes.
+            rt.block_on(crate::ssh::make_private(loc))?;
+        }
+        Ok((Self::open_unchecked(loc, rt, limits)?, created))
+    }
+
+    /// Whether the location holds nothing at all (a local directory may hold `lost+found`).
+    pub fn is_empty(&self) -> Result<bool> {
+        if let Some(root) = &self.local {
+            let mut entries =
+                std::fs::read_dir(root).map_err(|e| Error::io(format!("cannot list {}", root.display()), e))?;
+            return Ok(!entries.any(|e| e.map_or(true, |e| e.file_name() != "lost+found")));
+        }
+        let entries = self
+            .rt
+            .block_on(self.call(|| self.op.list("/")))
+            .map_err(|e| self.map_err("cannot list", "/", e))?;
+        Ok(entries.iter().all(|e| e.path() == "/" || e.path().is_empty()))
+    }
+
+    fn open_unchecked(loc: &Location, rt: Handle, limits: StorageLimits) -> Result<Store> {
         // The process-wide HTTP transport (reqwest + rustls) for the HTTP-based services.
         opendal::install_default();
+        let attempt = limits.attempt();
         let op = build(loc)
             .map_err(|e| Error::config(format!("cannot configure storage `{}`", loc.display)).with_source(e))?
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(120))
-                    .with_io_timeout(Duration::from_secs(60)),
-            )
+            .layer(TimeoutLayer::new().with_timeout(attempt).with_io_timeout(attempt))
             .layer(
                 RetryLayer::new()
-                    .with_max_times(retries())
+                    .with_max_times(limits.retries)
                     .with_jitter()
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(10)),
+                    .with_factor(2.0)
+                    .with_min_delay(Duration::from_millis(500))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_notify(retry_warning),
             );
+        let sftp = loc.scheme == "sftp";
+        if sftp {
+            crate::ssh::opened();
+        }
         Ok(Store {
             op,
             rt,
             local: loc.local.clone(),
             display: loc.display.clone(),
+            limits,
+            sftp,
         })
+    }
+
+    /// Run one storage request. The retry layer has retried what the service calls
+    /// temporary; for SFTP, whose service calls every ssh failure permanent, a connection
+    /// failure that may pass ([`crate::ssh::transient_connect_error`]) is retried here the
+    /// same way: as many times, with the same back-off and warnings. Once the process is
+    /// being interrupted, nothing new starts (but the clean-up's own requests).
+    async fn call<T, F, Fut>(&self, mut f: F) -> opendal::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = opendal::Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            if crate::interrupt::stopping() {
+                return Err(opendal::Error::new(opendal::ErrorKind::Unexpected, "interrupted"));
+            }
+            match f().await {
+                Err(e) if self.sftp && attempt < self.limits.retries && crate::ssh::transient_connect_error(&e) => {
+                    attempt += 1;
+                    let wait = backoff(attempt);
+                    warn_retry(attempt, wait, &e);
+                    tokio::time::sleep(wait).await;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// What to show users.
@@ -279,7 +234,9 @@ impl Store {
             K::ConfigInvalid => ErrorKind::Config,
             K::AlreadyExists | K::ConditionNotMatch => ErrorKind::CantCreate,
             K::RateLimited => ErrorKind::Temporary,
-            _ if e.is_temporary() || unreachable(&e) => ErrorKind::Unavailable,
+            _ if crate::ssh::refused(&e) || unauthorized(&e) => ErrorKind::Permission,
+            // Persistent: temporary, and still failing after every retry (a 5xx, a timeout).
+            _ if e.is_temporary() || e.is_persistent() || unreachable(&e) => ErrorKind::Unavailable,
             _ => ErrorKind::Io,
         };
         Error::new(kind, format!("{what} `{path}` in repository {}", self.display)).with_source(e)
@@ -296,8 +253,7 @@ impl Store {
                 .map_err(|e| Error::general(format!("read task failed: {e}")))?
                 .map_err(|e| Error::io(format!("cannot read `{path}` in repository {}", self.display), e));
         }
-        self.op
-            .read(path)
+        self.call(|| self.op.read(path))
             .await
             .map(|b| b.to_vec())
             .map_err(|e| self.map_err("cannot read", path, e))
@@ -322,11 +278,7 @@ impl Store {
         }
         let map = |e: opendal::Error| self.map_err("cannot read", path, e);
         let mut stream = self
-            .op
-            .reader(path)
-            .await
-            .map_err(map)?
-            .into_bytes_stream(..)
+            .call(|| async { self.op.reader(path).await?.into_bytes_stream(..).await })
             .await
             .map_err(map)?;
         let mut h = Sha256::new();
@@ -339,9 +291,7 @@ impl Store {
     /// Read `len` bytes at `offset`.
     pub async fn read_range_async(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let b = self
-            .op
-            .read_with(path)
-            .range(offset..offset + len)
+            .call(|| async { self.op.read_with(path).range(offset..offset + len).await })
             .await
             .map_err(|e| self.map_err("cannot read", path, e))?;
         if b.len() as u64 != len {
@@ -380,38 +330,48 @@ impl Store {
                 format!("`{path}` already exists in repository {}", self.display),
             )
         };
-        if exclusive {
-            if self.exists_async(path).await? {
-                return Err(exists());
-            }
-            if self.op.info().capability().write_with_if_not_exists {
-                // Conditional write: the service refuses if another writer got there first.
-                return match self.op.write_with(path, bytes).if_not_exists(true).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => Err(exists()),
-                    Err(e) => Err(self.map_err("cannot write", path, e)),
-                };
-            }
+        let cap = self.op.info().capability();
+        let conditional = exclusive && cap.write_with_if_not_exists;
+        if exclusive && self.exists_async(path).await? {
+            return Err(exists());
         }
-        self.op
-            .write(path, bytes)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.map_err("cannot write", path, e))
+        let bytes = opendal::Buffer::from(bytes);
+        let r = self
+            .call(|| async {
+                let mut w = self.op.write_with(path, bytes.clone());
+                if cap.write_with_content_type {
+                    // Said, not left to the service: some (GCS emulators) answer a write
+                    // without it with metadata OpenDAL cannot parse.
+                    w = w.content_type("application/octet-stream");
+                }
+                // Conditional write: the service refuses if another writer got there first.
+                w.if_not_exists(conditional).await
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if conditional && e.kind() == opendal::ErrorKind::ConditionNotMatch => {
+                // A retry after an attempt whose answer was lost finds the object written:
+                // if it holds exactly these bytes, that attempt was ours.
+                match self.call(|| self.op.read(path)).await {
+                    Ok(there) if there.to_bytes() == bytes.to_bytes() => Ok(()),
+                    _ => Err(exists()),
+                }
+            }
+            Err(e) => Err(self.map_err("cannot write", path, e)),
+        }
     }
 
     /// Does `path` exist?
     pub async fn exists_async(&self, path: &str) -> Result<bool> {
-        self.op
-            .exists(path)
+        self.call(|| self.op.exists(path))
             .await
             .map_err(|e| self.map_err("cannot stat", path, e))
     }
 
     /// Size of an object.
     pub async fn size_async(&self, path: &str) -> Result<u64> {
-        self.op
-            .stat(path)
+        self.call(|| self.op.stat(path))
             .await
             .map(|m| m.content_length())
             .map_err(|e| self.map_err("cannot stat", path, e))
@@ -420,8 +380,7 @@ impl Store {
     /// When an object was last written, by storage's clock (`None` when the backend does not
     /// say).
     pub async fn modified_async(&self, path: &str) -> Result<Option<jiff::Timestamp>> {
-        self.op
-            .stat(path)
+        self.call(|| self.op.stat(path))
             .await
             .map(|m| m.last_modified().map(jiff::Timestamp::from))
             .map_err(|e| self.map_err("cannot stat", path, e))
@@ -430,7 +389,10 @@ impl Store {
     /// Names and sizes of the objects under `dir/` (recursive), names relative to `dir`.
     pub async fn list_async(&self, dir: &str) -> Result<Vec<(String, u64)>> {
         let prefix = format!("{}/", dir.trim_end_matches('/'));
-        let entries = match self.op.list_with(&prefix).recursive(true).await {
+        let entries = match self
+            .call(|| async { self.op.list_with(&prefix).recursive(true).await })
+            .await
+        {
             Ok(e) => e,
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.map_err("cannot list", &prefix, e)),
@@ -470,8 +432,7 @@ impl Store {
                 _ => Ok(()),
             };
         }
-        self.op
-            .delete(path)
+        self.call(|| self.op.delete(path))
             .await
             .map_err(|e| self.map_err("cannot delete", path, e))
     }
@@ -545,48 +506,10 @@ impl Store {
     }
 }
 
-/// Crash testing: with `DBBACKUP_TEST_KILL_AT_MUTATION=N`, the process kills itself with
-/// SIGKILL just before its N-th storage write or delete (counting from 1), so tests can stop
-/// an operation between any two of its storage mutations; with `0` it only prints each
-/// mutation to stderr (`test-mutation N write|delete PATH`). Never set in normal use.
-fn fault_point(op: &str, path: &str) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static AT: OnceLock<Option<u64>> = OnceLock::new();
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let at = AT.get_or_init(|| {
-        std::env::var("DBBACKUP_TEST_KILL_AT_MUTATION")
-            .ok()
-            .and_then(|v| v.parse().ok())
-    });
-    if let Some(at) = at {
-        let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
-        if *at == 0 {
-            eprintln!("test-mutation {n} {op} {path}");
-        } else if n == *at {
-            // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
-        }
-    }
-}
-
-/// Storage fault testing: with `DBBACKUP_TEST_DAMAGE_WRITES=PREFIX`, every local object whose
-/// repository path starts with PREFIX has its last byte flipped right after it was written, as
-/// a disk that stores other bytes than it was given would. Never set in normal use.
-fn damage_point(path: &str, full: &std::path::Path) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom, Write};
-    match std::env::var("DBBACKUP_TEST_DAMAGE_WRITES") {
-        Ok(prefix) if path.starts_with(&prefix) => {}
-        _ => return Ok(()),
-    }
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(full)?;
-    let mut b = [0u8; 1];
-    f.seek(SeekFrom::End(-1))?;
-    f.read_exact(&mut b)?;
-    f.seek(SeekFrom::End(-1))?;
-    f.write_all(&[b[0] ^ 0x01])
+/// Did the service answer 401 Unauthorized (no or wrong credentials)? Some services
+/// (WebDAV) report it as `Unexpected`.
+fn unauthorized(e: &opendal::Error) -> bool {
+    format!("{e:?}").contains("status: 401")
 }
 
 /// Did the request fail to reach the service at all (connection refused, DNS, timeout)?
@@ -609,46 +532,4 @@ fn unreachable(e: &opendal::Error) -> bool {
 pub fn pack_path(id: &crate::format::Id) -> String {
     let h = id.to_hex();
     format!("data/{}/{}", &h[..2], h)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_locations() {
-        let l = parse_location("/srv/repo").unwrap();
-        assert_eq!(l.scheme, "fs");
-        assert_eq!(l.local.unwrap(), PathBuf::from("/srv/repo"));
-        let l = parse_location("s3://bkt/prod/db?endpoint=http://127.0.0.1:9000").unwrap();
-        assert_eq!(l.scheme, "s3");
-        assert_eq!(l.options["bucket"], "bkt");
-        assert_eq!(l.options["root"], "/prod/db");
-        assert_eq!(l.options["endpoint"], "http://127.0.0.1:9000");
-        let l = parse_location("sftp://backup@host:2222/srv/repo").unwrap();
-        assert_eq!(l.options["endpoint"], "ssh://host:2222");
-        assert_eq!(l.options["user"], "backup");
-        assert_eq!(
-            parse_location("fs:///a/b").unwrap().local.unwrap(),
-            PathBuf::from("/a/b")
-        );
-        assert!(parse_location("s3://b/p?secret_access_key=x").is_err());
-        assert!(parse_location("ftp://x/y").is_err());
-    }
-
-    #[test]
-    fn refuses_unknown_location_options() {
-        let e = parse_location("s3://b/p?bogus=1").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Config);
-        assert!(
-            e.to_string().contains("`bogus`") && e.to_string().contains("endpoint"),
-            "{e}"
-        );
-        assert!(parse_location("s3://b/p?endpoint=http://x&enable_virtual_host_style=true&region=eu-west-1").is_ok());
-        assert!(parse_location("azblob://c/p?endpoint=http://127.0.0.1:10000/acct").is_ok());
-        assert!(parse_location("gcs://b/p?endpoint=http://x&predefined_acl=private").is_ok());
-        assert!(parse_location("sftp://h/p?known_hosts_strategy=accept").is_ok());
-        assert!(parse_location("webdav://h/p?endpointx=1").is_err());
-        assert_eq!(parse_location("fs:///a?x=1").unwrap_err().kind(), ErrorKind::Config);
-    }
 }

@@ -9,16 +9,17 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::backend::pack_path;
-use crate::blob::{apply_delta, open_blob, open_delta};
+use crate::blob::{apply_delta, open_delta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexSegment;
 use crate::format::keyfile::KeyFile;
-use crate::format::pack::{header_len_from_trailer, open_header, BlobEntry, TRAILER_LEN};
+use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
 use crate::format::snapshot::Manifest;
 use crate::format::{BlobKind, Id, ObjectKind};
 use crate::index::{BlobLocation, IndexCache};
 use crate::progress::Progress;
+use crate::repo::pack_reader::open_pack;
 use crate::repo::{ManifestCopy, Repository};
 
 /// One problem found.
@@ -106,6 +107,38 @@ fn missing_manifest(rep: &mut Report, sid: &Id, place: ManifestCopy) {
     } else {
         rep.warnings.push(p)
     }
+}
+
+/// The WAL archive's record against the catalog (damaged, missing, another repository's or
+/// cluster's), and physical snapshots of a cluster the archive does not hold.
+fn wal_archive_record(
+    repo: &Repository,
+    rep: &mut Report,
+    clusters: &crate::wal::archive::Clusters,
+    bases: &[(Id, crate::format::snapshot::PhysicalSource)],
+) -> Result<()> {
+    let records = crate::wal::archive::read(repo)?;
+    for (object, message) in crate::wal::archive::problems(&records, rep.wal_files, clusters) {
+        rep.errors.push(Problem {
+            object,
+            message,
+            affects: vec![],
+        });
+    }
+    let Some(archive) = records.intact.first().map(|(_, a)| &a.system_id) else {
+        return Ok(());
+    };
+    for (sid, b) in bases.iter().filter(|(_, b)| &b.system_id != archive) {
+        rep.warnings.push(Problem {
+            object: format!("snapshots/{sid}"),
+            message: format!(
+                "physical snapshot of cluster {}, but the WAL archive holds cluster {archive}: point-in-time recovery from it cannot use this archive",
+                b.system_id
+            ),
+            affects: vec![*sid],
+        });
+    }
+    Ok(())
 }
 
 /// Report WAL missing between each physical snapshot's start and the newest archived segment
@@ -347,6 +380,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
     let wal = crate::wal::catalog::list(repo)?;
     rep.wal_files = wal.len() as u64;
     let mut wal_files: Vec<String> = Vec::new();
+    let mut clusters = crate::wal::archive::Clusters::new();
     crate::wal::catalog::read_each(repo, wal, |dir, id, r| {
         let e = match r {
             Ok(e) => e,
@@ -358,6 +392,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         };
         let file = e.file.clone();
         wal_files.push(file.clone());
+        crate::wal::archive::count(&mut clusters, &e);
         for_each_chunk(repo, index, std::slice::from_ref(&e.data), |cid, loc| {
             let message = match loc {
                 None => format!("needed by WAL file {file} but in no index segment"),
@@ -378,6 +413,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         Ok(())
     })?;
 
+    wal_archive_record(repo, &mut rep, &clusters, &bases)?;
     wal_gaps(&mut rep, &bases, &wal_files);
     for d in dangling {
         rep.errors.push(Problem {
@@ -398,7 +434,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         let rt = repo.store().runtime().clone();
         // (blobs, bytes, deltas that could not be rebuilt: chunk, why, named only by a plan)
         type PackResult = Result<(u64, u64, Vec<(Id, Error, bool)>)>;
-        let cache = crate::restore::BaseCache::new(crate::restore::BASE_CACHE_BYTES);
+        let cache = crate::repo::blob_reader::BaseCache::new(crate::repo::blob_reader::BASE_CACHE_BYTES);
         let cache = &cache;
         let results: Vec<(Id, PackResult)> = rt.block_on(async {
             futures::stream::iter(to_read.iter().map(|(id, size)| {
@@ -611,7 +647,7 @@ fn for_each_chunk(
         for lid in &e.content {
             // The list itself first, so a caller learns where it lives even when it is damaged.
             f(lid, index.lookup(lid)?);
-            let list = repo.store().runtime().block_on(crate::restore::fetch_blob(
+            let list = repo.store().runtime().block_on(crate::repo::blob_reader::fetch_blob(
                 repo,
                 index,
                 *lid,
@@ -641,7 +677,7 @@ async fn rebuild_delta(
     pack: &Id,
     e: &BlobEntry,
     bytes: &[u8],
-    cache: &crate::restore::BaseCache,
+    cache: &crate::repo::blob_reader::BaseCache,
 ) -> Result<()> {
     let loc = BlobLocation::of(pack, e);
     let s = e.offset as usize;
@@ -651,7 +687,7 @@ async fn rebuild_delta(
         .to_vec();
     let mut bases = Vec::with_capacity(e.bases.len());
     for &base in &e.bases {
-        let plain = crate::restore::fetch_base(repo, index, base, cache)
+        let plain = crate::repo::blob_reader::fetch_base(repo, index, base, cache)
             .await
             .map_err(|er| {
                 Error::new(
@@ -669,71 +705,26 @@ async fn rebuild_delta(
     let id = e.id;
     tokio::task::spawn_blocking(move || {
         let frame = open_delta(&keys, &id, &loc, sealed)?;
-        let reference = crate::restore::concat_bases(&bases);
+        let reference = crate::repo::blob_reader::concat_bases(&bases);
         apply_delta(&keys, &id, &loc, &reference, &frame).map(|_| ())
     })
     .await
     .map_err(|er| Error::general(format!("check task failed: {er}")))?
 }
 
-/// Verify a whole pack: name, trailer, header, and every blob. Returns (blobs, bytes).
-pub fn verify_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<(u64, u64)> {
-    let entries = open_pack(keys, id, bytes)?;
-    Ok((entries.len() as u64, bytes.len() as u64))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// [`verify_pack`], returning the pack's entries: nothing is returned unless every blob
-/// authenticated, decoded and matched its id.
-pub fn open_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Vec<BlobEntry>> {
-    if Id::of_stored(bytes) != *id {
-        return Err(Error::corrupt(
-            pack_path(id),
-            "SHA-256 of its bytes does not match its name",
-        ));
-    }
-    open_blobs(keys, id, bytes)
-}
-
-/// Authenticate the header of pack `id` held in `bytes`, then every blob: decoded and matched
-/// against its id (deltas only authenticated; `rebuild_delta` rebuilds them). The pack's name
-/// is not checked: [`open_pack`] does that.
-pub fn open_blobs(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Vec<BlobEntry>> {
-    let entries = pack_header(keys, id, bytes)?;
-    for e in &entries {
-        let loc = BlobLocation::of(id, e);
-        let s = e.offset as usize;
-        let sealed = &bytes[s..s + e.length as usize];
-        if !e.bases.is_empty() {
-            // Authenticated here; rebuilt from its bases by `rebuild_delta`.
-            open_delta(keys, &e.id, &loc, sealed.to_vec())?;
-        } else {
-            open_blob(keys, &e.id, &loc, sealed)?;
+    #[test]
+    fn read_data_subsets_parse() {
+        assert_eq!("1/5".parse::<ReadData>().unwrap(), ReadData::Part { n: 1, of: 5 });
+        assert_eq!(" 5 / 5 ".parse::<ReadData>().unwrap(), ReadData::Part { n: 5, of: 5 });
+        assert_eq!("10%".parse::<ReadData>().unwrap(), ReadData::Percent(10.0));
+        assert_eq!("2G".parse::<ReadData>().unwrap(), ReadData::Bytes(2 << 30));
+        for bad in ["0/5", "6/5", "1/0", "a/b", "0%", "101%", "0", "", "lots"] {
+            let e = bad.parse::<ReadData>().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Usage, "{bad}");
         }
     }
-    Ok(entries)
-}
-
-/// Authenticate and decode the header of a whole pack in memory (its name is not checked).
-pub fn pack_header(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<Vec<BlobEntry>> {
-    let object = pack_path(id);
-    let t = bytes
-        .len()
-        .checked_sub(TRAILER_LEN)
-        .ok_or_else(|| Error::corrupt(&object, "too short"))?;
-    let hl = header_len_from_trailer(&bytes[t..], bytes.len() as u64).map_err(|e| Error::corrupt(&object, e))? as usize;
-    let h = t - hl;
-    open_header(keys, id, &bytes[h..t], h as u64)
-}
-
-/// Read and authenticate only a pack's header (two range reads), given its size.
-pub fn read_pack_header(repo: &Repository, id: &Id, size: u64) -> Result<Vec<BlobEntry>> {
-    let object = pack_path(id);
-    let t = size
-        .checked_sub(TRAILER_LEN as u64)
-        .ok_or_else(|| Error::corrupt(&object, "too short"))?;
-    let trailer = repo.store().read_range(&object, t, TRAILER_LEN as u64)?;
-    let hl = header_len_from_trailer(&trailer, size).map_err(|e| Error::corrupt(&object, e))?;
-    let h = t - hl;
-    let header = repo.store().read_range(&object, h, hl)?;
-    open_header(repo.keys(), id, &header, h)
 }

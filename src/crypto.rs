@@ -48,6 +48,22 @@ impl Default for KdfParams {
     }
 }
 
+impl KdfParams {
+    /// Whether argon2id takes these parameters and they stay within what this build allows
+    /// (at most 4 GiB of memory): a usage error (exit 2) saying why not.
+    pub fn validate(&self) -> Result<()> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+            .map_err(|e| Error::usage(format!("argon2id parameters {self:?} are out of range: {e}")))?;
+        if self.memory_kib > MAX_KDF_MEMORY_KIB {
+            return Err(Error::usage("argon2id memory above 4 GiB is not allowed"));
+        }
+        Ok(())
+    }
+}
+
+/// The most argon2id memory a key file may ask for.
+const MAX_KDF_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+
 /// Derive the 32-byte key-wrapping key from a password.
 pub fn password_key(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; 32]> {
     let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32)).map_err(|e| {
@@ -56,7 +72,7 @@ pub fn password_key(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; 3
             format!("invalid argon2id parameters in key file: {e}"),
         )
     })?;
-    if p.memory_kib > 4 * 1024 * 1024 {
+    if p.memory_kib > MAX_KDF_MEMORY_KIB {
         return Err(Error::new(
             ErrorKind::Corrupt,
             "key file asks for more than 4 GiB of argon2id memory",

@@ -65,6 +65,25 @@ impl fmt::Display for Error {
     }
 }
 
+/// `e` and its causes on one line, each said once: an error whose text already shows its
+/// source (this crate's, OpenDAL's) does not get it repeated, one whose text does not
+/// (reqwest's, hyper's) gets it appended.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// Shorthand result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

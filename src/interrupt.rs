@@ -2,13 +2,27 @@
 //! lock object, stop a child command) for as long as they are needed; the binary runs them
 //! when SIGINT or SIGTERM arrives, then exits.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 type Hook = Box<dyn Fn() + Send>;
 
 static HOOKS: Mutex<Vec<(u64, Hook)>> = Mutex::new(Vec::new());
 static NEXT: AtomicU64 = AtomicU64::new(0);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Set on the thread that runs the hooks: its storage requests are the clean-up itself.
+    static CLEANING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the process is being interrupted and the calling thread is not the one cleaning
+/// up: new work (a storage request, a retry) should not start, since it could start
+/// something (an ssh connection) that the clean-up has already looked for.
+pub fn stopping() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst) && !CLEANING.with(Cell::get)
+}
 
 /// Unregisters its hook when dropped (the operation finished normally).
 pub struct Registration(u64);
@@ -32,6 +46,8 @@ pub fn on_interrupt(hook: impl Fn() + Send + 'static) -> Registration {
 
 /// Run every registered hook, newest first (called once, by the binary's signal handler).
 pub fn run_hooks() {
+    CLEANING.with(|c| c.set(true));
+    INTERRUPTED.store(true, Ordering::SeqCst);
     let hooks = match HOOKS.lock() {
         Ok(mut h) => std::mem::take(&mut *h),
         Err(_) => return,

@@ -27,6 +27,7 @@ pub mod restore;
 pub mod retention;
 pub mod snapshot;
 pub mod sources;
+pub mod ssh;
 pub mod stats;
 pub mod util;
 pub mod wal;

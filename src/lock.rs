@@ -21,15 +21,88 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 /// Longest gap between two successful lock writes after which a writer refuses to commit:
 /// stale time minus the allowed clock skew and a margin.
 pub const MAX_GAP: Duration = Duration::from_secs(20 * 60);
-/// Operation name of prune's lock.
-pub const PRUNE: &str = "prune";
-/// Operation name of forget's lock.
-pub const FORGET: &str = "forget";
+/// What a lock is held for; its name is the `operation` of the lock object (repo-format
+/// §9). What an operation may do to others is decided here, from the variant, never from a
+/// name spelled at the call site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// A snapshot: writes packs, index segments and a manifest.
+    Snapshot,
+    /// `wal push`: writes like a snapshot.
+    WalPush,
+    /// Removes snapshots.
+    Forget,
+    /// Removes data (and restores missing manifest copies).
+    Prune,
+    /// Rewrites the index or snapshots; excludes everything.
+    Repair,
+    /// Reads a snapshot back.
+    Restore,
+    /// Verifies the repository.
+    Check,
+    /// `wal fetch`: reads WAL back.
+    WalFetch,
+}
 
-/// Operations that remove snapshots or data: never two at once (prune restores missing
-/// manifest copies, which must not race a forget deleting them).
-fn removes(operation: &str) -> bool {
-    operation == PRUNE || operation == FORGET
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 8] = [
+        Operation::Snapshot,
+        Operation::WalPush,
+        Operation::Forget,
+        Operation::Prune,
+        Operation::Repair,
+        Operation::Restore,
+        Operation::Check,
+        Operation::WalFetch,
+    ];
+
+    /// The name stored in lock objects.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Snapshot => "snapshot",
+            Operation::WalPush => "wal-push",
+            Operation::Forget => "forget",
+            Operation::Prune => "prune",
+            Operation::Repair => "repair",
+            Operation::Restore => "restore",
+            Operation::Check => "check",
+            Operation::WalFetch => "wal-fetch",
+        }
+    }
+
+    /// The operation a stored name stands for (`None`: unreadable, or of a later version).
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// Writes data other writers may deduplicate against: prune's sweep waits for a writer
+    /// that may not have seen a deletion plan (repo-format §10.3).
+    pub fn is_writer(self) -> bool {
+        matches!(self, Operation::Snapshot | Operation::WalPush)
+    }
+
+    /// Removes snapshots or data: never two at once (prune restores missing manifest copies,
+    /// which must not race a forget deleting them).
+    pub fn removes(self) -> bool {
+        matches!(self, Operation::Prune | Operation::Forget)
+    }
+
+    /// Holds an exclusive lock, which excludes every other.
+    pub fn exclusive(self) -> bool {
+        matches!(self, Operation::Repair)
+    }
+
+    /// Only reads: may go on without a lock where it cannot write one.
+    pub fn reads_only(self) -> bool {
+        matches!(self, Operation::Restore | Operation::Check | Operation::WalFetch)
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A held lock; removed from the repository on drop.
@@ -50,14 +123,14 @@ struct State {
     worst_gap: Duration,
 }
 
-fn payload(operation: &str, exclusive: bool, started: jiff::Timestamp) -> Vec<u8> {
+fn payload(operation: Operation, started: jiff::Timestamp) -> Vec<u8> {
     let l = Lock {
         version: FORMAT_VERSION,
         hostname: crate::util::hostname(),
         pid: std::process::id(),
         username: crate::util::username(),
-        operation: operation.into(),
-        exclusive,
+        operation: operation.name().into(),
+        exclusive: operation.exclusive(),
         time: jiff::Timestamp::now(),
         started: Some(started),
     };
@@ -216,21 +289,21 @@ fn dead_here(lock: &Lock) -> bool {
     r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
-/// Does a live lock `other` exclude taking one for `operation`? An unreadable lock might be
-/// any kind of holder: it excludes what a remover or an exclusive holder would, but not a
-/// shared operation (a restore must not be hostage to a damaged object; a sweep still waits
-/// for it, repo-format §9).
-fn conflicts(operation: &str, exclusive: bool, other: &Lock) -> bool {
-    if other.operation == UNREADABLE {
-        return exclusive || removes(operation);
-    }
-    exclusive || other.exclusive || (removes(operation) && removes(&other.operation))
+/// Does a live lock `other` exclude taking one for `operation`? An unreadable lock, or one
+/// naming an operation this version does not know, might be any kind of holder: it excludes
+/// what a remover or an exclusive holder would, but not a shared operation (a restore must
+/// not be hostage to a damaged object; a sweep still waits for it, repo-format §9).
+fn conflicts(operation: Operation, other: &Lock) -> bool {
+    let Some(theirs) = Operation::from_name(&other.operation) else {
+        return operation.exclusive() || operation.removes();
+    };
+    operation.exclusive() || other.exclusive || (operation.removes() && theirs.removes())
 }
 
 /// Take a lock for `operation`; fails at once (exit 75) on a conflicting live lock.
-pub fn acquire(repo: &Repository, operation: &str, exclusive: bool) -> Result<LockGuard> {
+pub fn acquire(repo: &Repository, operation: Operation) -> Result<LockGuard> {
     let started = jiff::Timestamp::now();
-    let id = repo.save_object(ObjectKind::Lock, &payload(operation, exclusive, started))?;
+    let id = repo.save_object(ObjectKind::Lock, &payload(operation, started))?;
     let first_write = Instant::now();
     let live = match live_locks(repo, &[id]) {
         Ok(l) => l,
@@ -239,7 +312,7 @@ pub fn acquire(repo: &Repository, operation: &str, exclusive: bool) -> Result<Lo
             return Err(e);
         }
     };
-    if let Some(h) = live.into_iter().find(|h| conflicts(operation, exclusive, &h.lock)) {
+    if let Some(h) = live.into_iter().find(|h| conflicts(operation, &h.lock)) {
         let _ = repo.store().delete(&format!("locks/{id}"));
         let when = if h.unreadable.is_some() {
             format!(
@@ -262,11 +335,10 @@ pub fn acquire(repo: &Repository, operation: &str, exclusive: bool) -> Result<Lo
     let (stop, stopped) = channel::<()>();
     let refresher = {
         let (store, keys, state) = (repo.store().clone(), repo.keys().clone(), state.clone());
-        let op = operation.to_string();
         std::thread::spawn(move || {
             // Wakes every REFRESH_EVERY, or at once when the guard is dropped.
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
-                let Ok(sealed) = crate::format::seal_object(&keys, ObjectKind::Lock, &payload(&op, exclusive, started))
+                let Ok(sealed) = crate::format::seal_object(&keys, ObjectKind::Lock, &payload(operation, started))
                 else {
                     continue;
                 };
@@ -312,8 +384,9 @@ pub fn acquire(repo: &Repository, operation: &str, exclusive: bool) -> Result<Lo
 /// read-only mount, a key that may only read), go on without one, with a warning: `None`.
 /// Without a lock, a prune may delete data while this operation reads it; the operation then
 /// fails (every byte read is authenticated), it never returns wrong data.
-pub fn acquire_for_reading(repo: &Repository, operation: &str) -> Result<Option<LockGuard>> {
-    match acquire(repo, operation, false) {
+pub fn acquire_for_reading(repo: &Repository, operation: Operation) -> Result<Option<LockGuard>> {
+    debug_assert!(operation.reads_only(), "{operation} writes");
+    match acquire(repo, operation) {
         Ok(g) => Ok(Some(g)),
         Err(e) if e.kind() == ErrorKind::Permission => {
             tracing::warn!(
@@ -367,5 +440,66 @@ impl Drop for LockGuard {
                 let _ = self.store.delete(&format!("locks/{o}"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock_of(operation: &str, exclusive: bool) -> Lock {
+        Lock {
+            version: FORMAT_VERSION,
+            hostname: "h".into(),
+            pid: 1,
+            username: "u".into(),
+            operation: operation.into(),
+            exclusive,
+            time: jiff::Timestamp::UNIX_EPOCH,
+            started: None,
+        }
+    }
+
+    #[test]
+    fn names_are_those_of_repo_format_section_9() {
+        let names: Vec<&str> = Operation::ALL.iter().map(|o| o.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "snapshot",
+                "wal-push",
+                "forget",
+                "prune",
+                "repair",
+                "restore",
+                "check",
+                "wal-fetch"
+            ]
+        );
+        for o in Operation::ALL {
+            assert_eq!(Operation::from_name(o.name()), Some(o));
+        }
+        assert_eq!(Operation::from_name("Snapshot"), None);
+    }
+
+    #[test]
+    fn conflicts_follow_repo_format_section_9() {
+        use Operation::*;
+        for mine in Operation::ALL {
+            for theirs in Operation::ALL {
+                let want = mine == Repair || theirs == Repair || (mine.removes() && theirs.removes());
+                let other = lock_of(theirs.name(), theirs.exclusive());
+                assert_eq!(conflicts(mine, &other), want, "{mine} against a live {theirs}");
+            }
+            // Unknown or unreadable: a holder of unknown kind.
+            for name in [UNREADABLE, "defragment"] {
+                let want = matches!(mine, Repair | Prune | Forget);
+                assert_eq!(conflicts(mine, &lock_of(name, false)), want, "{mine} against `{name}`");
+            }
+        }
+        let writers: Vec<_> = Operation::ALL.into_iter().filter(|o| o.is_writer()).collect();
+        assert_eq!(writers, [Snapshot, WalPush]);
+        let readers: Vec<_> = Operation::ALL.into_iter().filter(|o| o.reads_only()).collect();
+        assert_eq!(readers, [Restore, Check, WalFetch]);
     }
 }

@@ -11,6 +11,8 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     keep_buffers_in_the_heap();
+    cli::password::take_secrets_from_env();
+    dbbackup::ssh::mark_this_process();
     cli::run()
 }
 

@@ -234,7 +234,7 @@ fn upload(
         let id = Id::of_stored(&pack);
         let path = pack_path(&id);
         let blobs = if verify {
-            crate::check::open_blobs(keys, &id, &pack).map_err(|e| {
+            crate::repo::pack_reader::open_blobs(keys, &id, &pack).map_err(|e| {
                 Error::new(
                     e.kind(),
                     format!("{e} (checked before storing it: nothing was written)"),
@@ -242,7 +242,7 @@ fn upload(
             })?
         } else {
             // Only the header (cheap; proves it decodes).
-            crate::check::pack_header(keys, &id, &pack)?
+            crate::repo::pack_reader::pack_header(keys, &id, &pack)?
         };
         store.write(&path, pack, false)?;
         if verify && store.sha256(&path)? != id.0 {

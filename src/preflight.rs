@@ -15,8 +15,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Entry;
 use crate::format::{BlobKind, Id};
 use crate::index::IndexCache;
+use crate::repo::blob_reader::{fetch_blob, parse_list};
 use crate::repo::Repository;
-use crate::restore::{fetch_blob, parse_list};
 
 /// Up to this many packs are always asked for one by one.
 const ASK_EACH_UP_TO: usize = 256;

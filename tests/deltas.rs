@@ -719,8 +719,8 @@ fn a_base_that_several_deltas_need_at_once_is_read_once() {
     let t = common::TestRepo::new();
     let (_, m) = t.snapshot("db", Gen::random(77, 8_000_000));
     let ids = t.chunk_ids(&m);
-    let cache = dbbackup::restore::BaseCache::new(dbbackup::restore::BASE_CACHE_BYTES);
-    let read = |id| dbbackup::restore::fetch_base(&t.repo, &t.index, id, &cache);
+    let cache = dbbackup::repo::blob_reader::BaseCache::new(dbbackup::repo::blob_reader::BASE_CACHE_BYTES);
+    let read = |id| dbbackup::repo::blob_reader::fetch_base(&t.repo, &t.index, id, &cache);
     // Eight readers of one base at once: one read, seven served by it.
     let got = t.rt.block_on(futures::future::join_all((0..8).map(|_| read(ids[1]))));
     let first = got[0].as_ref().unwrap();

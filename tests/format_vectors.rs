@@ -3,7 +3,6 @@
 //! Regenerate (only when the spec changes): `cargo test --test format_vectors -- --ignored`.
 
 use dbbackup::blob::open_blob;
-use dbbackup::check::verify_pack;
 use dbbackup::crypto::{self, KdfParams, MasterKey, NONCE_LEN};
 use dbbackup::format::config::{ChunkerParams, Config};
 use dbbackup::format::index::{IndexSegment, PackBlobs};
@@ -15,6 +14,7 @@ use dbbackup::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest, 
 use dbbackup::format::wal::{ArchiveInfo, WalEntry};
 use dbbackup::format::{blob_aad, open_object, BlobKind, Encoding, Id, ObjectKind};
 use dbbackup::index::BlobLocation;
+use dbbackup::repo::pack_reader::verify_pack;
 use serde_json::{json, Value};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/repo-format/vectors/v1.json");
@@ -243,11 +243,21 @@ fn build() -> Value {
         wal_segment_size: 16 << 20,
         created: "2026-01-01T03:10:00Z".parse().unwrap(),
         hostname: "db1".into(),
+        repository: None,
     };
     let a_payload = archive.encode();
     let a_z = zstd::bulk::compress(&a_payload, 3).unwrap();
     let a_nonce = [0xbbu8; NONCE_LEN];
     let a_stored = seal(&keys, &a_nonce, ObjectKind::WalArchive.aad(), &a_z);
+    // The same record as written since it names its repository.
+    let bound = ArchiveInfo {
+        repository: Some(repo_id),
+        ..archive
+    };
+    let b_payload = bound.encode();
+    let b_z = zstd::bulk::compress(&b_payload, 3).unwrap();
+    let b_nonce = [0xbcu8; NONCE_LEN];
+    let b_stored = seal(&keys, &b_nonce, ObjectKind::WalArchive.aad(), &b_z);
 
     let kf_bytes = kf.encode();
     json!({
@@ -278,6 +288,7 @@ fn build() -> Value {
         "deletion_plan": { "name": Id::of_stored(&d_stored), "payload": hex::encode(&d_payload), "zstd": hex::encode(&d_z), "nonce": hex::encode(d_nonce), "stored": hex::encode(&d_stored) },
         "wal_entry": { "folder": keys.wal_name_hash(&wal.file), "name": Id::of_stored(&w_stored), "payload_text": String::from_utf8(w_payload).unwrap(), "zstd": hex::encode(&w_z), "nonce": hex::encode(w_nonce), "stored": hex::encode(&w_stored) },
         "wal_archive": { "name": Id::of_stored(&a_stored), "payload_text": String::from_utf8(a_payload).unwrap(), "zstd": hex::encode(&a_z), "nonce": hex::encode(a_nonce), "stored": hex::encode(&a_stored) },
+        "wal_archive_bound": { "name": Id::of_stored(&b_stored), "payload_text": String::from_utf8(b_payload).unwrap(), "zstd": hex::encode(&b_z), "nonce": hex::encode(b_nonce), "stored": hex::encode(&b_stored) },
     })
 }
 
@@ -384,6 +395,7 @@ fn vectors_decode_and_reencode_byte_for_byte() {
         ("deletion_plan", ObjectKind::Pending),
         ("wal_entry", ObjectKind::Wal),
         ("wal_archive", ObjectKind::WalArchive),
+        ("wal_archive_bound", ObjectKind::WalArchive),
     ] {
         let ov = &v[name];
         let stored = h(&ov["stored"]);

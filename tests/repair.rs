@@ -311,7 +311,7 @@ fn repair_snapshots_rewrites_a_database_snapshot_without_the_lost_database() {
         let mut ids = vec![];
         for lid in &shop_entry.content {
             let list =
-                t.rt.block_on(dbbackup::restore::fetch_blob(
+                t.rt.block_on(dbbackup::repo::blob_reader::fetch_blob(
                     &t.repo,
                     &t.index,
                     *lid,

@@ -1,64 +1,11 @@
 //! The S3 backend against a real S3-compatible server (moto_server, installed by
-//! scripts/setup.sh) on a loopback port: init, snapshot, restore, check, refusals, and an
-//! unreachable endpoint.
+//! scripts/setup.sh) on a loopback port: the cycle every backend passes, init, snapshot,
+//! restore, check, refusals, and an unreachable endpoint.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::servers::{self, repository_cycle};
 use common::{cli, digest, Gen};
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = common::pg::free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is required (scripts/setup.sh installs it)");
-        let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(30), "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    /// Create a bucket with a plain HTTP PUT (moto accepts unsigned requests).
-    fn create_bucket(&self, name: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
-            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        assert!(
-            resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
-            "{resp}"
-        );
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
-    }
-}
 
 fn s3cli(home: &std::path::Path) -> assert_cmd::Command {
     let mut c = cli(home);
@@ -69,9 +16,21 @@ fn s3cli(home: &std::path::Path) -> assert_cmd::Command {
 }
 
 #[test]
+fn s3_cycle() {
+    let moto = servers::moto("backups");
+    let home = tempfile::tempdir().unwrap();
+    let loc = format!("s3://backups/cycle?endpoint=http://127.0.0.1:{}", moto.port);
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    repository_cycle(home.path(), &loc, &creds);
+}
+
+#[test]
 fn s3_repository_round_trip() {
-    let moto = Moto::start();
-    moto.create_bucket("backups");
+    let moto = servers::moto("backups");
     let home = tempfile::tempdir().unwrap();
     let loc = format!("s3://backups/prod/db?endpoint=http://127.0.0.1:{}", moto.port);
     s3cli(home.path())

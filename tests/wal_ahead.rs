@@ -10,13 +10,12 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use common::{cli, init_repo, json, stderr, Gen};
+use common::wal::SEG;
+use common::{cli, init_repo, json, stderr};
 
 const SYSID: u64 = 7_311_234_567_890_123_456;
-const SEG: usize = 1 << 20;
 
 /// A data directory with `pg_wal/archive_status/` and `global/pg_control`.
 fn data_dir(home: &Path) -> PathBuf {
@@ -29,20 +28,12 @@ fn data_dir(home: &Path) -> PathBuf {
 
 /// Write segment `segno` of timeline 1 (half random, half zeros) and mark it ready.
 fn ready_segment(data: &Path, segno: u64) -> String {
-    let name = format!("00000001{:08X}{:08X}", segno >> 8, segno & 0xff);
-    let mut b = vec![0u8; SEG];
-    Gen::random(segno << 40, (SEG / 2) as u64)
-        .read_exact(&mut b[..SEG / 2])
-        .unwrap();
-    b[..40].fill(0);
-    b[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
-    b[2..4].copy_from_slice(&2u16.to_le_bytes()); // XLP_LONG_HEADER
-    b[4..8].copy_from_slice(&1u32.to_le_bytes());
-    b[8..16].copy_from_slice(&(segno * SEG as u64).to_le_bytes());
-    b[24..32].copy_from_slice(&SYSID.to_le_bytes());
-    b[32..36].copy_from_slice(&(SEG as u32).to_le_bytes());
-    b[36..40].copy_from_slice(&8192u32.to_le_bytes());
-    std::fs::write(data.join("pg_wal").join(&name), &b).unwrap();
+    let name = common::wal::segment_name(segno);
+    std::fs::write(
+        data.join("pg_wal").join(&name),
+        common::wal::segment_bytes(SYSID, segno),
+    )
+    .unwrap();
     mark(data, &name, "ready");
     name
 }
@@ -75,23 +66,6 @@ fn spool_markers(home: &Path) -> Vec<String> {
             v.push(f.unwrap().file_name().to_string_lossy().into_owned());
         }
     }
-    v.sort();
-    v
-}
-
-fn archived(home: &Path, repo: &Path) -> Vec<String> {
-    let o = cli(home)
-        .arg("-r")
-        .arg(repo)
-        .args(["--json", "wal", "list"])
-        .output()
-        .unwrap();
-    let mut v: Vec<String> = json(&o)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["file"].as_str().unwrap().to_string())
-        .collect();
     v.sort();
     v
 }
@@ -136,7 +110,7 @@ fn push_ahead_answers_later_calls_from_the_spool() {
     let mut all = names.clone();
     all.push("00000002.history".into());
     all.sort();
-    assert_eq!(archived(home.path(), &repo), all);
+    assert_eq!(common::wal::archived(home.path(), &repo), all);
     let mut markers: Vec<String> = all
         .iter()
         .filter(|n| **n != names[0])
@@ -185,7 +159,7 @@ fn push_ahead_answers_later_calls_from_the_spool() {
     let v = json(&push(home.path(), &repo, &data, &n6, &["--ahead", "0"]));
     assert_eq!(v["result"], "stored", "{v}");
     assert_eq!(spool_markers(home.path()), [format!("{}.ok", names[4])]);
-    assert!(!archived(home.path(), &repo).contains(&n7));
+    assert!(!common::wal::archived(home.path(), &repo).contains(&n7));
     mark(&data, &n6, "done");
 
     // A batch killed after its first durable write: whatever it did not finish is pushed
@@ -212,7 +186,7 @@ fn push_ahead_answers_later_calls_from_the_spool() {
     let mut all: Vec<String> = names.iter().cloned().chain([n6, n7, n8]).collect();
     all.push("00000002.history".into());
     all.sort();
-    assert_eq!(archived(home.path(), &repo), all);
+    assert_eq!(common::wal::archived(home.path(), &repo), all);
     fetches_back(home.path(), &repo, &data, &all);
     common::ops::check_clean(home.path(), &repo, true);
     fetch_reads_ahead(home.path(), &repo, &data, &all);

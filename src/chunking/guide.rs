@@ -92,13 +92,17 @@ impl<'a> ParentGuide<'a> {
             return false;
         };
         self.next_list += 1;
-        let read = self.repo.store().runtime().block_on(crate::restore::fetch_blob(
-            self.repo,
-            self.index,
-            lid,
-            BlobKind::ContentList,
-        ));
-        let records = match read.and_then(|b| crate::restore::parse_list(&lid, &b)) {
+        let read = self
+            .repo
+            .store()
+            .runtime()
+            .block_on(crate::repo::blob_reader::fetch_blob(
+                self.repo,
+                self.index,
+                lid,
+                BlobKind::ContentList,
+            ));
+        let records = match read.and_then(|b| crate::repo::blob_reader::parse_list(&lid, &b)) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the parent snapshot's content list; chunking without it");

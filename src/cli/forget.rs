@@ -175,7 +175,7 @@ pub fn remove(repo: &dbbackup::repo::Repository, ids: &[Id]) -> dbbackup::Result
 /// Run `forget`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
-    let _lock = lock::acquire(&repo, lock::FORGET, false)?;
+    let _lock = lock::acquire(&repo, lock::Operation::Forget)?;
     if !a.ids.is_empty() {
         if !a.keep.policy().is_empty() {
             return Err(Error::usage("give snapshot ids or --keep-* rules, not both").into());

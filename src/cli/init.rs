@@ -1,5 +1,6 @@
 //! `dbbackup init`: create a new encrypted repository.
 
+use dbbackup::backend::Store;
 use dbbackup::crypto::KdfParams;
 use dbbackup::format::config::ChunkerParams;
 use dbbackup::repo::{InitOptions, Repository};
@@ -29,9 +30,10 @@ pub struct Args {
     kdf_iterations: u32,
 }
 
-/// Run `init`.
+/// Run `init`. Every option is checked, and an existing or non-empty location refused,
+/// before anything is created; a local directory made for the repository is removed again
+/// if the repository could not be made in it.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
-    let store = ctx.store(a.repo.as_deref())?;
     let chunker = ChunkerParams {
         min_size: (a.chunk_avg / 2).max(64),
         avg_size: a.chunk_avg,
@@ -51,10 +53,26 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             parallelism: 1,
         },
     };
-    // Refuse an existing repository before asking for a password.
-    Repository::refuse_existing(&store)?;
+    Repository::new_config(&opts)?;
+    let loc = ctx.location(a.repo.as_deref())?;
+    // Refuse an existing repository, or a place holding other things, before asking for a
+    // password.
+    if loc.local.as_ref().is_none_or(|p| p.exists()) {
+        let store = ctx.store(a.repo.as_deref())?;
+        Repository::refuse_existing(&store)?;
+        Repository::refuse_non_empty(&store)?;
+    }
     let pw = password::get(&ctx.g, "new repository password: ", true)?;
-    let repo = Repository::init(store, pw.as_bytes(), &opts)?;
+    let (store, created) = Store::create(&loc, ctx.rt.handle().clone(), ctx.limits())?;
+    let repo = match Repository::init(store, pw.as_bytes(), &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(dir) = created {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(e.into());
+        }
+    };
     if ctx.g.json {
         output::json(&serde_json::json!({
             "repository": repo.store().display(),

@@ -9,7 +9,7 @@ mod key;
 mod ls;
 mod output;
 mod owner;
-mod password;
+pub mod password;
 mod prune;
 mod repair;
 mod restore;
@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use dbbackup::backend::{parse_location, Store};
+use dbbackup::backend::{parse_location, StorageLimits, Store};
 use dbbackup::index::IndexCache;
 use dbbackup::repo::Repository;
 use dbbackup::{Error, ErrorKind};
@@ -73,10 +73,32 @@ pub struct Global {
     /// Never draw progress bars
     #[arg(long, env = "DBBACKUP_NO_PROGRESS", global = true)]
     pub no_progress: bool,
+    /// How long storage may leave a request unanswered, over all its attempts, before the
+    /// command fails (e.g. 60s, 5m; each of the attempts gets an equal share)
+    #[arg(long, env = "DBBACKUP_STORAGE_TIMEOUT", default_value = "60s", value_parser = parse_duration, global = true, value_name = "DURATION")]
+    pub storage_timeout: std::time::Duration,
+    /// Attempts after the first for a storage request that failed or stalled
+    #[arg(
+        long,
+        env = "DBBACKUP_STORAGE_RETRIES",
+        default_value_t = 3,
+        global = true,
+        value_name = "N"
+    )]
+    pub storage_retries: usize,
     /// Let a local repository owned by another OS user be written (its new files will belong
     /// to the user running this command)
     #[arg(long, env = "DBBACKUP_ALLOW_OTHER_OWNER", global = true)]
     pub allow_other_owner: bool,
+}
+
+/// A duration such as `60s`, `5m`, `1h 30m` or `PT90S`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<jiff::SignedDuration>()
+        .ok()
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{s}` is not a positive duration (e.g. 60s, 5m)"))
 }
 
 /// The lock option of commands that only read (`restore`, `check`, `wal fetch`).
@@ -169,7 +191,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn location(&self, explicit: Option<&str>) -> dbbackup::Result<dbbackup::backend::Location> {
+    pub fn location(&self, explicit: Option<&str>) -> dbbackup::Result<dbbackup::backend::Location> {
         let repo = explicit
             .map(str::to_string)
             .or_else(|| self.g.repo.clone())
@@ -181,9 +203,17 @@ impl Ctx {
         parse_location(&repo)
     }
 
+    /// How storage requests are bounded.
+    pub fn limits(&self) -> StorageLimits {
+        StorageLimits {
+            timeout: self.g.storage_timeout,
+            retries: self.g.storage_retries,
+        }
+    }
+
     /// Open the storage of the repository.
     pub fn store(&self, explicit: Option<&str>) -> dbbackup::Result<Store> {
-        Store::open(&self.location(explicit)?, self.rt.handle().clone())
+        Store::open_with(&self.location(explicit)?, self.rt.handle().clone(), self.limits())
     }
 
     /// The ownership guard (see `owner.rs`): `writes` is `Some(true)` for a command that
@@ -209,7 +239,7 @@ impl Ctx {
     pub fn read_lock(
         &self,
         repo: &Repository,
-        operation: &str,
+        operation: dbbackup::lock::Operation,
         args: &ReadLockArgs,
     ) -> dbbackup::Result<Option<dbbackup::lock::LockGuard>> {
         if args.no_lock {
@@ -328,6 +358,13 @@ fn init_logging(g: &Global) {
             _ => "debug",
         }
     };
+    // The SFTP client logs its own connections' ends as errors (with session internals);
+    // what matters reaches dbbackup as an error of the request, so it speaks only at -vv.
+    let default = if g.verbose >= 2 {
+        default.to_string()
+    } else {
+        format!("{default},openssh_sftp_client=off")
+    };
     let filter = EnvFilter::try_from_env("DBBACKUP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -375,6 +412,10 @@ fn watch_signals(rt: tokio::runtime::Handle) {
 /// Parse arguments and run the command.
 pub fn run() -> ExitCode {
     quiet_on_closed_stdout();
+    // Registered first, so it runs last on interruption: after the locks are removed.
+    std::mem::forget(dbbackup::interrupt::on_interrupt(
+        dbbackup::ssh::stop_own_ssh_until_quiet,
+    ));
     let mut cli = Cli::parse();
     init_logging(&cli.global);
     let r = (|| -> anyhow::Result<()> {
@@ -408,11 +449,14 @@ pub fn run() -> ExitCode {
             Cmd::Unlock(a) => unlock::run(&ctx, a),
         }
     })();
+    // The repository (and its SFTP connections) are closed: stop what ssh left running.
+    dbbackup::ssh::stop_own_ssh();
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = exit_code(&e);
-            eprintln!("dbbackup: error: {e:#}");
+            let root: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("dbbackup: error: {}", dbbackup::error::one_line(root));
             ExitCode::from(code)
         }
     }

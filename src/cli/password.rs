@@ -6,10 +6,38 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use dbbackup::sources::process::SECRET_ENV;
 use dbbackup::{Error, ErrorKind, Result};
 use zeroize::Zeroizing;
 
 use super::Global;
+
+/// DBBACKUP_PASSWORD and DBBACKUP_NEW_PASSWORD as the process started with them.
+static FROM_ENV: std::sync::OnceLock<Vec<(&'static str, Zeroizing<String>)>> = std::sync::OnceLock::new();
+
+/// Take the secrets of [`SECRET_ENV`] out of this process's environment, keeping them for
+/// [`get`] and [`get_new`], so that no child (a password command, ssh for SFTP, a tool the
+/// library starts) can inherit them. Called first thing in `main`, before any other thread.
+pub fn take_secrets_from_env() {
+    let mut kept = Vec::new();
+    for k in SECRET_ENV {
+        if let Some(v) = std::env::var_os(k) {
+            kept.push((*k, Zeroizing::new(v.to_string_lossy().into_owned())));
+            // Single-threaded here: nothing else reads the environment meanwhile.
+            std::env::remove_var(k);
+        }
+    }
+    let _ = FROM_ENV.set(kept);
+}
+
+/// The value `name` had in the environment at start, unless empty.
+fn env_secret(name: &str) -> Option<Zeroizing<String>> {
+    FROM_ENV
+        .get()?
+        .iter()
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v.clone())
+}
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
@@ -31,7 +59,12 @@ pub fn from_file(path: &Path) -> Result<Zeroizing<String>> {
 
 /// Run a password command and take the first line of its output.
 pub fn from_command(cmd: &str) -> Result<Zeroizing<String>> {
-    let out = Command::new("sh")
+    // It keeps dbbackup's terminal and process group: it may ask for a passphrase.
+    let mut c = Command::new("sh");
+    for k in SECRET_ENV {
+        c.env_remove(k);
+    }
+    let out = c
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::null())
@@ -67,10 +100,8 @@ fn interactive() -> bool {
 
 /// The repository password.
 pub fn get(g: &Global, text: &str, confirm: bool) -> Result<Zeroizing<String>> {
-    if let Ok(p) = std::env::var("DBBACKUP_PASSWORD") {
-        if !p.is_empty() {
-            return Ok(Zeroizing::new(p));
-        }
+    if let Some(p) = env_secret("DBBACKUP_PASSWORD") {
+        return Ok(p);
     }
     if let Some(f) = &g.password_file {
         return from_file(f);
@@ -88,10 +119,8 @@ pub fn get(g: &Global, text: &str, confirm: bool) -> Result<Zeroizing<String>> {
 
 /// A new password (key add, key passwd): DBBACKUP_NEW_PASSWORD, `file`, or a prompt.
 pub fn get_new(file: Option<&Path>) -> Result<Zeroizing<String>> {
-    if let Ok(p) = std::env::var("DBBACKUP_NEW_PASSWORD") {
-        if !p.is_empty() {
-            return Ok(Zeroizing::new(p));
-        }
+    if let Some(p) = env_secret("DBBACKUP_NEW_PASSWORD") {
+        return Ok(p);
     }
     if let Some(f) = file {
         return from_file(f);

@@ -28,7 +28,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let max_unused: MaxUnused = a.max_unused.parse()?;
     let repo = ctx.open()?;
-    let lock = lock::acquire(&repo, lock::PRUNE, false)?;
+    let lock = lock::acquire(&repo, lock::Operation::Prune)?;
     let index = ctx.index(&repo)?;
     let mut forgotten: Vec<Id> = Vec::new();
     let mut plans = None;

@@ -1,9 +1,11 @@
-//! `dbbackup repair index|snapshots [--dry-run]`: make a damaged repository consistent again.
-//! Both take an exclusive lock (nothing else runs meanwhile) and print what they changed.
+//! `dbbackup repair index|snapshots|wal-archive [--dry-run]`: make a damaged repository
+//! consistent again. Each takes an exclusive lock (nothing else runs meanwhile) and prints
+//! what it changed.
 
 use dbbackup::lock;
 use dbbackup::repair::index::IndexRepairOptions;
 use dbbackup::repair::{repair_index, repair_snapshots};
+use dbbackup::wal::archive::{repair as repair_wal_archive, ArchiveRepair};
 
 use super::{output, Ctx};
 
@@ -14,6 +16,20 @@ pub enum RepairCmd {
     Index(Opts),
     /// Remove from snapshots what can no longer be restored; forget snapshots nothing is left of
     Snapshots(Opts),
+    /// Write the WAL archive's record again from the catalog (after `check` found it damaged,
+    /// missing or naming another cluster)
+    WalArchive(WalArchiveOpts),
+}
+
+/// Options of `repair wal-archive`.
+#[derive(clap::Args, Debug)]
+pub struct WalArchiveOpts {
+    #[command(flatten)]
+    opts: Opts,
+    /// The cluster this repository archives (its `system_identifier`), when the archive holds
+    /// WAL of several; the other clusters' files are removed from the catalog
+    #[arg(long, value_name = "ID")]
+    system_id: Option<u64>,
 }
 
 /// Options of both.
@@ -27,7 +43,7 @@ pub struct Opts {
 /// Run `repair`.
 pub fn run(ctx: &Ctx, cmd: RepairCmd) -> anyhow::Result<()> {
     let repo = ctx.open()?;
-    let _lock = lock::acquire(&repo, "repair", true)?;
+    let _lock = lock::acquire(&repo, lock::Operation::Repair)?;
     let bar = ctx.progress();
     match cmd {
         RepairCmd::Index(o) => {
@@ -119,6 +135,44 @@ pub fn run(ctx: &Ctx, cmd: RepairCmd) -> anyhow::Result<()> {
                 println!("next: `dbbackup prune` frees what nothing needs any more");
             }
         }
+        RepairCmd::WalArchive(o) => {
+            let system_id = o.system_id.map(|s| s.to_string());
+            let r = repair_wal_archive(&repo, system_id.as_deref(), o.opts.dry_run)?;
+            if ctx.g.json {
+                return output::json(&r);
+            }
+            print_wal_archive(&r);
+        }
     }
     Ok(())
+}
+
+fn print_wal_archive(r: &ArchiveRepair) {
+    let Some(sys) = &r.system_id else {
+        let verb = if r.dry_run { "would remove" } else { "removed" };
+        for o in &r.records_removed {
+            println!("{o}: damaged, {verb}");
+        }
+        println!("no WAL archived: the next push records its cluster");
+        return;
+    };
+    let (write, remove) = if r.dry_run {
+        ("would write", "would remove")
+    } else {
+        ("wrote", "removed")
+    };
+    for o in &r.records_removed {
+        println!("{o}: {remove}");
+    }
+    for f in &r.files_removed {
+        println!("WAL file {f}: of another cluster, {remove} from the catalog");
+    }
+    match (r.record_kept, r.record_written) {
+        (Some(id), _) => println!("wal-archive/{id}: intact record for cluster {sys}, kept"),
+        (None, Some(id)) => println!("wal-archive/{id}: {write} for cluster {sys}"),
+        (None, None) => println!("{write} a new record for cluster {sys}"),
+    }
+    if !r.dry_run && !r.files_removed.is_empty() {
+        println!("next: `dbbackup prune` frees what the removed files held");
+    }
 }

@@ -91,6 +91,10 @@ pub struct Args {
     /// Record this time instead of now (RFC 3339 or `YYYY-MM-DD HH:MM:SS` UTC), e.g. importing old dumps
     #[arg(long)]
     time: Option<String>,
+    /// Accept a --time more than 5 minutes in the future (such a snapshot is `latest`, and
+    /// kept by `--keep-last`, until real time passes it)
+    #[arg(long, requires = "time")]
+    allow_future: bool,
     /// Record this host name instead of this machine's
     #[arg(long)]
     hostname: Option<String>,
@@ -119,6 +123,26 @@ pub fn parse_time(s: &str) -> dbbackup::Result<jiff::Timestamp> {
                 "cannot parse time `{s}`; use RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC)"
             ))
         })
+}
+
+/// How far in the future a `--time` may lie without `--allow-future` (clocks disagree).
+const FUTURE_SLACK: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
+
+/// The time a snapshot records: `--time` if given, refused when more than
+/// [`FUTURE_SLACK`] ahead of this clock unless `allow_future`.
+fn snapshot_time(given: Option<&str>, allow_future: bool) -> dbbackup::Result<Option<jiff::Timestamp>> {
+    let Some(t) = given.map(parse_time).transpose()? else {
+        return Ok(None);
+    };
+    let now = jiff::Timestamp::now();
+    if !allow_future && t.duration_since(now) > FUTURE_SLACK {
+        return Err(Error::usage(format!(
+            "--time {t} is in the future (now {}): such a snapshot would be `latest` and survive \
+             `forget --keep-last` until then; give the real time, or --allow-future if that is meant",
+            now.round(jiff::Unit::Second).unwrap_or(now)
+        )));
+    }
+    Ok(Some(t))
 }
 
 /// A file-by-file physical backup, compared with the parent `mode` picks (a full one when
@@ -156,7 +180,7 @@ fn files_backup(
 
 /// Run `snapshot`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
-    let time = a.time.as_deref().map(parse_time).transpose()?;
+    let time = snapshot_time(a.time.as_deref(), a.allow_future)?;
     if a.stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return Err(Error::usage(
             "--stdin is a terminal; pipe the data in (e.g. `pg_dump -Fc -Z0 db | dbbackup snapshot --stdin --name db`)",
@@ -185,7 +209,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     };
     let repo = ctx.open()?;
     // Lock first, then the index and deletion plans (repo-format §10.1).
-    let lock = lock::acquire(&repo, "snapshot", false)?;
+    let lock = lock::acquire(&repo, lock::Operation::Snapshot)?;
     let index = ctx.index(&repo)?;
     let opts = SnapshotOptions {
         name: name.clone(),

@@ -8,7 +8,7 @@ use dbbackup::repo::Repository;
 use dbbackup::util::human_bytes;
 use dbbackup::wal::push::{push_many, PushOptions, Pushed};
 use dbbackup::wal::spool::{self, Spool};
-use dbbackup::wal::{catalog, summary, WalFile, DEFAULT_SEG_SIZE, PUSH_LOCK};
+use dbbackup::wal::{archive, catalog, summary, WalFile, DEFAULT_SEG_SIZE};
 use dbbackup::Error;
 
 use super::{output, Ctx};
@@ -93,7 +93,7 @@ fn push(ctx: &Ctx, a: PushArgs) -> anyhow::Result<()> {
         return report(ctx, &Pushed::AlreadyArchived { file: name });
     }
     let repo = ctx.unlock(store, config)?;
-    let guard = lock::acquire(&repo, PUSH_LOCK, false)?;
+    let guard = lock::acquire(&repo, lock::Operation::WalPush)?;
     let index = ctx.index(&repo)?;
     let opts = PushOptions {
         verify: !a.no_verify,
@@ -161,12 +161,19 @@ fn fetch(ctx: &Ctx, a: FetchArgs) -> anyhow::Result<()> {
     }
     let repo = ctx.unlock(store, config)?;
     // A shared lock keeps prune from sweeping packs out from under the restore.
-    let _guard = ctx.read_lock(&repo, "wal-fetch", &a.lock)?;
+    let _guard = ctx.read_lock(&repo, lock::Operation::WalFetch, &a.lock)?;
     let index = ctx.index(&repo)?;
     let n = dbbackup::wal::fetch::fetch(&repo, &index, &a.file, &a.dest, &dbbackup::progress::NoProgress)?;
     tracing::info!(file = %a.file, bytes = n, "restored");
     if a.ahead > 0 {
-        let seg_size = catalog::archive_info(&repo)?.map_or(DEFAULT_SEG_SIZE, |i| i.wal_segment_size);
+        // A damaged record must not fail a fetch that succeeded (`check` reports it).
+        let seg_size = match archive::cluster(&repo) {
+            Ok(info) => info.map_or(DEFAULT_SEG_SIZE, |i| i.wal_segment_size),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading ahead with the default segment size");
+                DEFAULT_SEG_SIZE
+            }
+        };
         // The file PostgreSQL asked for is in place: a failure here only costs speed later.
         match dbbackup::wal::fetch::fetch_ahead(&repo, &index, &a.file, a.ahead, seg_size, &fetch_dir) {
             Ok(v) if !v.is_empty() => tracing::info!(files = v.len(), "read ahead"),
@@ -248,7 +255,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
 
 fn stats(ctx: &Ctx) -> anyhow::Result<()> {
     let repo = ctx.open()?;
-    let info = catalog::archive_info(&repo)?;
+    let info = archive::cluster(&repo)?;
     let entries = catalog::all(&repo)?;
     let s = summary::summarize(&entries, info.as_ref());
     if ctx.g.json {

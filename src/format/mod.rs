@@ -6,12 +6,14 @@ pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
+pub mod lsn;
 pub mod pack;
 pub mod pending;
 pub mod snapshot;
 pub mod wal;
 
 pub use id::Id;
+pub use lsn::Lsn;
 
 use crate::crypto::Keys;
 use crate::error::{Error, Result};

@@ -43,9 +43,9 @@ pub struct PhysicalSource {
     /// Timeline the backup started on.
     pub timeline: u32,
     /// WAL position where replay starts (the label's `START WAL LOCATION`).
-    pub start_lsn: crate::wal::Lsn,
+    pub start_lsn: super::Lsn,
     /// WAL position where the backup becomes consistent.
-    pub stop_lsn: crate::wal::Lsn,
+    pub stop_lsn: super::Lsn,
     /// WAL file holding the start position.
     pub start_wal: String,
     /// WAL segment size of the cluster.

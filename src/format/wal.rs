@@ -44,6 +44,10 @@ pub struct ArchiveInfo {
     pub created: jiff::Timestamp,
     /// Host of the first push.
     pub hostname: String,
+    /// The repository's id (`config.id`), binding the record to its repository. Records
+    /// written before this field existed lack it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<super::Id>,
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(object: &str, b: &[u8], version: impl Fn(&T) -> u32) -> Result<T> {

@@ -289,7 +289,7 @@ pub fn prune(
         collect_packs(repo, &ix, |o| fates[o] != Fate::Keep, |p| plan.push(p), |_| Ok(()))?;
         for p in &unindexed {
             let size = sizes.get(p).copied().unwrap_or(0);
-            let blobs = match crate::check::read_pack_header(repo, p, size) {
+            let blobs = match crate::repo::pack_reader::read_pack_header(repo, p, size) {
                 Ok(b) => b,
                 Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
                     // An unreadable pack nobody indexed holds nothing a snapshot can use.
@@ -511,7 +511,7 @@ fn add_entry_roots(
     for e in entries {
         for lid in &e.content {
             n += live.add([*lid])?;
-            let list = repo.store().runtime().block_on(crate::restore::fetch_blob(
+            let list = repo.store().runtime().block_on(crate::repo::blob_reader::fetch_blob(
                 repo,
                 index,
                 *lid,
@@ -627,7 +627,7 @@ fn repack(
         let bytes = repo.store().read(&pack_path(&pack))?;
         progress.advance(bytes.len() as u64);
         // Nothing is copied from a pack that does not fully verify.
-        let entries = crate::check::open_pack(repo.keys(), &pack, &bytes).map_err(|e| {
+        let entries = crate::repo::pack_reader::open_pack(repo.keys(), &pack, &bytes).map_err(|e| {
             Error::new(
                 e.kind(),
                 format!("{e}; prune stops before deleting anything: run `dbbackup check --read-data`"),
@@ -700,4 +700,30 @@ fn entries_bytes(blobs: &[BlobEntry]) -> u64 {
         .map(|b| u64::from(b.length) + b.encoded_len() as u64)
         .sum::<u64>()
         + 52
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_unused_parses_percentages_sizes_and_unlimited() {
+        assert_eq!("5%".parse::<MaxUnused>().unwrap(), MaxUnused::Percent(5.0));
+        assert_eq!(" 500M ".parse::<MaxUnused>().unwrap(), MaxUnused::Bytes(500 << 20));
+        assert_eq!("0".parse::<MaxUnused>().unwrap(), MaxUnused::Bytes(0));
+        assert_eq!("Unlimited".parse::<MaxUnused>().unwrap(), MaxUnused::Unlimited);
+        for bad in ["100%", "-1%", "x%", "5 parsecs", "", "1.5G"] {
+            let e = bad.parse::<MaxUnused>().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Usage, "{bad}");
+        }
+    }
+
+    #[test]
+    fn max_unused_limit_is_a_share_of_the_repository_after_prune() {
+        // 20 % of what remains: 25 unused beside 100 used.
+        assert_eq!(MaxUnused::Percent(20.0).limit(100), 25);
+        assert_eq!(MaxUnused::Percent(0.0).limit(100), 0);
+        assert_eq!(MaxUnused::Bytes(7).limit(100), 7);
+        assert_eq!(MaxUnused::Unlimited.limit(0), u64::MAX);
+    }
 }

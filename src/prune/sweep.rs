@@ -12,7 +12,7 @@ use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind};
 use crate::index::{read_objects, BlobLocation, IndexCache};
-use crate::lock::{live_locks, Holder, LockGuard};
+use crate::lock::{live_locks, Holder, LockGuard, Operation};
 use crate::repo::Repository;
 
 use super::liveset::LiveSet;
@@ -25,7 +25,7 @@ pub const AWARE_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(10
 
 /// Would lock `l` keep a plan created at `created` from being swept?
 fn blocks(l: &Lock, created: jiff::Timestamp) -> bool {
-    let writer = l.operation == "snapshot" || l.operation == crate::wal::PUSH_LOCK;
+    let writer = Operation::from_name(&l.operation).is_some_and(Operation::is_writer);
     let aware = writer && l.started.is_some_and(|s| s >= created + AWARE_AFTER);
     !aware
 }

@@ -92,7 +92,7 @@ pub fn repair_index(repo: &Repository, opts: &IndexRepairOptions, progress: &dyn
                 from.insert(*pack, Source::Segment);
             }
             None if planned.contains(pack) => rep.packs_condemned += 1,
-            _ => match crate::check::read_pack_header(repo, pack, size) {
+            _ => match crate::repo::pack_reader::read_pack_header(repo, pack, size) {
                 Ok(entries) => {
                     from.insert(*pack, Source::Header(entries));
                 }

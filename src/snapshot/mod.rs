@@ -24,8 +24,8 @@ use crate::format::{BlobKind, Id, ObjectKind, FORMAT_VERSION};
 use crate::index::IndexCache;
 use crate::packer::Packer;
 use crate::progress::Progress;
+use crate::repo::blob_reader::BaseCache;
 use crate::repo::Repository;
-use crate::restore::BaseCache;
 
 mod work;
 use work::{lost_reader, NeedBases, Step, Work, WorkCtx};
@@ -174,7 +174,7 @@ impl<'a> SnapshotWriter<'a> {
             reused: Mutex::default(),
             level,
             deltas: opts.deltas && repo.config().deltas(),
-            base_cache: BaseCache::new(crate::restore::BASE_CACHE_BYTES),
+            base_cache: BaseCache::new(crate::repo::blob_reader::BASE_CACHE_BYTES),
             shared: Mutex::new(Shared {
                 packer,
                 summary: Summary::default(),
@@ -453,13 +453,13 @@ impl<'a> SnapshotWriter<'a> {
                 return Ok(false);
             };
             packs.extend(p);
-            let b = rt.block_on(crate::restore::fetch_blob(
+            let b = rt.block_on(crate::repo::blob_reader::fetch_blob(
                 self.repo,
                 self.index,
                 *lid,
                 BlobKind::ContentList,
             ))?;
-            for (id, _) in crate::restore::parse_list(lid, &b)? {
+            for (id, _) in crate::repo::blob_reader::parse_list(lid, &b)? {
                 let Some(p) = self.index.usable_where(&id)? else {
                     return Ok(false);
                 };

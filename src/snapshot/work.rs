@@ -14,8 +14,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::MAX_BASES;
 use crate::format::{BlobKind, Encoding, Id};
 use crate::index::{BaseMatch, BlobLocation, IndexCache};
+use crate::repo::blob_reader::BaseCache;
 use crate::repo::Repository;
-use crate::restore::BaseCache;
 
 /// How a new chunk is stored.
 pub(super) struct Stored {
@@ -125,7 +125,8 @@ fn growth(delta_len: u64, predecessor: Option<&BlobLocation>, len: u64) -> u64 {
 fn rebase_pays(delta_len: u64, plain_len: u64, growth: u64, next: u64) -> bool {
     let floor = next.saturating_sub(growth);
     let drift = delta_len.saturating_sub(floor);
-    growth > 0 && drift.saturating_mul(drift) >= 2 * plain_len.saturating_sub(floor).saturating_mul(growth)
+    growth > 0
+        && drift.saturating_mul(drift) >= plain_len.saturating_sub(floor).saturating_mul(growth).saturating_mul(2)
 }
 
 impl WorkCtx<'_> {
@@ -147,10 +148,10 @@ impl WorkCtx<'_> {
                     let reads = n
                         .found
                         .iter()
-                        .map(|(b, _)| crate::restore::fetch_base(repo, index, *b, cache));
+                        .map(|(b, _)| crate::repo::blob_reader::fetch_base(repo, index, *b, cache));
                     let frame = async {
                         let (p, loc) = n.predecessor.clone()?;
-                        crate::restore::fetch_delta_frame(repo, p, loc)
+                        crate::repo::blob_reader::fetch_delta_frame(repo, p, loc)
                             .await
                             .inspect_err(|e| tracing::debug!(chunk = %p, error = %e, "cannot read a predecessor"))
                             .ok()
@@ -223,7 +224,7 @@ impl WorkCtx<'_> {
         let mut plain_z = None;
         match plains {
             Ok(plains) => {
-                let reference = crate::restore::concat_bases(&plains);
+                let reference = crate::repo::blob_reader::concat_bases(&plains);
                 let frame = crate::delta::encode(&reference, &c, self.level).map_err(Error::general)?;
                 let bases: Vec<Id> = found.iter().map(|(b, _)| *b).collect();
                 let overhead = (crate::crypto::OVERHEAD + 1 + 32 * bases.len()) as u64;
@@ -319,13 +320,18 @@ impl WorkCtx<'_> {
             .collect::<Option<Vec<_>>>();
         let rebuilt = match (frame, held) {
             (Some(frame), Some(bases)) => {
-                let reference = crate::restore::concat_bases(&bases);
+                let reference = crate::repo::blob_reader::concat_bases(&bases);
                 crate::blob::apply_delta(self.repo.keys(), &other, loc, &reference, frame)
             }
             _ => {
                 tracing::debug!(chunk = %other, "reading a drifting chunk's predecessor");
-                let read =
-                    crate::restore::fetch_blob_cached(self.repo, self.index, other, BlobKind::Data, Some(self.cache));
+                let read = crate::repo::blob_reader::fetch_blob_cached(
+                    self.repo,
+                    self.index,
+                    other,
+                    BlobKind::Data,
+                    Some(self.cache),
+                );
                 self.repo.store().runtime().block_on(read)
             }
         };
@@ -354,5 +360,49 @@ impl WorkCtx<'_> {
             sketch: Some(sketch),
             saved: 0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta_of(length: u32, raw_length: u32) -> BlobLocation {
+        BlobLocation {
+            pack: Id([0; 32]),
+            kind: BlobKind::Data,
+            encoding: Encoding::ZstdDelta,
+            offset: 0,
+            length,
+            raw_length,
+            bases: vec![Id([1; 32])],
+        }
+    }
+
+    #[test]
+    fn growth_is_measured_against_the_predecessor_scaled_to_this_chunk() {
+        assert_eq!(growth(500, None, 1000), 0, "no predecessor, no drift");
+        // The predecessor's 100-byte delta of a 1000-byte chunk is 200 bytes at 2000.
+        assert_eq!(growth(260, Some(&delta_of(100, 1000)), 2000), 60);
+        assert_eq!(growth(150, Some(&delta_of(100, 1000)), 2000), 0, "shrank: no growth");
+        assert_eq!(
+            growth(10, Some(&delta_of(100, 0)), 1),
+            0,
+            "a zero raw length divides by 1"
+        );
+    }
+
+    #[test]
+    fn rebase_pays_when_the_drift_outweighs_a_whole_copy() {
+        assert!(!rebase_pays(1000, 1000, 0, 0), "no growth: a delta never drifts");
+        // No floor (next = growth): delta² ≥ 2·plain·growth, 141.4 for 1000 and 10.
+        assert!(!rebase_pays(141, 1000, 10, 10));
+        assert!(rebase_pays(142, 1000, 10, 10));
+        // A floor of 890 (rows rewritten every day): only 40 of 930 bytes are drift, and
+        // 40² < 2·(1000 − 890)·10; 60 of 950 are, and 60² ≥ 2200.
+        assert!(!rebase_pays(930, 1000, 10, 900));
+        assert!(rebase_pays(950, 1000, 10, 900));
+        // Saturates instead of overflowing (a panic in debug builds, a wrong answer in release).
+        assert!(rebase_pays(u64::MAX, u64::MAX, u64::MAX, 0));
     }
 }

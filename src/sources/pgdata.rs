@@ -113,6 +113,7 @@ impl Session {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        super::process::isolate(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::io("cannot run psql (set --bin-dir to PostgreSQL's client tools)", e))?;

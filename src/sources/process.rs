@@ -1,6 +1,8 @@
-//! Child processes of the database tools (pg_dump, pg_restore, psql, mariadb-dump, mysql):
-//! started without a shell, their stderr logged and its tail kept for error messages, stopped
-//! when the user interrupts dbbackup.
+//! Child processes of the database tools (pg_dump, pg_restore, psql, mariadb-dump, mysql) and
+//! of `--from-command`: their stderr logged and its tail kept for error messages. Each runs in
+//! a session (and process group) of its own, without the secrets dbbackup reads, and its
+//! whole group is stopped when dbbackup is interrupted or fails first, so nothing a shell
+//! started is left running.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -55,6 +57,42 @@ impl Failure {
     }
 }
 
+/// Environment variables holding secrets dbbackup itself reads (the repository password, a
+/// new one for `key add`/`key passwd`). No child needs them: they are removed from every
+/// child's environment. What a child needs (`PGPASSWORD` for pg_dump) is left alone.
+pub const SECRET_ENV: &[&str] = &["DBBACKUP_PASSWORD", "DBBACKUP_NEW_PASSWORD"];
+
+/// Prepare `cmd` to run apart from dbbackup: without [`SECRET_ENV`], and in a new session
+/// (`setsid`), so its process group can be signalled as a whole and it has no controlling
+/// terminal: a tool that would prompt for a password fails at once instead of stopping the
+/// run (give passwords through PGPASSWORD, a `.pgpass` or an option file).
+pub fn isolate(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    for k in SECRET_ENV {
+        cmd.env_remove(k);
+    }
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Send `signal` to the process group `leader` heads (the group [`isolate`] made).
+pub fn signal_group(leader: u32, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(leader) else { return };
+    if pid > 0 {
+        // SAFETY: kill(2) on a negative pid signals that process group; no memory is touched.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
+    }
+}
+
 /// The file name of `cmd`'s program, for messages (`mariadb-dump` or `mysqldump`).
 pub fn program_name(cmd: &Command) -> String {
     std::path::Path::new(cmd.get_program())
@@ -78,6 +116,7 @@ impl Process {
     /// Start `cmd`, labelled `label` in messages. Its stdin is null unless `stdin_piped`;
     /// its stdout is piped unless `stdout_null`.
     pub fn spawn(mut cmd: Command, label: &str, stdin_piped: bool, stdout_null: bool) -> Result<Process> {
+        isolate(&mut cmd);
         cmd.stdin(if stdin_piped { Stdio::piped() } else { Stdio::null() })
             .stdout(if stdout_null { Stdio::null() } else { Stdio::piped() })
             .stderr(Stdio::piped());
@@ -108,11 +147,10 @@ impl Process {
                 }
             })
         });
-        // On interruption the tool is stopped too (SIGTERM), not left writing to a dead pipe.
-        let pid = child.id() as libc::pid_t;
-        let interrupt = crate::interrupt::on_interrupt(move || unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        });
+        // On interruption the tool and everything it started are stopped too (SIGTERM), not
+        // left writing to a dead pipe.
+        let pid = child.id();
+        let interrupt = crate::interrupt::on_interrupt(move || signal_group(pid, libc::SIGTERM));
         Ok(Process {
             child,
             label: label.to_string(),
@@ -189,8 +227,10 @@ impl Process {
         }
     }
 
-    /// Stop the tool (used when dbbackup fails first) and wait for it.
+    /// Stop the tool and everything it started (used when dbbackup fails first) and wait
+    /// for it.
     pub fn kill(mut self) {
+        signal_group(self.child.id(), libc::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(h) = self.stderr_thread.take() {

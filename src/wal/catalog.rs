@@ -1,9 +1,8 @@
 //! The WAL catalog in storage (repo-format §12): entries `wal/<name hash>/<id>` found by a
-//! file's name through one short listing, and the archive record `wal-archive/<id>` naming
-//! the cluster.
+//! file's name through one short listing. The archive record is [`super::archive`].
 
 use crate::error::{Error, Result};
-use crate::format::wal::{ArchiveInfo, WalEntry};
+use crate::format::wal::WalEntry;
 use crate::format::{open_object_in, seal_object, Id, ObjectKind};
 use crate::index::read_objects_in;
 use crate::repo::Repository;
@@ -106,30 +105,4 @@ pub fn all(repo: &Repository) -> Result<Vec<(Id, WalEntry)>> {
     })?;
     v.sort_by(|a, b| a.1.file.cmp(&b.1.file).then(a.0.cmp(&b.0)));
     Ok(v)
-}
-
-/// The archive's cluster, if a push recorded it. Two records naming different clusters are
-/// an error.
-pub fn archive_info(repo: &Repository) -> Result<Option<ArchiveInfo>> {
-    let mut found: Option<ArchiveInfo> = None;
-    for id in repo.list_ids(ObjectKind::WalArchive)? {
-        let plain = repo.load_object(ObjectKind::WalArchive, &id)?;
-        let a = ArchiveInfo::decode(&format!("{}/{id}", ObjectKind::WalArchive.dir()), &plain)?;
-        match &found {
-            Some(f) if f.system_id != a.system_id => {
-                return Err(Error::config(format!(
-                "the repository's WAL archive records two clusters ({} and {}); remove the wrong `wal-archive/` record",
-                f.system_id, a.system_id
-            )))
-            }
-            Some(_) => {}
-            None => found = Some(a),
-        }
-    }
-    Ok(found)
-}
-
-/// Record the archive's cluster.
-pub fn save_archive_info(repo: &Repository, a: &ArchiveInfo) -> Result<Id> {
-    repo.save_object(ObjectKind::WalArchive, &a.encode())
 }

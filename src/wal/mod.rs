@@ -2,6 +2,7 @@
 //! chunk/pack path as snapshots and records it in the catalog; `wal fetch` restores it;
 //! the summary (`wal list`, `wal stats`) shows timelines, ranges and gaps.
 
+pub mod archive;
 pub mod catalog;
 pub mod fetch;
 pub mod names;
@@ -15,6 +16,3 @@ pub use names::{Lsn, WalFile};
 
 /// WAL segment size assumed when the archive does not record one (PostgreSQL's default).
 pub const DEFAULT_SEG_SIZE: u32 = 16 << 20;
-
-/// Lock operation name of `wal push` (a writer, like `snapshot`).
-pub const PUSH_LOCK: &str = "wal-push";

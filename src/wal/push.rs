@@ -11,12 +11,13 @@ use rayon::prelude::*;
 
 use sha2::{Digest, Sha256};
 
+use super::archive::Admission;
 use super::catalog;
 use super::names::{parse_segment_header, WalFile};
 use super::spool::{open_wal_file, read_blocks, FileHash};
 use super::DEFAULT_SEG_SIZE;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::wal::{ArchiveInfo, WalEntry};
+use crate::format::wal::WalEntry;
 use crate::format::FORMAT_VERSION;
 use crate::index::IndexCache;
 use crate::lock::LockGuard;
@@ -185,30 +186,12 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Check the file belongs to the archive's cluster; record the cluster at the first push.
-fn check_cluster(repo: &Repository, info: &mut Option<ArchiveInfo>, local: &Local) -> Result<()> {
-    let Some(sys) = local.system_id else {
-        return Ok(()); // a history file pushed from outside a data directory
-    };
-    match info {
-        Some(a) if a.system_id != sys.to_string() => Err(Error::config(format!(
-            "this repository archives the WAL of cluster {}, but {} comes from cluster {sys}; \
-             use a repository per cluster (after a new initdb or pg_upgrade, start a new one)",
-            a.system_id, local.name
-        ))),
-        Some(_) => Ok(()),
-        None => {
-            let a = ArchiveInfo {
-                version: FORMAT_VERSION,
-                system_id: sys.to_string(),
-                wal_segment_size: local.seg_size,
-                created: jiff::Timestamp::now(),
-                hostname: crate::util::hostname(),
-            };
-            catalog::save_archive_info(repo, &a)?;
-            *info = Some(a);
-            Ok(())
-        }
+/// Check the file belongs to the archive's cluster (a history file pushed from outside a
+/// data directory has none to check); the first push into an empty archive records it.
+fn admit(repo: &Repository, admission: &mut Admission, local: &Local) -> Result<()> {
+    match local.system_id {
+        Some(sys) => admission.admit(repo, &local.name, sys, local.seg_size),
+        None => Ok(()),
     }
 }
 
@@ -240,7 +223,7 @@ fn already_archived(repo: &Repository, local: &Local) -> Result<Option<Done>> {
     }))
 }
 
-/// Archive the WAL file at `path`. The caller holds `lock` (a [`super::PUSH_LOCK`] lock)
+/// Archive the WAL file at `path`. The caller holds `lock` (a [`crate::lock::Operation::WalPush`] lock)
 /// and synced `index` after taking it.
 pub fn push(
     repo: &Repository,
@@ -263,7 +246,7 @@ const PARALLEL_FILES: usize = 2;
 /// and up to [`PARALLEL_FILES`] are read at once. Returns one result per path, in order: a
 /// file's own problem (refused, unreadable, changed) fails only that file. An error that
 /// leaves nothing recorded for any of them (storage failing, the lock lost) is the `Err`.
-/// The caller holds `lock` (a [`super::PUSH_LOCK`] lock) and synced `index` after taking it.
+/// The caller holds `lock` (a [`crate::lock::Operation::WalPush`] lock) and synced `index` after taking it.
 pub fn push_many(
     repo: &Repository,
     index: &IndexCache,
@@ -281,13 +264,13 @@ pub fn push_many(
             Ok((local, done))
         })
         .collect();
-    let mut info = catalog::archive_info(repo)?;
+    let mut admission = Admission::read(repo)?;
     let mut out: Vec<Option<Result<Done>>> = Vec::with_capacity(paths.len());
     let mut todo: Vec<(usize, Local)> = Vec::new();
     for (i, r) in looked.into_iter().enumerate() {
         match r {
             Ok((_, Some(done))) => out.push(Some(Ok(done))),
-            Ok((local, None)) => match check_cluster(repo, &mut info, &local) {
+            Ok((local, None)) => match admit(repo, &mut admission, &local) {
                 Ok(()) => {
                     out.push(None);
                     todo.push((i, local));

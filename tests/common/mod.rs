@@ -1,9 +1,12 @@
 //! Shared test helpers: repositories with cheap keys, data generators, the CLI binary.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod my;
 pub mod ops;
 pub mod pg;
+pub mod servers;
+pub mod wal;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,9 +54,10 @@ impl TestRepo {
     pub fn with_options(opts: InitOptions) -> TestRepo {
         let dir = tempfile::tempdir().unwrap();
         let rt = runtime();
-        let store = Store::open(
+        let (store, _) = Store::create(
             &parse_location(dir.path().join("repo").to_str().unwrap()).unwrap(),
             rt.handle().clone(),
+            Default::default(),
         )
         .unwrap();
         let opts = InitOptions { kdf: WEAK_KDF, ..opts };
@@ -85,7 +89,7 @@ impl TestRepo {
         for lid in &m.entries[0].content {
             let list = self
                 .rt
-                .block_on(dbbackup::restore::fetch_blob(
+                .block_on(dbbackup::repo::blob_reader::fetch_blob(
                     &self.repo,
                     &self.index,
                     *lid,

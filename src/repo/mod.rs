@@ -1,5 +1,8 @@
 //! An opened repository: storage, config, unlocked keys, and whole-object load/save.
 
+pub mod blob_reader;
+pub mod pack_reader;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,10 +87,9 @@ impl Repository {
         if password.is_empty() {
             return Err(Error::usage("an empty password is not allowed"));
         }
+        let config = Self::new_config(opts)?;
         Self::refuse_existing(&store)?;
-        let mut config = Config::new(opts.chunker, opts.compression_level);
-        config.pack_size = opts.pack_size;
-        config.validate()?;
+        Self::refuse_non_empty(&store)?;
         let master = MasterKey::generate();
         let kf = KeyFile::wrap(&master, password, &config.id, opts.kdf)?;
         let bytes = kf.encode();
@@ -95,8 +97,13 @@ impl Repository {
         // Key first, config last: a repository exists once its config does.
         store.write(&format!("keys/{key_id}"), bytes, false)?;
         store.write("config", config.encode(), true)?;
+        Ok(Self::unlocked(store, config, master, key_id))
+    }
+
+    /// A repository whose master key `master` (from key file `key_id`) is unlocked.
+    fn unlocked(store: Store, config: Config, master: MasterKey, key_id: Id) -> Repository {
         let keys = master.derive();
-        Ok(Repository {
+        Repository {
             store,
             config,
             master,
@@ -104,7 +111,32 @@ impl Repository {
             key_id,
             manifest_cache: None,
             manifest_reads: AtomicU64::new(0),
-        })
+        }
+    }
+
+    /// The config a repository made with `opts` gets (a new random id), once every option
+    /// is known to be in range: a bad option is refused before anything is written.
+    pub fn new_config(opts: &InitOptions) -> Result<Config> {
+        let mut config = Config::new(opts.chunker, opts.compression_level);
+        config.pack_size = opts.pack_size;
+        config.validate()?;
+        opts.kdf.validate()?;
+        Ok(config)
+    }
+
+    /// Error (exit 73) when `store` holds anything: a repository is made only in an empty
+    /// place, never among other files.
+    pub fn refuse_non_empty(store: &Store) -> Result<()> {
+        if !store.is_empty()? {
+            return Err(Error::new(
+                ErrorKind::CantCreate,
+                format!(
+                    "{} is not empty and holds no repository; a repository is made only in an empty directory or bucket prefix",
+                    store.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Error (exit 73) when `store` already holds a repository.
@@ -151,17 +183,8 @@ impl Repository {
                 Err(e) => return Err(e),
             };
             if let Some(master) = kf.unwrap(password, &config.id)? {
-                let keys = master.derive();
                 let key_id = name.parse()?;
-                return Ok(Repository {
-                    store,
-                    config,
-                    master,
-                    keys,
-                    key_id,
-                    manifest_cache: None,
-                    manifest_reads: AtomicU64::new(0),
-                });
+                return Ok(Self::unlocked(store, config, master, key_id));
             }
         }
         let mut msg = format!(

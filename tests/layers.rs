@@ -1,0 +1,202 @@
+//! The layering rules of the library (`../shared/architecture.md`), read off the sources:
+//! each top-level room (module) of `src/` has a layer, and a room may use rooms of its own
+//! layer or below, never above; nothing below the CLI prints; every file opens with `//!`;
+//! no file grows past 500 lines. What breaks a rule today is listed below as known debt (#25
+//! pays it): the test fails on anything new, and also when a listed debt is gone, so that
+//! the list only shrinks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Layers, lowest first: leaves; pure codecs; crypto, storage and the delta codec; the
+/// engine; what runs on the engine (snapshot, restore, check, prune, WAL, ...); the database
+/// sources. `cli/` and `main.rs` sit above all and are not checked here.
+const LAYERS: &[&[&str]] = &[
+    &["error", "util", "interrupt", "progress"],
+    &["format"],
+    &["crypto", "delta", "backend", "ssh"],
+    &["blob", "index", "manifest_cache", "packer", "keys", "lock", "repo"],
+    &[
+        "chunking",
+        "preflight",
+        "restore",
+        "check",
+        "prune",
+        "repair",
+        "retention",
+        "stats",
+        "snapshot",
+        "wal",
+    ],
+    &["sources"],
+];
+
+/// Upward uses that exist today: (room, the room above it that it uses).
+const KNOWN_UPWARD: &[(&str, &str)] = &[
+    // format/index.rs uses delta::Sketch, format seals with crypto: the target layout moves
+    // Sketch into format/ and ends crypto ⇄ format.
+    ("format", "crypto"),
+    ("format", "delta"),
+];
+
+/// Library files that print today.
+const KNOWN_PRINTING: &[&str] = &[
+    // The crash-test hook (DBBACKUP_TEST_MUTATIONS) reports each mutation point: #25 part 5
+    // moves fault injection out of the production Store.
+    "backend/faults.rs",
+];
+
+/// Files over 500 lines today, with their length then: each may shrink, none may grow.
+const KNOWN_LONG: &[(&str, usize)] = &[
+    ("lock.rs", 505),
+    ("repo/mod.rs", 527),
+    ("sources/pgdata.rs", 541),
+    ("snapshot/mod.rs", 661),
+    ("prune/mod.rs", 729),
+    ("check.rs", 730),
+    ("backend.rs", 535),
+    ("index.rs", 806),
+];
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The library's files, relative to `src/` (not `cli/`, not `main.rs`), with their text.
+fn library() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut out: Vec<(String, String)> = files
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::read_to_string(&p).unwrap())
+        })
+        .filter(|(rel, _)| !rel.starts_with("cli/") && rel != "main.rs")
+        .collect();
+    out.sort();
+    out
+}
+
+fn room(rel: &str) -> &str {
+    rel.split('/').next().unwrap().trim_end_matches(".rs")
+}
+
+/// The text before the file's unit tests.
+fn production(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap()
+}
+
+fn layer(room: &str) -> usize {
+    LAYERS
+        .iter()
+        .position(|l| l.contains(&room))
+        .unwrap_or_else(|| panic!("room `{room}` has no layer in tests/layers.rs: give it one"))
+}
+
+/// The rooms `text` uses through `crate::ROOM` paths.
+fn uses(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("crate::") {
+        let rest = &text[i + "crate::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// Compare what is found with the known debt: new items and items gone.
+fn ratchet<T: Ord + std::fmt::Debug + Clone>(what: &str, found: BTreeSet<T>, known: BTreeSet<T>) {
+    let new: Vec<_> = found.difference(&known).cloned().collect();
+    let gone: Vec<_> = known.difference(&found).cloned().collect();
+    assert!(new.is_empty(), "new {what}: {new:?}");
+    assert!(
+        gone.is_empty(),
+        "{what} gone (well done): remove {gone:?} from the list in tests/layers.rs"
+    );
+}
+
+#[test]
+fn no_room_uses_a_room_above_it() {
+    let mut upward = BTreeSet::new();
+    let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, text) in library() {
+        let r = room(&rel).to_string();
+        if ["lib", "main"].contains(&r.as_str()) {
+            continue;
+        }
+        for used in uses(production(&text)) {
+            if used != r && layer(&used) > layer(&r) {
+                upward.insert((r.clone(), used.clone()));
+                seen.entry(format!("{r} -> {used}")).or_default().insert(rel.clone());
+            }
+        }
+    }
+    let known = KNOWN_UPWARD
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    ratchet(&format!("upward uses ({seen:?})"), upward, known);
+}
+
+#[test]
+fn nothing_below_the_cli_prints() {
+    let printing: BTreeSet<String> = library()
+        .into_iter()
+        .filter(|(_, text)| {
+            let t = production(text);
+            ["println!", "eprintln!", "print!(", "eprint!(", "dbg!("]
+                .iter()
+                .any(|m| t.contains(m))
+        })
+        .map(|(rel, _)| rel)
+        .collect();
+    ratchet(
+        "printing library files",
+        printing,
+        KNOWN_PRINTING.iter().map(|s| s.to_string()).collect(),
+    );
+}
+
+#[test]
+fn every_file_says_what_it_is_for_and_none_grows_long() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut long = BTreeSet::new();
+    for p in files {
+        let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("//!"),
+            "{rel} does not open with a `//!` line saying what it is for"
+        );
+        let lines = text.lines().count();
+        if lines > 500 {
+            let allowed = KNOWN_LONG.iter().find(|(f, _)| *f == rel).map(|(_, n)| *n);
+            assert!(
+                allowed.is_some_and(|n| lines <= n),
+                "{rel} has {lines} lines (known: {allowed:?}): split it"
+            );
+            long.insert(rel);
+        }
+    }
+    ratchet(
+        "files over 500 lines",
+        long,
+        KNOWN_LONG.iter().map(|(f, _)| f.to_string()).collect(),
+    );
+}
