@@ -3,12 +3,12 @@
 //! Run: cargo bench --bench primitives
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dbbackup::blob::{open_blob, seal_blob};
 use dbbackup::chunking::Chunker;
 use dbbackup::crypto::MasterKey;
 use dbbackup::format::config::ChunkerParams;
 use dbbackup::format::{BlobKind, Id};
-use dbbackup::index::BlobLocation;
+use dbbackup::repo::blob::{open_blob, seal_blob};
+use dbbackup::repo::index::BlobLocation;
 use sha2::{Digest, Sha256};
 
 fn dump_like(len: usize) -> Vec<u8> {

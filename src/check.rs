@@ -8,8 +8,6 @@ use std::collections::{BTreeMap, HashSet};
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::backend::pack_path;
-use crate::blob::{apply_delta, open_delta};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::IndexSegment;
 use crate::format::keyfile::KeyFile;
@@ -17,10 +15,12 @@ use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
 use crate::format::snapshot::Manifest;
 use crate::format::{BlobKind, Id, ObjectKind};
-use crate::index::{BlobLocation, IndexCache};
 use crate::progress::Progress;
+use crate::repo::blob::{apply_delta, open_delta};
+use crate::repo::index::{BlobLocation, IndexCache};
 use crate::repo::pack_reader::open_pack;
 use crate::repo::{ManifestCopy, Repository};
+use crate::storage::pack_path;
 
 /// One problem found.
 #[derive(Debug, Clone, Serialize)]

@@ -8,7 +8,7 @@ use rand::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Id;
+use crate::id::Id;
 
 /// Length of the random nonce that starts every sealed byte string.
 pub const NONCE_LEN: usize = 24;

@@ -7,13 +7,12 @@
 use zstd::zstd_safe::{CCtx, CParameter, DCtx, DParameter};
 
 use crate::format::pack::MAX_CHUNK;
+pub use crate::format::sketch::{Sketch, MAX_SUPER_FEATURES};
 
 /// Features per piece, folded into the piece's one super-feature.
 const FEATURES: usize = 4;
 /// A position is sampled when the low bits of its rolling hash are zero: one in 32.
 const SAMPLE_MASK: u64 = (1 << 5) - 1;
-/// Most super-features one sketch holds (the last piece then runs to the chunk's end).
-pub const MAX_SUPER_FEATURES: usize = 128;
 
 /// The piece size exponent `p` for a repository whose chunks average `avg` bytes: pieces
 /// end where the top `p` bits of the rolling hash are zero, after at least `2^(p-2)` bytes,
@@ -21,13 +20,6 @@ pub const MAX_SUPER_FEATURES: usize = 128;
 pub fn piece_bits(avg: u32) -> u32 {
     (31 - avg.max(1).leading_zeros()).saturating_sub(3).clamp(5, 25)
 }
-
-/// A chunk's resemblance sketch: one super-feature per content-defined piece. A chunk that
-/// shares a super-feature with a stored chunk very likely shares that piece's bytes, nearly
-/// unchanged, with it; a chunk whose boundaries moved (split, merged, shifted) still shares
-/// the pieces it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Sketch(pub Vec<u64>);
 
 /// splitmix64: the constants of the gear table and the feature transforms, and the mixer
 /// that folds a piece's features into its super-feature.

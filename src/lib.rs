@@ -4,20 +4,14 @@
 
 #![warn(missing_docs)]
 
-pub mod backend;
-pub mod blob;
 pub mod check;
 pub mod chunking;
 pub mod crypto;
 pub mod delta;
 pub mod error;
 pub mod format;
-pub mod index;
+pub mod id;
 pub mod interrupt;
-pub mod keys;
-pub mod lock;
-pub mod manifest_cache;
-pub mod packer;
 pub mod preflight;
 pub mod progress;
 pub mod prune;
@@ -27,8 +21,8 @@ pub mod restore;
 pub mod retention;
 pub mod snapshot;
 pub mod sources;
-pub mod ssh;
 pub mod stats;
+pub mod storage;
 pub mod util;
 pub mod wal;
 

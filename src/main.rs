@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     }
     keep_buffers_in_the_heap();
     cli::password::take_secrets_from_env();
-    dbbackup::ssh::mark_this_process();
+    dbbackup::storage::ssh::mark_this_process();
     cli::run()
 }
 

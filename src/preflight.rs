@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures::StreamExt;
 
-use crate::backend::pack_path;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Entry;
 use crate::format::{BlobKind, Id};
-use crate::index::IndexCache;
 use crate::repo::blob_reader::{fetch_blob, parse_list};
+use crate::repo::index::IndexCache;
 use crate::repo::Repository;
+use crate::storage::pack_path;
 
 /// Up to this many packs are always asked for one by one.
 const ASK_EACH_UP_TO: usize = 256;

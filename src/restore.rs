@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Entry, Manifest};
 use crate::format::BlobKind;
-use crate::index::IndexCache;
 use crate::progress::Progress;
 use crate::repo::blob_reader::{fetch_blob, fetch_blob_cached, parse_list, BaseCache, BASE_CACHE_BYTES};
+use crate::repo::index::IndexCache;
 use crate::repo::Repository;
 
 /// Chunks fetched ahead of the writer.

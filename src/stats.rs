@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::format::BlobKind;
-use crate::index::IndexCache;
+use crate::repo::index::IndexCache;
 use crate::repo::Repository;
 
 /// Figures for `dbbackup stats`.

@@ -179,7 +179,7 @@ fn a_damaged_base_fails_restore_and_check_naming_the_delta_and_its_base() {
         let mut damaged = std::collections::BTreeSet::new();
         for b in &bases {
             let loc = t.index.lookup(b).unwrap().unwrap();
-            let p = r.join(dbbackup::backend::pack_path(&loc.pack));
+            let p = r.join(dbbackup::storage::pack_path(&loc.pack));
             assert!(base_packs.contains(&p), "bases are day 0's chunks");
             let mut bytes = std::fs::read(&p).unwrap();
             bytes[(loc.offset + loc.length / 2) as usize] ^= 0x40;

@@ -2,7 +2,6 @@
 //! re-encoded byte for byte (sealed bytes are reproduced from the recorded nonces).
 //! Regenerate (only when the spec changes): `cargo test --test format_vectors -- --ignored`.
 
-use dbbackup::blob::open_blob;
 use dbbackup::crypto::{self, KdfParams, MasterKey, NONCE_LEN};
 use dbbackup::format::config::{ChunkerParams, Config};
 use dbbackup::format::index::{IndexSegment, PackBlobs};
@@ -13,7 +12,8 @@ use dbbackup::format::pending::DeletionPlan;
 use dbbackup::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest, Source, Summary};
 use dbbackup::format::wal::{ArchiveInfo, WalEntry};
 use dbbackup::format::{blob_aad, open_object, BlobKind, Encoding, Id, ObjectKind};
-use dbbackup::index::BlobLocation;
+use dbbackup::repo::blob::open_blob;
+use dbbackup::repo::index::BlobLocation;
 use dbbackup::repo::pack_reader::verify_pack;
 use serde_json::{json, Value};
 
@@ -592,10 +592,10 @@ fn v2_vectors_decode_rebuild_and_reencode_byte_for_byte() {
     let sealed = &pack[e.offset as usize..(e.offset + e.length) as usize];
     assert_eq!(hex::encode(sealed), d["sealed"].as_str().unwrap());
     let loc = BlobLocation::of(&pack_id, e);
-    let frame = dbbackup::blob::open_delta(&keys, &e.id, &loc, sealed.to_vec()).unwrap();
+    let frame = dbbackup::repo::blob::open_delta(&keys, &e.id, &loc, sealed.to_vec()).unwrap();
     assert_eq!(hex::encode(&frame), d["frame"].as_str().unwrap());
     assert_eq!(
-        dbbackup::blob::apply_delta(&keys, &e.id, &loc, &reference, &frame).unwrap(),
+        dbbackup::repo::blob::apply_delta(&keys, &e.id, &loc, &reference, &frame).unwrap(),
         want
     );
     assert_eq!(e.id.to_hex(), d["chunk_id"].as_str().unwrap());
@@ -617,14 +617,14 @@ fn v2_vectors_decode_rebuild_and_reencode_byte_for_byte() {
     // Other bases, or these in another order, do not rebuild it; an entry naming other bases
     // is refused; the delta is not a plain blob.
     let other: Vec<u8> = reference.iter().map(|b| b ^ 1).collect();
-    assert!(dbbackup::blob::apply_delta(&keys, &e.id, &loc, &other, &frame).is_err());
+    assert!(dbbackup::repo::blob::apply_delta(&keys, &e.id, &loc, &other, &frame).is_err());
     let swapped = [base2.as_slice(), &base].concat();
-    assert!(dbbackup::blob::apply_delta(&keys, &e.id, &loc, &swapped, &frame).is_err());
+    assert!(dbbackup::repo::blob::apply_delta(&keys, &e.id, &loc, &swapped, &frame).is_err());
     let mut wrong = loc.clone();
     wrong.bases.reverse();
-    assert!(dbbackup::blob::open_delta(&keys, &e.id, &wrong, sealed.to_vec()).is_err());
+    assert!(dbbackup::repo::blob::open_delta(&keys, &e.id, &wrong, sealed.to_vec()).is_err());
     wrong.bases.truncate(1);
-    assert!(dbbackup::blob::open_delta(&keys, &e.id, &wrong, sealed.to_vec()).is_err());
+    assert!(dbbackup::repo::blob::open_delta(&keys, &e.id, &wrong, sealed.to_vec()).is_err());
     assert!(open_blob(&keys, &e.id, &loc, sealed).is_err());
     // The index segment: version 2 with the sketches of both chunks.
     let ov = &v["index_segment"];

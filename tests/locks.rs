@@ -135,7 +135,7 @@ fn no_lock_reads_past_a_live_exclusive_lock_and_remove_all_removes_it() {
     let data = random(3, 400_000);
     let id = snapshot_stdin(h, &repo, "db", data.clone(), &[]);
     let t = TestRepo::open(&repo);
-    let guard = dbbackup::lock::acquire(&t.repo, dbbackup::lock::Operation::Repair).unwrap();
+    let guard = dbbackup::repo::lock::acquire(&t.repo, dbbackup::repo::lock::Operation::Repair).unwrap();
 
     let o = restored(h, &repo, &id, &[]);
     assert_eq!(

@@ -7,9 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::*;
-use dbbackup::backend::{parse_location, Store};
 use dbbackup::format::Id;
 use dbbackup::repo::Repository;
+use dbbackup::storage::{parse_location, Store};
 
 /// Another handle on the repository in `t`, as a second process would open it, using
 /// `cache` as its cache directory (or none).

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::format::{BlobKind, Id};
-use crate::index::IndexCache;
+use crate::repo::index::IndexCache;
 use crate::repo::Repository;
 
 /// Content lists kept in memory at once (65,536 records each): memory stays bounded whatever

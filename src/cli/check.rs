@@ -24,7 +24,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     // A shared lock keeps prune from sweeping packs out from under this check.
-    let _lock = ctx.read_lock(&repo, dbbackup::lock::Operation::Check, &a.lock)?;
+    let _lock = ctx.read_lock(&repo, dbbackup::repo::lock::Operation::Check, &a.lock)?;
     let index = ctx.index(&repo)?;
     let bar = ctx.progress();
     let read = match (&a.read_data_subset, a.read_data) {

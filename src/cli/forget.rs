@@ -3,8 +3,9 @@
 //! Only snapshot manifests are removed; `prune` frees the space.
 
 use dbbackup::format::Id;
+use dbbackup::repo::lock;
 use dbbackup::retention::{plan, Count, GroupBy, GroupPlan, Policy, Rule};
-use dbbackup::{lock, Error};
+use dbbackup::Error;
 use jiff::tz::TimeZone;
 
 use super::{output, Ctx};

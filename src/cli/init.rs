@@ -1,9 +1,9 @@
 //! `dbbackup init`: create a new encrypted repository.
 
-use dbbackup::backend::Store;
 use dbbackup::crypto::KdfParams;
 use dbbackup::format::config::ChunkerParams;
 use dbbackup::repo::{InitOptions, Repository};
+use dbbackup::storage::Store;
 
 use super::{output, password, Ctx};
 

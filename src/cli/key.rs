@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use dbbackup::crypto::KdfParams;
-use dbbackup::keys;
+use dbbackup::repo::keys;
 
 use super::{output, password, Ctx};
 

@@ -25,9 +25,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use dbbackup::backend::{parse_location, StorageLimits, Store};
-use dbbackup::index::IndexCache;
+use dbbackup::repo::index::IndexCache;
 use dbbackup::repo::Repository;
+use dbbackup::storage::{parse_location, StorageLimits, Store};
 use dbbackup::{Error, ErrorKind};
 
 /// Deduplicating, encrypted backups of PostgreSQL and MySQL/MariaDB into any OpenDAL storage.
@@ -191,7 +191,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn location(&self, explicit: Option<&str>) -> dbbackup::Result<dbbackup::backend::Location> {
+    pub fn location(&self, explicit: Option<&str>) -> dbbackup::Result<dbbackup::storage::Location> {
         let repo = explicit
             .map(str::to_string)
             .or_else(|| self.g.repo.clone())
@@ -239,9 +239,9 @@ impl Ctx {
     pub fn read_lock(
         &self,
         repo: &Repository,
-        operation: dbbackup::lock::Operation,
+        operation: dbbackup::repo::lock::Operation,
         args: &ReadLockArgs,
-    ) -> dbbackup::Result<Option<dbbackup::lock::LockGuard>> {
+    ) -> dbbackup::Result<Option<dbbackup::repo::lock::LockGuard>> {
         if args.no_lock {
             tracing::info!("--no-lock: reading without a repository lock");
             return Ok(None);
@@ -253,7 +253,7 @@ impl Ctx {
             );
             return Ok(None);
         }
-        dbbackup::lock::acquire_for_reading(repo, operation)
+        dbbackup::repo::lock::acquire_for_reading(repo, operation)
     }
 
     /// Open and unlock the repository.
@@ -414,7 +414,7 @@ pub fn run() -> ExitCode {
     quiet_on_closed_stdout();
     // Registered first, so it runs last on interruption: after the locks are removed.
     std::mem::forget(dbbackup::interrupt::on_interrupt(
-        dbbackup::ssh::stop_own_ssh_until_quiet,
+        dbbackup::storage::ssh::stop_own_ssh_until_quiet,
     ));
     let mut cli = Cli::parse();
     init_logging(&cli.global);
@@ -450,7 +450,7 @@ pub fn run() -> ExitCode {
         }
     })();
     // The repository (and its SFTP connections) are closed: stop what ssh left running.
-    dbbackup::ssh::stop_own_ssh();
+    dbbackup::storage::ssh::stop_own_ssh();
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

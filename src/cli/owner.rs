@@ -6,7 +6,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use dbbackup::backend::Location;
+use dbbackup::storage::Location;
 use dbbackup::{Error, ErrorKind};
 
 /// The owner of the local repository at `loc` when it is not this process's effective user:

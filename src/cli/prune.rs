@@ -3,8 +3,8 @@
 //! Never waits for and never breaks a running snapshot (repo-format §10).
 
 use dbbackup::format::Id;
-use dbbackup::lock;
 use dbbackup::prune::{prune, MaxUnused, PruneOptions, PruneReport};
+use dbbackup::repo::lock;
 use dbbackup::util::human_bytes;
 
 use super::forget::{print_plan, remove, KeepArgs};

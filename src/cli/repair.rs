@@ -2,9 +2,9 @@
 //! consistent again. Each takes an exclusive lock (nothing else runs meanwhile) and prints
 //! what it changed.
 
-use dbbackup::lock;
 use dbbackup::repair::index::IndexRepairOptions;
 use dbbackup::repair::{repair_index, repair_snapshots};
+use dbbackup::repo::lock;
 use dbbackup::wal::archive::{repair as repair_wal_archive, ArchiveRepair};
 
 use super::{output, Ctx};

@@ -81,7 +81,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     }
     let repo = ctx.open()?;
     // A shared lock keeps prune from sweeping packs out from under this restore.
-    let _lock = ctx.read_lock(&repo, dbbackup::lock::Operation::Restore, &a.lock)?;
+    let _lock = ctx.read_lock(&repo, dbbackup::repo::lock::Operation::Restore, &a.lock)?;
     let index = ctx.index(&repo)?;
     if let Some(dir) = &a.pgdata {
         return super::restore_pg::run(ctx, &repo, &index, a.snapshot.as_deref(), dir, a.force, &a.pg);

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use dbbackup::format::snapshot::Source;
-use dbbackup::index::IndexCache;
+use dbbackup::repo::index::IndexCache;
 use dbbackup::repo::Repository;
 use dbbackup::sources::physical::{prepare_pgdata, restore_pgdata};
 use dbbackup::util::human_bytes;

@@ -2,8 +2,8 @@
 //! through their own dump tools, or any stream.
 
 use dbbackup::format::snapshot::Source;
-use dbbackup::lock;
 use dbbackup::progress::Progress;
+use dbbackup::repo::lock;
 use dbbackup::snapshot::{SnapshotOptions, SnapshotWriter};
 use dbbackup::sources::dump::{dump_databases, DumpOptions, Selection};
 use dbbackup::util::human_bytes;
@@ -151,7 +151,7 @@ fn snapshot_time(given: Option<&str>, allow_future: bool) -> dbbackup::Result<Op
 fn files_backup(
     w: &SnapshotWriter,
     repo: &dbbackup::repo::Repository,
-    index: &dbbackup::index::IndexCache,
+    index: &dbbackup::repo::index::IndexCache,
     conn: &dbbackup::sources::postgres::PgConn,
     name: &str,
     mode: PhysicalMode,

@@ -2,7 +2,7 @@
 //! not refreshed for the lock timeout, or unreadable and that old); with `--remove-all`, every
 //! lock, for the operator who knows no dbbackup process is using the repository.
 
-use dbbackup::lock;
+use dbbackup::repo::lock;
 
 use super::{output, Ctx};
 

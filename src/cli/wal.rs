@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dbbackup::lock;
+use dbbackup::repo::lock;
 use dbbackup::repo::Repository;
 use dbbackup::util::human_bytes;
 use dbbackup::wal::push::{push_many, PushOptions, Pushed};

@@ -2,7 +2,7 @@
 
 use super::pack::{BlobEntry, ENTRY_LEN};
 use super::{Id, Reader};
-use crate::delta::{Sketch, MAX_SUPER_FEATURES};
+use crate::format::sketch::{Sketch, MAX_SUPER_FEATURES};
 
 /// Magic at the start of an index segment's payload.
 pub const INDEX_MAGIC: &[u8; 4] = b"DBIX";

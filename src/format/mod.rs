@@ -2,17 +2,17 @@
 //! of every object. `repo-format/` is the normative text; this module implements it.
 
 pub mod config;
-pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
 pub mod lsn;
 pub mod pack;
 pub mod pending;
+pub mod sketch;
 pub mod snapshot;
 pub mod wal;
 
-pub use id::Id;
+pub use crate::id::{self, Id};
 pub use lsn::Lsn;
 
 use crate::crypto::Keys;

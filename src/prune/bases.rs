@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::index::IndexSegment;
 use crate::format::pack::BlobEntry;
 use crate::format::{BlobKind, Id, ObjectKind};
-use crate::index::{read_objects, BlobLocation, IndexCache};
+use crate::repo::index::{read_objects, BlobLocation, IndexCache};
 use crate::repo::Repository;
 
 use super::liveset::{Claim, LiveSet, UNCLAIMED};

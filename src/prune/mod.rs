@@ -16,18 +16,18 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::backend::pack_path;
 use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind};
-use crate::index::{read_objects, IndexCache};
-use crate::lock::LockGuard;
-use crate::packer::Packer;
 use crate::progress::Progress;
+use crate::repo::index::{read_objects, IndexCache};
+use crate::repo::lock::LockGuard;
+use crate::repo::packer::Packer;
 use crate::repo::Repository;
+use crate::storage::pack_path;
 use liveset::LiveSet;
 
 /// How much unused space prune tolerates in packs that are still partly used.
@@ -347,7 +347,7 @@ pub fn prune(
         segments: &read,
     };
     sweep::sweep(repo, index, lock, &live, known, &mut seen_wal, &sizes, &mut rep)?;
-    rep.temp_files_removed = repo.store().remove_stale_temp_files(crate::lock::STALE_AFTER)?;
+    rep.temp_files_removed = repo.store().remove_stale_temp_files(crate::repo::lock::STALE_AFTER)?;
     Ok(rep)
 }
 

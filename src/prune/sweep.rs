@@ -4,16 +4,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::backend::pack_path;
 use crate::error::{Error, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::lock::Lock;
 use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind};
-use crate::index::{read_objects, BlobLocation, IndexCache};
-use crate::lock::{live_locks, Holder, LockGuard, Operation};
+use crate::repo::index::{read_objects, BlobLocation, IndexCache};
+use crate::repo::lock::{live_locks, Holder, LockGuard, Operation};
 use crate::repo::Repository;
+use crate::storage::pack_path;
 
 use super::liveset::LiveSet;
 use super::write::delete_all;

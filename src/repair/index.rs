@@ -16,9 +16,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind};
-use crate::index::{read_objects_in, IndexCache};
 use crate::progress::Progress;
 use crate::prune::write::{delete_all, Batcher};
+use crate::repo::index::{read_objects_in, IndexCache};
 use crate::repo::Repository;
 
 /// What `repair index` found and did.

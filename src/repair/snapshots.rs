@@ -14,9 +14,9 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{DatabaseSource, Entry, FailedDatabase, Manifest, Source};
 use crate::format::Id;
-use crate::index::IndexCache;
 use crate::preflight::{locate, missing_pack};
 use crate::progress::Progress;
+use crate::repo::index::IndexCache;
 use crate::repo::Repository;
 
 /// One snapshot `repair snapshots` changed.

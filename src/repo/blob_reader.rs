@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use crate::blob::{apply_delta, open_blob_owned, open_delta, open_plain};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{BlobKind, Id};
-use crate::index::{BlobLocation, IndexCache};
+use crate::repo::blob::{apply_delta, open_blob_owned, open_delta, open_plain};
+use crate::repo::index::{BlobLocation, IndexCache};
 use crate::repo::Repository;
 
 /// Where blob `id` of kind `want` is, checked against what the index may claim.
@@ -38,7 +38,7 @@ async fn with_sealed<T: Send + 'static>(
     loc: BlobLocation,
     open: impl FnOnce(Vec<u8>) -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    let path = crate::backend::pack_path(&loc.pack);
+    let path = crate::storage::pack_path(&loc.pack);
     let missing = |e: Error| {
         if e.kind() == ErrorKind::NotFound {
             Error::corrupt(format!("pack {path}"), format!("missing (needed for chunk {id})"))
@@ -211,7 +211,7 @@ pub async fn fetch_blob_cached(
 }
 
 /// Read and authenticate the frame of delta chunk `id` at `loc`, without its bases; rebuild
-/// the chunk with [`crate::blob::apply_delta`].
+/// the chunk with [`crate::repo::blob::apply_delta`].
 pub async fn fetch_delta_frame(repo: &Repository, id: Id, loc: BlobLocation) -> Result<Vec<u8>> {
     let keys = repo.keys().clone();
     let l = loc.clone();

@@ -2,13 +2,13 @@
 //! or (the header alone) by two range reads. Used by the packer to verify what it wrote,
 //! by check, prune and repair.
 
-use crate::backend::pack_path;
-use crate::blob::{open_blob, open_delta};
 use crate::error::{Error, Result};
 use crate::format::pack::{header_len_from_trailer, open_header, BlobEntry, TRAILER_LEN};
 use crate::format::Id;
-use crate::index::BlobLocation;
+use crate::repo::blob::{open_blob, open_delta};
+use crate::repo::index::BlobLocation;
 use crate::repo::Repository;
+use crate::storage::pack_path;
 
 /// Verify a whole pack: name, trailer, header, and every blob. Returns (blobs, bytes).
 pub fn verify_pack(keys: &crate::crypto::Keys, id: &Id, bytes: &[u8]) -> Result<(u64, u64)> {

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use sha2::{Digest, Sha256};
 
-use crate::blob::seal_blob;
 use crate::chunking::guide::ParentGuide;
 use crate::chunking::{Chunk, Chunker};
 use crate::delta::Sketch;
@@ -21,10 +20,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::snapshot::{Entry, Manifest, Source, Summary};
 use crate::format::{BlobKind, Id, ObjectKind, FORMAT_VERSION};
-use crate::index::IndexCache;
-use crate::packer::Packer;
 use crate::progress::Progress;
+use crate::repo::blob::seal_blob;
 use crate::repo::blob_reader::BaseCache;
+use crate::repo::index::IndexCache;
+use crate::repo::packer::Packer;
 use crate::repo::Repository;
 
 mod work;
@@ -135,7 +135,7 @@ pub struct SnapshotWriter<'a> {
     entries: Mutex<Vec<Entry>>,
     started: Instant,
     opts: SnapshotOptions,
-    lock: Option<&'a crate::lock::LockGuard>,
+    lock: Option<&'a crate::repo::lock::LockGuard>,
     /// The entries of the previous snapshot of this source, by path: they guide chunking.
     parent: HashMap<String, Entry>,
     /// Index each stream's packs when it ends ([`SnapshotWriter::with_streams_as_bases`]).
@@ -192,7 +192,7 @@ impl<'a> SnapshotWriter<'a> {
 
     /// Commit only while `lock` is provably fresh (repo-format §9): the manifest is not
     /// written when a concurrent prune could have taken this writer for dead.
-    pub fn with_lock(mut self, lock: &'a crate::lock::LockGuard) -> Self {
+    pub fn with_lock(mut self, lock: &'a crate::repo::lock::LockGuard) -> Self {
         self.lock = Some(lock);
         self
     }

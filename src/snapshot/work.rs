@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::blob::{compress_chunk, seal_blob, seal_compressed, seal_delta};
 use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::MAX_BASES;
 use crate::format::{BlobKind, Encoding, Id};
-use crate::index::{BaseMatch, BlobLocation, IndexCache};
+use crate::repo::blob::{compress_chunk, seal_blob, seal_compressed, seal_delta};
 use crate::repo::blob_reader::BaseCache;
+use crate::repo::index::{BaseMatch, BlobLocation, IndexCache};
 use crate::repo::Repository;
 
 /// How a new chunk is stored.
@@ -321,7 +321,7 @@ impl WorkCtx<'_> {
         let rebuilt = match (frame, held) {
             (Some(frame), Some(bases)) => {
                 let reference = crate::repo::blob_reader::concat_bases(&bases);
-                crate::blob::apply_delta(self.repo.keys(), &other, loc, &reference, frame)
+                crate::repo::blob::apply_delta(self.repo.keys(), &other, loc, &reference, frame)
             }
             _ => {
                 tracing::debug!(chunk = %other, "reading a drifting chunk's predecessor");

@@ -9,8 +9,8 @@ use super::dump::TempDumpDir;
 use super::process::{Failure, Process};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest};
-use crate::index::IndexCache;
 use crate::progress::Progress;
+use crate::repo::index::IndexCache;
 use crate::repo::Repository;
 use crate::restore::{restore_entry, restore_snapshot, Target};
 

@@ -8,6 +8,7 @@ pub mod load;
 pub mod mysql;
 pub mod mysql_load;
 pub mod names;
+pub mod pg_backup;
 pub mod pgdata;
 pub mod physical;
 pub mod postgres;

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::format::wal::WalEntry;
 use crate::format::{open_object_in, seal_object, Id, ObjectKind};
-use crate::index::read_objects_in;
+use crate::repo::index::read_objects_in;
 use crate::repo::Repository;
 
 /// Folder holding the catalog entries of WAL file `file`.

@@ -12,8 +12,8 @@ use super::catalog;
 use super::names::{segment_name, WalFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::WalEntry;
-use crate::index::IndexCache;
 use crate::progress::Progress;
+use crate::repo::index::IndexCache;
 use crate::repo::Repository;
 use crate::restore::restore_file;
 

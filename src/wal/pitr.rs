@@ -10,8 +10,8 @@ use super::names::{parse_history, Lsn, WalFile};
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Manifest, PhysicalSource, Source};
 use crate::format::Id;
-use crate::index::IndexCache;
 use crate::progress::NoProgress;
+use crate::repo::index::IndexCache;
 use crate::repo::Repository;
 
 /// Where recovery stops.

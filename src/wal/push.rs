@@ -19,9 +19,9 @@ use super::DEFAULT_SEG_SIZE;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::WalEntry;
 use crate::format::FORMAT_VERSION;
-use crate::index::IndexCache;
-use crate::lock::LockGuard;
 use crate::progress::Progress;
+use crate::repo::index::IndexCache;
+use crate::repo::lock::LockGuard;
 use crate::repo::Repository;
 use crate::snapshot::{SnapshotOptions, SnapshotWriter};
 
@@ -223,7 +223,7 @@ fn already_archived(repo: &Repository, local: &Local) -> Result<Option<Done>> {
     }))
 }
 
-/// Archive the WAL file at `path`. The caller holds `lock` (a [`crate::lock::Operation::WalPush`] lock)
+/// Archive the WAL file at `path`. The caller holds `lock` (a [`crate::repo::lock::Operation::WalPush`] lock)
 /// and synced `index` after taking it.
 pub fn push(
     repo: &Repository,
@@ -246,7 +246,7 @@ const PARALLEL_FILES: usize = 2;
 /// and up to [`PARALLEL_FILES`] are read at once. Returns one result per path, in order: a
 /// file's own problem (refused, unreadable, changed) fails only that file. An error that
 /// leaves nothing recorded for any of them (storage failing, the lock lost) is the `Err`.
-/// The caller holds `lock` (a [`crate::lock::Operation::WalPush`] lock) and synced `index` after taking it.
+/// The caller holds `lock` (a [`crate::repo::lock::Operation::WalPush`] lock) and synced `index` after taking it.
 pub fn push_many(
     repo: &Repository,
     index: &IndexCache,

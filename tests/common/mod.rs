@@ -11,14 +11,14 @@ pub mod wal;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use dbbackup::backend::{parse_location, Store};
 use dbbackup::crypto::KdfParams;
 use dbbackup::format::snapshot::{Manifest, Source};
 use dbbackup::format::Id;
-use dbbackup::index::IndexCache;
 use dbbackup::progress::NoProgress;
+use dbbackup::repo::index::IndexCache;
 use dbbackup::repo::{InitOptions, Repository};
 use dbbackup::snapshot::{SnapshotOptions, SnapshotWriter};
+use dbbackup::storage::{parse_location, Store};
 use sha2::{Digest, Sha256};
 
 /// Cheap argon2id for tests (the parameters are stored per key file).

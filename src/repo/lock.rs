@@ -107,7 +107,7 @@ impl std::fmt::Display for Operation {
 
 /// A held lock; removed from the repository on drop.
 pub struct LockGuard {
-    store: crate::backend::Store,
+    store: crate::storage::Store,
     state: Arc<Mutex<State>>,
     started: jiff::Timestamp,
     stop: Option<Sender<()>>,

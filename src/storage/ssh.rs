@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use openssh::{KnownHosts, SessionBuilder};
 use openssh_sftp_client::{Sftp, SftpOptions};
 
-use crate::backend::Location;
 use crate::error::{Error, ErrorKind, Result};
+use crate::storage::Location;
 
 /// The environment variable marking the ssh processes this dbbackup process started.
 const MARK: &str = "DBBACKUP_SSH_OWNER";

@@ -8,7 +8,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::pack::MAX_CHUNK;
 use crate::format::{blob_aad, decompress_bounded, BlobKind, Encoding, Id};
-use crate::index::BlobLocation;
+use crate::repo::index::BlobLocation;
 
 thread_local! {
     /// One zstd compression context per thread and level, reused across chunks.

@@ -3,70 +3,21 @@
 
 mod faults;
 mod location;
+mod retry;
+pub mod ssh;
 use faults::{damage_point, fault_point};
 pub use location::{parse_location, Location};
+pub use retry::StorageLimits;
+use retry::{backoff, retry_warning, unauthorized, unreachable, warn_retry};
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
+use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{services, Operator};
 use tokio::runtime::Handle;
 
 use crate::error::{Error, ErrorKind, Result};
-
-/// How long storage may keep a command waiting. A request that fails or stalls is tried
-/// again `retries` times; each attempt may take `timeout / (retries + 1)` without an
-/// answer (for a transfer: to complete one object's request), so an endpoint that never
-/// answers fails the request after about `timeout`, plus the back-off between attempts
-/// (0.5, 1, 2, ... s, at most 5 s, each up to doubled by jitter). docs/usage.md has the
-/// arithmetic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StorageLimits {
-    /// Total time a request may go unanswered, over all its attempts.
-    pub timeout: Duration,
-    /// Attempts after the first.
-    pub retries: usize,
-}
-
-impl Default for StorageLimits {
-    fn default() -> Self {
-        StorageLimits {
-            timeout: Duration::from_secs(60),
-            retries: 3,
-        }
-    }
-}
-
-impl StorageLimits {
-    /// How long one attempt may take (at least a second).
-    pub fn attempt(&self) -> Duration {
-        let n = u32::try_from(self.retries.saturating_add(1)).unwrap_or(u32::MAX);
-        (self.timeout / n).max(Duration::from_secs(1))
-    }
-}
-
-/// One line per retry, without a backtrace (OpenDAL's own warning prints its error's
-/// `Debug`, which holds one when RUST_BACKTRACE is set).
-fn retry_warning(ev: RetryEvent<'_>) {
-    warn_retry(ev.attempt, ev.retry_after, ev.err);
-}
-
-fn warn_retry(attempt: impl std::fmt::Display, after: Duration, e: &opendal::Error) {
-    tracing::warn!(
-        "storage request failed (attempt {attempt}), trying again in {:.1} s: {}",
-        after.as_secs_f64(),
-        crate::error::one_line(e)
-    );
-}
-
-/// The back-off before retry `n` (1-based): 0.5 s doubled each time, at most 5 s, plus up to
-/// as much again of random jitter; the schedule the retry layer uses.
-fn backoff(n: usize) -> Duration {
-    let exp = u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX).min(8);
-    let base = (Duration::from_millis(500) * 2u32.pow(exp)).min(Duration::from_secs(5));
-    base.mul_f64(1.0 + rand::random::<f64>())
-}
 
 /// An opened storage backend.
 #[derive(Clone)]
@@ -134,7 +85,7 @@ impl Store {
         }
         if loc.scheme == "sftp" {
             // Before the first object: the server's umask decides the files' modes.
-            rt.block_on(crate::ssh::make_private(loc))?;
+            rt.block_on(crate::storage::ssh::make_private(loc))?;
         }
         Ok((Self::open_unchecked(loc, rt, limits)?, created))
     }
@@ -171,7 +122,7 @@ impl Store {
             );
         let sftp = loc.scheme == "sftp";
         if sftp {
-            crate::ssh::opened();
+            crate::storage::ssh::opened();
         }
         Ok(Store {
             op,
@@ -185,7 +136,7 @@ impl Store {
 
     /// Run one storage request. The retry layer has retried what the service calls
     /// temporary; for SFTP, whose service calls every ssh failure permanent, a connection
-    /// failure that may pass ([`crate::ssh::transient_connect_error`]) is retried here the
+    /// failure that may pass ([`crate::storage::ssh::transient_connect_error`]) is retried here the
     /// same way: as many times, with the same back-off and warnings. Once the process is
     /// being interrupted, nothing new starts (but the clean-up's own requests).
     async fn call<T, F, Fut>(&self, mut f: F) -> opendal::Result<T>
@@ -199,7 +150,11 @@ impl Store {
                 return Err(opendal::Error::new(opendal::ErrorKind::Unexpected, "interrupted"));
             }
             match f().await {
-                Err(e) if self.sftp && attempt < self.limits.retries && crate::ssh::transient_connect_error(&e) => {
+                Err(e)
+                    if self.sftp
+                        && attempt < self.limits.retries
+                        && crate::storage::ssh::transient_connect_error(&e) =>
+                {
                     attempt += 1;
                     let wait = backoff(attempt);
                     warn_retry(attempt, wait, &e);
@@ -234,7 +189,7 @@ impl Store {
             K::ConfigInvalid => ErrorKind::Config,
             K::AlreadyExists | K::ConditionNotMatch => ErrorKind::CantCreate,
             K::RateLimited => ErrorKind::Temporary,
-            _ if crate::ssh::refused(&e) || unauthorized(&e) => ErrorKind::Permission,
+            _ if crate::storage::ssh::refused(&e) || unauthorized(&e) => ErrorKind::Permission,
             // Persistent: temporary, and still failing after every retry (a 5xx, a timeout).
             _ if e.is_temporary() || e.is_persistent() || unreachable(&e) => ErrorKind::Unavailable,
             _ => ErrorKind::Io,
@@ -504,28 +459,6 @@ impl Store {
     pub fn size(&self, path: &str) -> Result<u64> {
         self.rt.block_on(self.size_async(path))
     }
-}
-
-/// Did the service answer 401 Unauthorized (no or wrong credentials)? Some services
-/// (WebDAV) report it as `Unexpected`.
-fn unauthorized(e: &opendal::Error) -> bool {
-    format!("{e:?}").contains("status: 401")
-}
-
-/// Did the request fail to reach the service at all (connection refused, DNS, timeout)?
-/// OpenDAL reports these as `Unexpected` once retries are exhausted.
-fn unreachable(e: &opendal::Error) -> bool {
-    let text = format!("{e:?}").to_ascii_lowercase();
-    [
-        "error sending request",
-        "tcp connect",
-        "dns error",
-        "connection refused",
-        "timed out",
-        "timeout",
-    ]
-    .iter()
-    .any(|s| text.contains(s))
 }
 
 /// Storage path of a pack.

@@ -9,12 +9,12 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Sender};
 
-use crate::backend::{pack_path, Store};
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::format::index::PackBlobs;
 use crate::format::pack::{finish_pack, BlobEntry};
 use crate::format::{BlobKind, Encoding, Id};
+use crate::storage::{pack_path, Store};
 
 /// Packs being uploaded at once.
 const UPLOADERS: usize = 3;
