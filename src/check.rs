@@ -309,10 +309,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
     // Deletion plans: their packs are condemned, not orphans; chunks may still live in them.
     let mut planned_packs: HashSet<Id> = HashSet::new();
     for id in repo.list_ids(ObjectKind::Pending)? {
-        match repo
-            .load_object(ObjectKind::Pending, &id)
-            .and_then(|b| DeletionPlan::decode(&b).map_err(|e| Error::corrupt(format!("pending/{id}"), e)))
-        {
+        match repo.load::<DeletionPlan>(&id) {
             Ok(plan) => planned_packs.extend(plan.packs.iter().map(|p| p.pack)),
             Err(e) if e.kind() == ErrorKind::NotFound => {} // swept meanwhile
             Err(e) => bad(&mut rep, format!("pending/{id}"), &e),
@@ -591,9 +588,7 @@ fn read_segments(repo: &Repository, index: &IndexCache, rep: &mut Report) -> Res
         let mut damaged = Vec::new();
         let mut superseded: HashSet<Id> = HashSet::new();
         for id in &ids {
-            let seg = repo
-                .load_object(ObjectKind::Index, id)
-                .and_then(|b| IndexSegment::decode(&b).map_err(|e| Error::corrupt(format!("index/{id}"), e)));
+            let seg = repo.load::<IndexSegment>(id);
             let seg = match seg {
                 Ok(seg) => seg,
                 Err(e) if e.kind() == ErrorKind::NotFound && attempt < 3 => continue 'listing,

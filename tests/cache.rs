@@ -195,7 +195,7 @@ fn a_delta_copy_in_a_plan_does_not_change_the_bases_of_the_indexed_copy() {
     use dbbackup::format::index::{IndexSegment, PackBlobs};
     use dbbackup::format::pack::BlobEntry;
     use dbbackup::format::pending::DeletionPlan;
-    use dbbackup::format::{BlobKind, Encoding, Id, ObjectKind};
+    use dbbackup::format::{BlobKind, Encoding, Id};
 
     // One chunk stored twice as a delta against different bases: the copy a segment names
     // (indexed) and one a deletion plan names (a writer stored it again while the first
@@ -219,12 +219,12 @@ fn a_delta_copy_in_a_plan_does_not_change_the_bases_of_the_indexed_copy() {
         packs: vec![delta(b"indexed pack", b"base one")],
         sketches: vec![],
     };
-    t.repo.save_object(ObjectKind::Index, &seg.encode()).unwrap();
+    t.repo.save(&seg).unwrap();
     let plan = DeletionPlan {
         created: jiff::Timestamp::now(),
         packs: vec![delta(b"condemned pack", b"base two")],
     };
-    t.repo.save_object(ObjectKind::Pending, &plan.encode()).unwrap();
+    t.repo.save(&plan).unwrap();
     t.index.rebuild(&t.repo).unwrap();
     for l in [
         t.index.lookup(&chunk).unwrap().unwrap(),

@@ -4,6 +4,7 @@
 use dbbackup::crypto::MasterKey;
 use dbbackup::format::index::{IndexSegment, PackBlobs};
 use dbbackup::format::pack::{decode_header, encode_header, header_len_from_trailer, BlobEntry};
+use dbbackup::format::RepoObject;
 use dbbackup::format::{open_object, BlobKind, Encoding, Id, ObjectKind};
 use proptest::prelude::*;
 
@@ -54,14 +55,14 @@ proptest! {
             packs: packs.into_iter().map(|(p, blobs)| PackBlobs { pack: Id(p), blobs }).collect(),
             sketches: sketches.into_iter().map(|(i, s)| (Id(i), dbbackup::delta::Sketch(s))).collect(),
         };
-        let b = seg.encode();
-        let back = IndexSegment::decode(&b).unwrap();
+        let b = seg.encode().unwrap();
+        let back = IndexSegment::decode("object", &b).unwrap();
         prop_assert_eq!(&back, &seg);
-        prop_assert_eq!(back.encode(), b.clone());
+        prop_assert_eq!(back.encode().unwrap(), b.clone());
         // Every truncation is an error, never a panic.
         for cut in [0, 1, 4, b.len() / 2, b.len().saturating_sub(1)] {
             if cut < b.len() {
-                prop_assert!(IndexSegment::decode(&b[..cut]).is_err());
+                prop_assert!(IndexSegment::decode("object", &b[..cut]).is_err());
             }
         }
     }
@@ -74,7 +75,7 @@ proptest! {
 
     #[test]
     fn decoders_never_panic_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
-        let _ = IndexSegment::decode(&bytes);
+        let _ = IndexSegment::decode("object", &bytes);
         let _ = decode_header(&bytes);
         let _ = header_len_from_trailer(&bytes, bytes.len() as u64);
         let _ = dbbackup::format::config::Config::decode(&bytes);

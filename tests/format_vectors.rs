@@ -11,6 +11,7 @@ use dbbackup::format::pack::{decode_header, encode_header, BlobEntry, PACK_MAGIC
 use dbbackup::format::pending::DeletionPlan;
 use dbbackup::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest, Source, Summary};
 use dbbackup::format::wal::{ArchiveInfo, WalEntry};
+use dbbackup::format::RepoObject;
 use dbbackup::format::{blob_aad, open_object, BlobKind, Encoding, Id, ObjectKind};
 use dbbackup::repo::blob::open_blob;
 use dbbackup::repo::index::BlobLocation;
@@ -137,7 +138,7 @@ fn build() -> Value {
         }],
         sketches: vec![],
     };
-    let seg_payload = seg.encode();
+    let seg_payload = seg.encode().unwrap();
     let seg_z = zstd::bulk::compress(&seg_payload, 3).unwrap();
     let seg_nonce = [0x66u8; NONCE_LEN];
     let seg_stored = seal(&keys, &seg_nonce, ObjectKind::Index.aad(), &seg_z);
@@ -190,7 +191,7 @@ fn build() -> Value {
             ..Default::default()
         },
     };
-    let m_payload = m.encode();
+    let m_payload = m.encode().unwrap();
     let m_z = zstd::bulk::compress(&m_payload, 3).unwrap();
     let m_nonce = [0x77u8; NONCE_LEN];
     let m_stored = seal(&keys, &m_nonce, ObjectKind::Snapshot.aad(), &m_z);
@@ -215,7 +216,7 @@ fn build() -> Value {
         created: "2026-01-02T04:00:00.250Z".parse().unwrap(),
         packs: seg.packs.clone(),
     };
-    let d_payload = plan.encode();
+    let d_payload = plan.encode().unwrap();
     let d_z = zstd::bulk::compress(&d_payload, 3).unwrap();
     let d_nonce = [0x99u8; NONCE_LEN];
     let d_stored = seal(&keys, &d_nonce, ObjectKind::Pending.aad(), &d_z);
@@ -233,7 +234,7 @@ fn build() -> Value {
         bytes_stored: pack.len() as u64,
     };
     wal.data.path = wal.file.clone();
-    let w_payload = wal.encode();
+    let w_payload = wal.encode().unwrap();
     let w_z = zstd::bulk::compress(&w_payload, 3).unwrap();
     let w_nonce = [0xaau8; NONCE_LEN];
     let w_stored = seal(&keys, &w_nonce, ObjectKind::Wal.aad(), &w_z);
@@ -245,7 +246,7 @@ fn build() -> Value {
         hostname: "db1".into(),
         repository: None,
     };
-    let a_payload = archive.encode();
+    let a_payload = archive.encode().unwrap();
     let a_z = zstd::bulk::compress(&a_payload, 3).unwrap();
     let a_nonce = [0xbbu8; NONCE_LEN];
     let a_stored = seal(&keys, &a_nonce, ObjectKind::WalArchive.aad(), &a_z);
@@ -254,12 +255,12 @@ fn build() -> Value {
         repository: Some(repo_id),
         ..archive
     };
-    let b_payload = bound.encode();
+    let b_payload = bound.encode().unwrap();
     let b_z = zstd::bulk::compress(&b_payload, 3).unwrap();
     let b_nonce = [0xbcu8; NONCE_LEN];
     let b_stored = seal(&keys, &b_nonce, ObjectKind::WalArchive.aad(), &b_z);
 
-    let kf_bytes = kf.encode();
+    let kf_bytes = kf.encode().unwrap();
     json!({
         "comment": "dbbackup repository format v1 test vectors; see repo-format/README.md. Hex unless noted.",
         "master_key": hex::encode(master_bytes),
@@ -268,7 +269,7 @@ fn build() -> Value {
             "chunker_seed": keys.chunker_seed.to_string(),
             "wal_name_hash_of_000000010000000000000002": keys.wal_name_hash("000000010000000000000002"),
         },
-        "config": { "stored_text": String::from_utf8(config.encode()).unwrap() },
+        "config": { "stored_text": String::from_utf8(config.encode().unwrap()).unwrap() },
         "key_file": {
             "password_text": "password",
             "name": Id::of_stored(&kf_bytes),
@@ -315,13 +316,13 @@ fn vectors_decode_and_reencode_byte_for_byte() {
     // config
     let ctext = v["config"]["stored_text"].as_str().unwrap();
     let config = Config::decode(ctext.as_bytes()).unwrap();
-    assert_eq!(config.encode(), ctext.as_bytes());
+    assert_eq!(config.encode().unwrap(), ctext.as_bytes());
 
     // key file: name is its SHA-256, password unwraps the master key, re-wrap is identical.
     let kv = &v["key_file"];
     let ktext = kv["stored_text"].as_str().unwrap();
     let kf = KeyFile::decode(kv["name"].as_str().unwrap(), ktext.as_bytes()).unwrap();
-    assert_eq!(kf.encode(), ktext.as_bytes());
+    assert_eq!(kf.encode().unwrap(), ktext.as_bytes());
     let got = kf
         .unwrap(b"password", &config.id)
         .unwrap()
@@ -407,15 +408,15 @@ fn vectors_decode_and_reencode_byte_for_byte() {
         };
         assert_eq!(payload, want);
         let reencoded = match kind {
-            ObjectKind::Index => IndexSegment::decode(&payload).unwrap().encode(),
-            ObjectKind::Snapshot => Manifest::decode(oname, &payload).unwrap().encode(),
-            ObjectKind::Pending => DeletionPlan::decode(&payload).unwrap().encode(),
+            ObjectKind::Index => IndexSegment::decode("object", &payload).unwrap().encode().unwrap(),
+            ObjectKind::Snapshot => Manifest::decode(oname, &payload).unwrap().encode().unwrap(),
+            ObjectKind::Pending => DeletionPlan::decode("object", &payload).unwrap().encode().unwrap(),
             ObjectKind::Wal => {
                 let e = WalEntry::decode(oname, &payload).unwrap();
                 assert_eq!(keys.wal_name_hash(&e.file).to_hex(), ov["folder"].as_str().unwrap());
-                e.encode()
+                e.encode().unwrap()
             }
-            ObjectKind::WalArchive => ArchiveInfo::decode(oname, &payload).unwrap().encode(),
+            ObjectKind::WalArchive => ArchiveInfo::decode(oname, &payload).unwrap().encode().unwrap(),
             _ => serde_json::to_vec(&serde_json::from_slice::<Lock>(&payload).unwrap()).unwrap(),
         };
         assert_eq!(reencoded, payload, "{name} re-encodes byte for byte");
@@ -524,7 +525,7 @@ fn build_v2() -> Value {
             (nid, dbbackup::delta::sketch(&new, 17)),
         ],
     };
-    let seg_payload = seg.encode();
+    let seg_payload = seg.encode().unwrap();
     let seg_z = zstd::bulk::compress(&seg_payload, 3).unwrap();
     let seg_nonce = [0x67u8; NONCE_LEN];
     let seg_stored = seal(&keys, &seg_nonce, ObjectKind::Index.aad(), &seg_z);
@@ -632,8 +633,8 @@ fn v2_vectors_decode_rebuild_and_reencode_byte_for_byte() {
     let payload = open_object(&keys, ObjectKind::Index, ov["name"].as_str().unwrap(), &stored).unwrap();
     assert_eq!(payload, h(&ov["payload"]));
     assert_eq!(payload[4], 2);
-    let seg = IndexSegment::decode(&payload).unwrap();
-    assert_eq!(seg.encode(), payload);
+    let seg = IndexSegment::decode("object", &payload).unwrap();
+    assert_eq!(seg.encode().unwrap(), payload);
     assert_eq!(seg.packs[0].blobs, entries);
     assert_eq!(seg.sketches[0], (entries[0].id, dbbackup::delta::sketch(&base, 17)));
     assert_eq!(seg.sketches[1], (entries[2].id, dbbackup::delta::sketch(&want, 17)));

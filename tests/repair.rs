@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use common::ops::{check_clean, copy_dir, edited, random, run, small_repo};
 use common::{json, packs, stderr, TestRepo};
 use dbbackup::format::index::IndexSegment;
+use dbbackup::format::RepoObject;
 use dbbackup::format::{Id, ObjectKind};
 
 /// `snapshot --stdin` of `data` as `name`; its JSON.
@@ -48,7 +49,7 @@ fn segments(t: &TestRepo) -> Vec<(Id, IndexSegment)> {
         .into_iter()
         .map(|id| {
             let b = t.repo.load_object(ObjectKind::Index, &id).unwrap();
-            (id, IndexSegment::decode(&b).unwrap())
+            (id, IndexSegment::decode("object", &b).unwrap())
         })
         .collect()
 }
@@ -70,7 +71,7 @@ fn unindex(repo: &Path, gone: &Id) {
         packs,
         sketches: vec![],
     };
-    t.repo.save_object(ObjectKind::Index, &seg.encode()).unwrap();
+    t.repo.save(&seg).unwrap();
     for (id, _) in old {
         t.repo.store().delete(&format!("index/{id}")).unwrap();
     }
@@ -388,7 +389,7 @@ fn a_pack_two_segments_name_in_parts_keeps_every_entry_through_prune() {
                 packs,
                 sketches: vec![],
             };
-            t.repo.save_object(ObjectKind::Index, &seg.encode()).unwrap();
+            t.repo.save(&seg).unwrap();
         }
         for id in ids {
             t.repo.store().delete(&format!("index/{id}")).unwrap();

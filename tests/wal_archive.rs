@@ -14,6 +14,7 @@ use std::process::Output;
 use common::wal::{segment_bytes, segment_name};
 use common::{cli, cli_repo, json, stderr, TestRepo};
 use dbbackup::format::wal::ArchiveInfo;
+use dbbackup::format::RepoObject;
 use dbbackup::format::{Id, ObjectKind};
 
 const A: u64 = 7_311_234_567_890_123_456;
@@ -97,7 +98,7 @@ impl Archive {
             Bound::Unbound => None,
         };
         t.repo
-            .save_object(ObjectKind::WalArchive, &record(system_id, repository).encode())
+            .save_object(ObjectKind::WalArchive, &record(system_id, repository).encode().unwrap())
             .unwrap();
     }
 }
@@ -146,7 +147,7 @@ fn foreign_record(dir: &Path) -> (PathBuf, Vec<u8>) {
         .repo
         .save_object(
             ObjectKind::WalArchive,
-            &record(A, Some(other.repo.config().id)).encode(),
+            &record(A, Some(other.repo.config().id)).encode().unwrap(),
         )
         .unwrap();
     let bytes = std::fs::read(other.dir.path().join("repo/wal-archive").join(id.to_hex())).unwrap();

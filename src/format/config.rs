@@ -92,10 +92,10 @@ impl Config {
     }
 
     /// Encode as the stored JSON (one line plus newline).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut v = crate::format::object::to_json("the repository config", self)?;
         v.push(b'\n');
-        v
+        Ok(v)
     }
 
     /// Decode and validate.

@@ -1,7 +1,7 @@
 //! Index segments: which blobs each pack holds. Written after the packs they name.
 
 use super::pack::{BlobEntry, ENTRY_LEN};
-use super::{Id, Reader};
+use super::{Id, ObjectKind, Reader, RepoObject};
 use crate::format::sketch::{Sketch, MAX_SUPER_FEATURES};
 
 /// Magic at the start of an index segment's payload.
@@ -27,6 +27,16 @@ pub struct IndexSegment {
     pub sketches: Vec<(Id, Sketch)>,
 }
 
+impl RepoObject for IndexSegment {
+    const KIND: ObjectKind = ObjectKind::Index;
+    fn encode(&self) -> crate::error::Result<Vec<u8>> {
+        Ok(self.encode_payload())
+    }
+    fn decode(object: &str, b: &[u8]) -> crate::error::Result<IndexSegment> {
+        IndexSegment::decode_payload(b).map_err(|e| crate::error::Error::corrupt(object, e))
+    }
+}
+
 impl IndexSegment {
     /// Number of blob entries.
     pub fn blob_count(&self) -> usize {
@@ -34,7 +44,7 @@ impl IndexSegment {
     }
 
     /// Encode the payload: version 1 without sketches, version 2 with them.
-    pub fn encode(&self) -> Vec<u8> {
+    fn encode_payload(&self) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(17 + self.packs.len() * 36 + self.blob_count() * ENTRY_LEN + self.sketches.len() * 81);
         out.extend_from_slice(INDEX_MAGIC);
@@ -58,7 +68,7 @@ impl IndexSegment {
     }
 
     /// Decode a payload, checking every length against the bytes present.
-    pub fn decode(b: &[u8]) -> Result<IndexSegment, String> {
+    fn decode_payload(b: &[u8]) -> Result<IndexSegment, String> {
         let mut r = Reader::new(b, "index segment");
         if r.take(4)? != INDEX_MAGIC {
             return Err("index segment magic missing".into());

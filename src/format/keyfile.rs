@@ -90,10 +90,10 @@ impl KeyFile {
     }
 
     /// Encode as stored JSON.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut v = crate::format::object::to_json("a key file", self)?;
         v.push(b'\n');
-        v
+        Ok(v)
     }
 
     /// Decode a key file stored under `name`, checking its name.

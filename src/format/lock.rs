@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+use crate::format::object::to_json;
+use crate::format::{ObjectKind, RepoObject};
+
 /// A lock's payload (JSON, sealed as an object of kind `lock`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {
@@ -23,4 +27,15 @@ pub struct Lock {
     /// older writers, which count as started at the beginning of time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<jiff::Timestamp>,
+}
+
+impl RepoObject for Lock {
+    const KIND: ObjectKind = ObjectKind::Lock;
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_json("a lock", self)
+    }
+    /// Any version is read: a lock only says who holds it.
+    fn decode(object: &str, b: &[u8]) -> Result<Lock> {
+        serde_json::from_slice(b).map_err(|e| Error::corrupt(object, e))
+    }
 }

@@ -6,6 +6,7 @@ pub mod index;
 pub mod keyfile;
 pub mod lock;
 pub mod lsn;
+pub mod object;
 pub mod pack;
 pub mod pending;
 pub mod sketch;
@@ -14,6 +15,7 @@ pub mod wal;
 
 pub use crate::id::{self, Id};
 pub use lsn::Lsn;
+pub use object::RepoObject;
 
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
@@ -132,6 +134,11 @@ pub fn blob_aad(kind: BlobKind, encoding: Encoding, id: &Id) -> [u8; 50] {
 pub fn seal_object(keys: &Keys, kind: ObjectKind, payload: &[u8]) -> Result<Vec<u8>> {
     let z = zstd::bulk::compress(payload, 3).map_err(|e| Error::general(format!("zstd: {e}")))?;
     keys.seal(kind.aad(), &z)
+}
+
+/// Encode and seal a whole object: [`seal_object`] of its payload.
+pub fn seal<T: RepoObject>(keys: &Keys, object: &T) -> Result<Vec<u8>> {
+    seal_object(keys, T::KIND, &object.encode()?)
 }
 
 /// Open a whole object stored under `name`: check its storage id, authenticate, decompress.

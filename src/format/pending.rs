@@ -2,7 +2,7 @@
 //! before the packs leave the index and deleted after the packs are swept (repo-format §10).
 
 use super::index::{decode_packs, encode_packs, PackBlobs};
-use super::Reader;
+use super::{ObjectKind, Reader, RepoObject};
 
 /// Magic at the start of a deletion plan's payload.
 pub const PLAN_MAGIC: &[u8; 4] = b"DBPD";
@@ -16,9 +16,19 @@ pub struct DeletionPlan {
     pub packs: Vec<PackBlobs>,
 }
 
+impl RepoObject for DeletionPlan {
+    const KIND: ObjectKind = ObjectKind::Pending;
+    fn encode(&self) -> crate::error::Result<Vec<u8>> {
+        Ok(self.encode_payload())
+    }
+    fn decode(object: &str, b: &[u8]) -> crate::error::Result<DeletionPlan> {
+        DeletionPlan::decode_payload(b).map_err(|e| crate::error::Error::corrupt(object, e))
+    }
+}
+
 impl DeletionPlan {
     /// Encode the payload.
-    pub fn encode(&self) -> Vec<u8> {
+    fn encode_payload(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(17 + self.packs.iter().map(|p| 36 + p.blobs.len() * 46).sum::<usize>());
         out.extend_from_slice(PLAN_MAGIC);
         out.push(1);
@@ -28,7 +38,7 @@ impl DeletionPlan {
     }
 
     /// Decode a payload, checking every length against the bytes present.
-    pub fn decode(b: &[u8]) -> Result<DeletionPlan, String> {
+    fn decode_payload(b: &[u8]) -> Result<DeletionPlan, String> {
         let mut r = Reader::new(b, "deletion plan");
         if r.take(4)? != PLAN_MAGIC {
             return Err("deletion plan magic missing".into());

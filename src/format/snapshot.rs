@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Id, FORMAT_VERSION};
-use crate::error::{Error, Result};
+use super::object::{from_json, to_json};
+use super::{Id, ObjectKind, RepoObject};
+use crate::error::Result;
 
 /// How a snapshot's data was obtained.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,24 +231,17 @@ pub struct Manifest {
     pub summary: Summary,
 }
 
+impl RepoObject for Manifest {
+    const KIND: ObjectKind = ObjectKind::Snapshot;
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_json("a snapshot manifest", self)
+    }
+    fn decode(object: &str, b: &[u8]) -> Result<Manifest> {
+        from_json(object, b, |m: &Manifest| m.version)
+    }
+}
+
 impl Manifest {
-    /// Encode the JSON payload.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// Decode the JSON payload of `object` (its repository path, for errors).
-    pub fn decode(object: &str, b: &[u8]) -> Result<Manifest> {
-        let m: Manifest = serde_json::from_slice(b).map_err(|e| Error::corrupt(object, e))?;
-        if m.version != FORMAT_VERSION {
-            return Err(Error::config(format!(
-                "{object} has format version {}; upgrade dbbackup",
-                m.version
-            )));
-        }
-        Ok(m)
-    }
-
     /// Sum of entry sizes.
     pub fn size(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()

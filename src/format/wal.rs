@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::object::{from_json, to_json};
 use super::snapshot::Entry;
-use super::FORMAT_VERSION;
-use crate::error::{Error, Result};
+use super::{ObjectKind, RepoObject};
+use crate::error::Result;
 
 /// One archived WAL file (segment, `.partial`, `.history` or `.backup`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,35 +51,22 @@ pub struct ArchiveInfo {
     pub repository: Option<super::Id>,
 }
 
-fn decode_json<T: for<'de> Deserialize<'de>>(object: &str, b: &[u8], version: impl Fn(&T) -> u32) -> Result<T> {
-    let v: T = serde_json::from_slice(b).map_err(|e| Error::corrupt(object, e))?;
-    if version(&v) != FORMAT_VERSION {
-        return Err(Error::config(format!(
-            "{object} has format version {}; upgrade dbbackup",
-            version(&v)
-        )));
+impl RepoObject for WalEntry {
+    const KIND: ObjectKind = ObjectKind::Wal;
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_json("a WAL catalog entry", self)
     }
-    Ok(v)
-}
-
-impl WalEntry {
-    /// Encode the JSON payload.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-    /// Decode the payload of `object` (its repository path, for errors).
-    pub fn decode(object: &str, b: &[u8]) -> Result<WalEntry> {
-        decode_json(object, b, |e: &WalEntry| e.version)
+    fn decode(object: &str, b: &[u8]) -> Result<WalEntry> {
+        from_json(object, b, |e: &WalEntry| e.version)
     }
 }
 
-impl ArchiveInfo {
-    /// Encode the JSON payload.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+impl RepoObject for ArchiveInfo {
+    const KIND: ObjectKind = ObjectKind::WalArchive;
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_json("the WAL archive record", self)
     }
-    /// Decode the payload of `object`.
-    pub fn decode(object: &str, b: &[u8]) -> Result<ArchiveInfo> {
-        decode_json(object, b, |a: &ArchiveInfo| a.version)
+    fn decode(object: &str, b: &[u8]) -> Result<ArchiveInfo> {
+        from_json(object, b, |a: &ArchiveInfo| a.version)
     }
 }

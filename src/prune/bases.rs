@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::format::index::IndexSegment;
 use crate::format::pack::BlobEntry;
-use crate::format::{BlobKind, Id, ObjectKind};
-use crate::repo::index::{read_objects, BlobLocation, IndexCache};
+use crate::format::{BlobKind, Id};
+use crate::repo::index::{BlobLocation, IndexCache};
+use crate::repo::objects::load_all;
 use crate::repo::Repository;
 
 use super::liveset::{Claim, LiveSet, UNCLAIMED};
@@ -65,8 +66,7 @@ pub(super) fn keep_bases(
         live,
         out: Closure::default(),
     };
-    read_objects(repo, ObjectKind::Index, segments, |sid, plain| {
-        let seg = IndexSegment::decode(&plain).map_err(|e| Error::corrupt(format!("index/{sid}"), e))?;
+    load_all(repo, segments, |_, seg: IndexSegment| {
         for p in seg.packs {
             let Some(&o) = c.ix.ord.get(&p.pack) else { continue };
             for e in p.blobs.iter().filter(|e| !e.bases.is_empty()) {

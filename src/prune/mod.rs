@@ -23,8 +23,9 @@ use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind};
 use crate::progress::Progress;
-use crate::repo::index::{read_objects, IndexCache};
+use crate::repo::index::IndexCache;
 use crate::repo::lock::LockGuard;
+use crate::repo::objects::load_all;
 use crate::repo::packer::Packer;
 use crate::repo::Repository;
 use crate::storage::pack_path;
@@ -234,8 +235,7 @@ pub fn prune(
     let plans = repo.list_ids(ObjectKind::Pending)?;
     let mut planned: HashSet<Id> = HashSet::new();
     let (mut planned_bytes, mut planned_packs) = (0u64, 0u64);
-    read_objects(repo, ObjectKind::Pending, plans, |id, plain| {
-        let plan = DeletionPlan::decode(&plain).map_err(|e| Error::corrupt(format!("pending/{id}"), e))?;
+    load_all(repo, plans, |_, plan: DeletionPlan| {
         planned_packs += plan.packs.len() as u64;
         planned_bytes += sweep::plan_bytes(&plan.packs, &sizes);
         planned.extend(plan.packs.iter().map(|p| p.pack));
@@ -549,8 +549,7 @@ fn read_index(repo: &Repository, live: &LiveSet) -> Result<Indexed> {
         stats: vec![],
         multi: HashSet::new(),
     };
-    read_objects(repo, ObjectKind::Index, segments, |sid, plain| {
-        let seg = IndexSegment::decode(&plain).map_err(|e| Error::corrupt(format!("index/{sid}"), e))?;
+    load_all(repo, segments, |sid, seg: IndexSegment| {
         ix.segments.push(sid);
         ix.superseded.extend(seg.supersedes.iter().filter(|s| **s != sid));
         for p in seg.packs {
@@ -665,8 +664,7 @@ fn collect_packs(
     mut sketches: impl FnMut(Vec<(Id, Sketch)>) -> Result<()>,
 ) -> Result<()> {
     let mut merged: BTreeMap<Id, Vec<BlobEntry>> = BTreeMap::new();
-    read_objects(repo, ObjectKind::Index, ix.segments.clone(), |sid, plain| {
-        let seg = IndexSegment::decode(&plain).map_err(|e| Error::corrupt(format!("index/{sid}"), e))?;
+    load_all(repo, ix.segments.clone(), |_, seg: IndexSegment| {
         sketches(seg.sketches)?;
         for p in seg.packs {
             let Some(&o) = ix.ord.get(&p.pack) else { continue };

@@ -4,14 +4,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::lock::Lock;
 use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind};
-use crate::repo::index::{read_objects, BlobLocation, IndexCache};
+use crate::repo::index::{BlobLocation, IndexCache};
 use crate::repo::lock::{live_locks, Holder, LockGuard, Operation};
+use crate::repo::objects::load_all;
 use crate::repo::Repository;
 use crate::storage::pack_path;
 
@@ -62,8 +63,7 @@ pub(super) fn sweep(
         .collect();
     let mut eligible = Vec::new();
     let mut waiting: Vec<String> = Vec::new();
-    read_objects(repo, ObjectKind::Pending, plan_ids, |id, plain| {
-        let plan = DeletionPlan::decode(&plain).map_err(|e| Error::corrupt(format!("pending/{id}"), e))?;
+    load_all(repo, plan_ids, |id, plan: DeletionPlan| {
         let blockers: Vec<&Holder> = others.iter().filter(|h| blocks(&h.lock, plan.created)).collect();
         if blockers.is_empty() {
             eligible.push((id, plan));
@@ -100,8 +100,7 @@ pub(super) fn sweep(
         .filter(|s| !known.segments.contains(s))
         .collect();
     let mut new_bases = Vec::new();
-    read_objects(repo, ObjectKind::Index, unread, |sid, plain| {
-        let seg = IndexSegment::decode(&plain).map_err(|e| Error::corrupt(format!("index/{sid}"), e))?;
+    load_all(repo, unread, |_, seg: IndexSegment| {
         for p in seg.packs {
             new_bases.extend(p.blobs.into_iter().flat_map(|e| e.bases));
         }
@@ -122,7 +121,7 @@ pub(super) fn sweep(
             packs: revive,
             sketches: vec![],
         };
-        let sid = repo.save_object(ObjectKind::Index, &seg.encode())?;
+        let sid = repo.save(&seg)?;
         index.insert_segment(&sid, &seg.packs, &[])?;
     }
     let mut delete: HashSet<Id> = HashSet::new();

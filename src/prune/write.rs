@@ -82,7 +82,7 @@ impl<'r> Batcher<'r> {
                 packs,
                 sketches: std::mem::take(&mut self.sketches),
             };
-            self.repo.save_object(ObjectKind::Index, &seg.encode())?
+            self.repo.save(&seg)?
         };
         self.written.push(id);
         Ok(())
@@ -101,7 +101,7 @@ fn publish_plan(repo: &Repository, packs: Vec<PackBlobs>) -> Result<Id> {
             packs: packs.clone(),
         };
         let t = Instant::now();
-        let id = repo.save_object(ObjectKind::Pending, &plan.encode())?;
+        let id = repo.save(&plan)?;
         let took = t.elapsed();
         if let Some(old) = slow.take() {
             repo.store().delete(&format!("pending/{old}"))?;

@@ -12,13 +12,14 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pending::DeletionPlan;
-use crate::format::{BlobKind, Id, ObjectKind};
+use crate::format::{BlobKind, Id, ObjectKind, RepoObject};
 use crate::progress::Progress;
 use crate::prune::write::{delete_all, Batcher};
-use crate::repo::index::{read_objects_in, IndexCache};
+use crate::repo::index::IndexCache;
+use crate::repo::objects::read_objects_in;
 use crate::repo::Repository;
 
 /// What `repair index` found and did.
@@ -174,7 +175,7 @@ fn survey_segments(
     let mut missing: HashSet<Id> = HashSet::new();
     let objects = segments.iter().map(|s| ("index".to_string(), *s)).collect();
     read_objects_in(repo, ObjectKind::Index, objects, |_, id, r| {
-        let seg = match r.and_then(|p| IndexSegment::decode(&p).map_err(|e| Error::corrupt(format!("index/{id}"), e))) {
+        let seg = match r.and_then(|p| IndexSegment::decode(&format!("index/{id}"), &p)) {
             Ok(seg) => seg,
             Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
                 tracing::warn!(segment = %id, error = %e, "index segment unreadable: its packs are indexed from their headers");
@@ -209,7 +210,7 @@ fn read_plans(repo: &Repository, rep: &mut IndexRepair) -> Result<HashSet<Id>> {
         .map(|p| ("pending".to_string(), p))
         .collect();
     read_objects_in(repo, ObjectKind::Pending, objects, |_, id, r| {
-        match r.and_then(|p| DeletionPlan::decode(&p).map_err(|e| Error::corrupt(format!("pending/{id}"), e))) {
+        match r.and_then(|p| DeletionPlan::decode(&format!("pending/{id}"), &p)) {
             Ok(plan) => planned.extend(plan.packs.into_iter().map(|p| p.pack)),
             Err(e) if matches!(e.kind(), ErrorKind::Corrupt) => rep.plans_damaged.push(id),
             Err(e) if matches!(e.kind(), ErrorKind::NotFound) => {}
@@ -230,7 +231,7 @@ fn each_pack(
 ) -> Result<()> {
     let objects = readable.iter().map(|s| ("index".to_string(), *s)).collect();
     read_objects_in(repo, ObjectKind::Index, objects, |_, id, r| {
-        let seg = IndexSegment::decode(&r?).map_err(|e| Error::corrupt(format!("index/{id}"), e))?;
+        let seg = IndexSegment::decode(&format!("index/{id}"), &r?)?;
         let mut sketches = seg.sketches;
         for p in seg.packs {
             if matches!(from.get(&p.pack), Some(Source::Segment)) {

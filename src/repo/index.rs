@@ -10,7 +10,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::delta::Sketch;
@@ -18,7 +17,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pack::BlobEntry;
 use crate::format::pending::DeletionPlan;
-use crate::format::{open_object_in, BlobKind, Encoding, Id, ObjectKind};
+use crate::format::{BlobKind, Encoding, Id, ObjectKind};
+use crate::repo::objects::load_all_skipping_damage;
 use crate::repo::Repository;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -316,14 +316,9 @@ impl IndexCache {
         };
         // A damaged segment is skipped (and not remembered, so it is retried): the rest of the
         // repository stays usable, and `check` names the damage.
-        read_objects_skipping_damage(repo, ObjectKind::Index, segments, |id, plain| {
-            match IndexSegment::decode(&plain) {
-                Ok(seg) => {
-                    self.insert_segment(&id, &seg.packs, &seg.sketches)?;
-                    stats.segments_read += 1;
-                }
-                Err(e) => tracing::warn!(segment = %id, error = %e, "skipping a damaged index segment"),
-            }
+        load_all_skipping_damage(repo, segments, |id, seg: IndexSegment| {
+            self.insert_segment(&id, &seg.packs, &seg.sketches)?;
+            stats.segments_read += 1;
             Ok(())
         })?;
         // Deletion plans: few and short-lived; reload all of them whenever the set changes.
@@ -331,13 +326,7 @@ impl IndexCache {
         let known_plans = self.known(PLANS)?;
         if stats.rebuilt || plans.len() != known_plans.len() || plans.iter().any(|p| !known_plans.contains(p)) {
             self.clear_plans()?;
-            read_objects_skipping_damage(repo, ObjectKind::Pending, plans, |id, plain| {
-                match DeletionPlan::decode(&plain) {
-                    Ok(plan) => self.insert_plan(&id, &plan.packs)?,
-                    Err(e) => tracing::warn!(plan = %id, error = %e, "skipping a damaged deletion plan"),
-                }
-                Ok(())
-            })?;
+            load_all_skipping_damage(repo, plans, |id, plan: DeletionPlan| self.insert_plan(&id, &plan.packs))?;
         }
         Ok(stats)
     }
@@ -724,83 +713,4 @@ impl IndexCache {
         let t = tx.open_table(SEG_PACKS).map_err(|e| db_err("read", e))?;
         redb::ReadableTableMetadata::len(&t).map_err(|e| db_err("read", e))
     }
-}
-
-/// Download, verify and open objects in parallel; `f` gets each plaintext in turn. The first
-/// damaged or missing object is an error.
-pub fn read_objects(
-    repo: &Repository,
-    kind: ObjectKind,
-    ids: Vec<Id>,
-    f: impl FnMut(Id, Vec<u8>) -> Result<()>,
-) -> Result<()> {
-    read_objects_inner(repo, kind, ids, false, f)
-}
-
-/// [`read_objects`], skipping (with a warning) objects that fail authentication.
-fn read_objects_skipping_damage(
-    repo: &Repository,
-    kind: ObjectKind,
-    ids: Vec<Id>,
-    f: impl FnMut(Id, Vec<u8>) -> Result<()>,
-) -> Result<()> {
-    read_objects_inner(repo, kind, ids, true, f)
-}
-
-fn read_objects_inner(
-    repo: &Repository,
-    kind: ObjectKind,
-    ids: Vec<Id>,
-    skip_damaged: bool,
-    mut f: impl FnMut(Id, Vec<u8>) -> Result<()>,
-) -> Result<()> {
-    let located = ids.into_iter().map(|id| (kind.dir().to_string(), id)).collect();
-    read_objects_in(repo, kind, located, |_, id, r| match r {
-        Ok(plain) => f(id, plain),
-        Err(e) if skip_damaged && e.kind() == ErrorKind::Corrupt => {
-            tracing::warn!(error = %e, "skipping a damaged object; run `dbbackup check`");
-            Ok(())
-        }
-        Err(e) => Err(e),
-    })
-}
-
-/// Download, verify and open objects of `kind` stored as `dir/id` (each pair names its own
-/// folder: WAL catalog entries live in one folder per file name), in parallel. `f` gets each
-/// one's folder, id, and plaintext or why it could not be read, in turn; its first error stops
-/// the run.
-pub fn read_objects_in(
-    repo: &Repository,
-    kind: ObjectKind,
-    objects: Vec<(String, Id)>,
-    mut f: impl FnMut(&str, Id, Result<Vec<u8>>) -> Result<()>,
-) -> Result<()> {
-    if objects.is_empty() {
-        return Ok(());
-    }
-    let store = repo.store().clone();
-    let keys = repo.keys().clone();
-    let rt = store.runtime().clone();
-    let mut s = futures::stream::iter(objects.into_iter().map(|(dir, id)| {
-        let store = store.clone();
-        let keys = keys.clone();
-        async move {
-            let r = async {
-                let name = id.to_hex();
-                let raw = store.read_async(&format!("{dir}/{name}")).await?;
-                let d = dir.clone();
-                tokio::task::spawn_blocking(move || open_object_in(&keys, kind, &d, &name, &raw))
-                    .await
-                    .map_err(|e| Error::general(format!("index task failed: {e}")))?
-            }
-            .await;
-            (dir, id, r)
-        }
-    }))
-    .buffer_unordered(8);
-    // `f` runs outside the runtime, so it may do blocking storage I/O of its own.
-    while let Some((dir, id, r)) = rt.block_on(s.next()) {
-        f(&dir, id, r)?;
-    }
-    Ok(())
 }

@@ -30,7 +30,7 @@ pub fn add(repo: &Repository, password: &[u8], kdf: KdfParams) -> Result<Id> {
         return Err(Error::usage("an empty password is not allowed"));
     }
     let kf = KeyFile::wrap(repo.master(), password, &repo.config().id, kdf)?;
-    let bytes = kf.encode();
+    let bytes = kf.encode()?;
     let id = Id::of_stored(&bytes);
     repo.store().write(&format!("keys/{id}"), bytes, false)?;
     Ok(id)

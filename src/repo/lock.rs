@@ -123,8 +123,8 @@ struct State {
     worst_gap: Duration,
 }
 
-fn payload(operation: Operation, started: jiff::Timestamp) -> Vec<u8> {
-    let l = Lock {
+fn payload(operation: Operation, started: jiff::Timestamp) -> Lock {
+    Lock {
         version: FORMAT_VERSION,
         hostname: crate::util::hostname(),
         pid: std::process::id(),
@@ -133,8 +133,7 @@ fn payload(operation: Operation, started: jiff::Timestamp) -> Vec<u8> {
         exclusive: operation.exclusive(),
         time: jiff::Timestamp::now(),
         started: Some(started),
-    };
-    serde_json::to_vec(&l).unwrap_or_default()
+    }
 }
 
 /// Operation name given to a lock object that cannot be read (damaged, not JSON, sealed with
@@ -185,9 +184,7 @@ impl Holder {
 pub fn list(repo: &Repository) -> Result<Vec<Holder>> {
     let mut out = Vec::new();
     for id in repo.list_ids(ObjectKind::Lock)? {
-        let loaded = repo
-            .load_object(ObjectKind::Lock, &id)
-            .and_then(|b| serde_json::from_slice::<Lock>(&b).map_err(|e| Error::corrupt(format!("locks/{id}"), e)));
+        let loaded = repo.load::<Lock>(&id);
         match loaded {
             Ok(lock) => out.push(Holder {
                 id,
@@ -303,7 +300,7 @@ fn conflicts(operation: Operation, other: &Lock) -> bool {
 /// Take a lock for `operation`; fails at once (exit 75) on a conflicting live lock.
 pub fn acquire(repo: &Repository, operation: Operation) -> Result<LockGuard> {
     let started = jiff::Timestamp::now();
-    let id = repo.save_object(ObjectKind::Lock, &payload(operation, started))?;
+    let id = repo.save(&payload(operation, started))?;
     let first_write = Instant::now();
     let live = match live_locks(repo, &[id]) {
         Ok(l) => l,
@@ -338,8 +335,7 @@ pub fn acquire(repo: &Repository, operation: Operation) -> Result<LockGuard> {
         std::thread::spawn(move || {
             // Wakes every REFRESH_EVERY, or at once when the guard is dropped.
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH_EVERY) {
-                let Ok(sealed) = crate::format::seal_object(&keys, ObjectKind::Lock, &payload(operation, started))
-                else {
+                let Ok(sealed) = crate::format::seal(&keys, &payload(operation, started)) else {
                     continue;
                 };
                 let new = Id::of_stored(&sealed);

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Manifest;
-use crate::format::{open_object_in, seal_object, Id, ObjectKind};
+use crate::format::{open_object_in, seal, Id, ObjectKind, RepoObject};
 use crate::repo::manifest_cache::ManifestCache;
 use crate::repo::Repository;
 
@@ -42,7 +42,7 @@ impl Repository {
     /// Commit a snapshot: seal its manifest, store it under `snapshots/`, then its registry
     /// copy (the same bytes) under `registry/`. Returns the snapshot id.
     pub fn save_manifest(&self, m: &Manifest) -> Result<Id> {
-        let sealed = seal_object(&self.keys, ObjectKind::Snapshot, &m.encode())?;
+        let sealed = seal(&self.keys, m)?;
         let id = Id::of_stored(&sealed);
         self.store
             .write(&ManifestCopy::Primary.path(&id), sealed.clone(), false)?;

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod lock;
 pub mod manifest_cache;
 mod manifests;
+pub mod objects;
 pub mod pack_reader;
 pub mod packer;
 
@@ -20,7 +21,8 @@ use crate::crypto::{KdfParams, Keys, MasterKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::config::{ChunkerParams, Config};
 use crate::format::keyfile::KeyFile;
-use crate::format::{open_object, seal_object, Id, ObjectKind};
+use crate::format::object::path_of;
+use crate::format::{open_object, seal_object, Id, ObjectKind, RepoObject};
 use crate::repo::manifest_cache::ManifestCache;
 use crate::storage::Store;
 pub use manifests::{ManifestCopy, REGISTRY_DIR};
@@ -74,11 +76,11 @@ impl Repository {
         Self::refuse_non_empty(&store)?;
         let master = MasterKey::generate();
         let kf = KeyFile::wrap(&master, password, &config.id, opts.kdf)?;
-        let bytes = kf.encode();
+        let bytes = kf.encode()?;
         let key_id = Id::of_stored(&bytes);
         // Key first, config last: a repository exists once its config does.
         store.write(&format!("keys/{key_id}"), bytes, false)?;
-        store.write("config", config.encode(), true)?;
+        store.write("config", config.encode()?, true)?;
         Ok(Self::unlocked(store, config, master, key_id))
     }
 
@@ -212,7 +214,19 @@ impl Repository {
         self.key_id
     }
 
-    /// Seal and store a whole object; returns its id.
+    /// Encode, seal and store a whole object; returns its id.
+    pub fn save<T: RepoObject>(&self, object: &T) -> Result<Id> {
+        self.save_object(T::KIND, &object.encode()?)
+    }
+
+    /// Load, verify, open and decode object `id` of type `T`.
+    pub fn load<T: RepoObject>(&self, id: &Id) -> Result<T> {
+        let plain = self.load_object(T::KIND, id)?;
+        T::decode(&path_of::<T>(id), &plain)
+    }
+
+    /// Seal and store a whole object's payload as it is; returns its id. [`Repository::save`]
+    /// is the typed path.
     pub fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<Id> {
         let sealed = seal_object(&self.keys, kind, payload)?;
         let id = Id::of_stored(&sealed);

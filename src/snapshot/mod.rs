@@ -19,7 +19,7 @@ use crate::delta::Sketch;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::snapshot::{Entry, Manifest, Source, Summary};
-use crate::format::{BlobKind, Id, ObjectKind, FORMAT_VERSION};
+use crate::format::{BlobKind, Id, FORMAT_VERSION};
 use crate::progress::Progress;
 use crate::repo::blob::seal_blob;
 use crate::repo::blob_reader::BaseCache;
@@ -589,7 +589,7 @@ impl<'a> SnapshotWriter<'a> {
             packs,
             sketches,
         };
-        let id = self.repo.save_object(ObjectKind::Index, &seg.encode())?;
+        let id = self.repo.save(&seg)?;
         self.index.insert_segment(&id, &seg.packs, &seg.sketches)?;
         if let Ok(mut p) = self.pending.lock() {
             for pb in &seg.packs {

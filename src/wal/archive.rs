@@ -51,9 +51,7 @@ pub fn read(repo: &Repository) -> Result<Records> {
                 .push((object, Error::new(ErrorKind::Corrupt, "not named by a storage id")));
             continue;
         };
-        let r = repo
-            .load_object(ObjectKind::WalArchive, &id)
-            .and_then(|plain| ArchiveInfo::decode(&object, &plain));
+        let r = repo.load::<ArchiveInfo>(&id);
         match r {
             Ok(a) => match a.repository {
                 Some(r) if r != repo.config().id => out.damaged.push((
@@ -226,7 +224,7 @@ impl Admission {
                     hostname: crate::util::hostname(),
                     repository: Some(repo.config().id),
                 };
-                repo.save_object(ObjectKind::WalArchive, &a.encode())?;
+                repo.save(&a)?;
                 self.state = State::Known(a);
                 Ok(())
             }
@@ -322,7 +320,7 @@ pub fn repair(repo: &Repository, system_id: Option<&str>, dry_run: bool) -> Resu
             hostname: crate::util::hostname(),
             repository: Some(repo.config().id),
         };
-        out.record_written = Some(repo.save_object(ObjectKind::WalArchive, &a.encode())?);
+        out.record_written = Some(repo.save(&a)?);
     }
     for o in &out.records_removed {
         repo.store().delete(o)?;

@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::format::wal::WalEntry;
-use crate::format::{open_object_in, seal_object, Id, ObjectKind};
-use crate::repo::index::read_objects_in;
+use crate::format::{open_object_in, seal, Id, ObjectKind, RepoObject};
+use crate::repo::objects::read_objects_in;
 use crate::repo::Repository;
 
 /// Folder holding the catalog entries of WAL file `file`.
@@ -49,7 +49,7 @@ pub fn find(repo: &Repository, file: &str) -> Result<Vec<(Id, WalEntry)>> {
 
 /// Store a catalog entry; returns its id.
 pub fn save(repo: &Repository, e: &WalEntry) -> Result<Id> {
-    let sealed = seal_object(repo.keys(), ObjectKind::Wal, &e.encode())?;
+    let sealed = seal(repo.keys(), e)?;
     let id = Id::of_stored(&sealed);
     repo.store()
         .write(&format!("{}/{id}", entry_dir(repo, &e.file)), sealed, false)?;
