@@ -17,6 +17,11 @@ thread_local! {
     static CLEANING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether the process is being interrupted (the hooks have started).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Whether the process is being interrupted and the calling thread is not the one cleaning
 /// up: new work (a storage request, a retry) should not start, since it could start
 /// something (an ssh connection) that the clean-up has already looked for.
@@ -29,18 +34,14 @@ pub struct Registration(u64);
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Ok(mut h) = HOOKS.lock() {
-            h.retain(|(id, _)| *id != self.0);
-        }
+        crate::util::lock_anyway(&HOOKS).retain(|(id, _)| *id != self.0);
     }
 }
 
 /// Run `hook` if the process is interrupted before the returned registration is dropped.
 pub fn on_interrupt(hook: impl Fn() + Send + 'static) -> Registration {
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut h) = HOOKS.lock() {
-        h.push((id, Box::new(hook)));
-    }
+    crate::util::lock_anyway(&HOOKS).push((id, Box::new(hook)));
     Registration(id)
 }
 
@@ -48,10 +49,7 @@ pub fn on_interrupt(hook: impl Fn() + Send + 'static) -> Registration {
 pub fn run_hooks() {
     CLEANING.with(|c| c.set(true));
     INTERRUPTED.store(true, Ordering::SeqCst);
-    let hooks = match HOOKS.lock() {
-        Ok(mut h) => std::mem::take(&mut *h),
-        Err(_) => return,
-    };
+    let hooks = std::mem::take(&mut *crate::util::lock_anyway(&HOOKS));
     for (_, hook) in hooks.iter().rev() {
         hook();
     }

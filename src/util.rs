@@ -128,3 +128,54 @@ pub fn parse_percent(s: &str) -> Option<f64> {
     let v: f64 = s.trim().strip_suffix('%')?.trim().parse().ok()?;
     (0.0..=100.0).contains(&v).then_some(v)
 }
+
+/// Lock state that decides what is written (a snapshot's entries, a lock's objects, a
+/// pack's bytes). A poisoned mutex means a thread panicked while changing it: the state may
+/// be half-updated, so the operation fails with an error and commits nothing. This and
+/// [`lock_anyway`] are the whole policy for poisoned mutexes.
+pub fn lock_or_fail<'a, T>(
+    m: &'a std::sync::Mutex<T>,
+    what: &str,
+) -> crate::error::Result<std::sync::MutexGuard<'a, T>> {
+    m.lock()
+        .map_err(|_| crate::error::Error::general(format!("{what} poisoned by an earlier panic")))
+}
+
+/// [`lock_or_fail`] for a mutex whose work is done: its state, unless poisoned.
+pub fn into_inner_or_fail<T>(m: std::sync::Mutex<T>, what: &str) -> crate::error::Result<T> {
+    m.into_inner()
+        .map_err(|_| crate::error::Error::general(format!("{what} poisoned by an earlier panic")))
+}
+
+/// Lock state used only to clean up or report (interruption hooks, the lock objects to
+/// delete, a child's last stderr lines): a panic elsewhere must not stop clean-up, so the
+/// state is used as it is.
+pub fn lock_anyway<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod poison_tests {
+    use std::sync::Mutex;
+
+    use super::{lock_anyway, lock_or_fail};
+
+    #[test]
+    fn a_poisoned_mutex_fails_writers_and_serves_clean_up() {
+        let m = Mutex::new(vec![1, 2]);
+        let _ = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut g = m.lock().unwrap();
+                g.push(3);
+                panic!("poison it");
+            })
+            .join()
+        });
+        assert!(m.is_poisoned());
+        let Err(e) = lock_or_fail(&m, "snapshot state") else {
+            panic!("a poisoned mutex was locked for writing")
+        };
+        assert!(e.to_string().contains("snapshot state poisoned"), "{e}");
+        assert_eq!(*lock_anyway(&m), vec![1, 2, 3]);
+    }
+}

@@ -237,3 +237,61 @@ fn a_delta_copy_in_a_plan_does_not_change_the_bases_of_the_indexed_copy() {
     assert_eq!(p.pack, Id::of_stored(b"condemned pack"));
     assert_eq!(p.bases, vec![Id::of_stored(b"base two")]);
 }
+
+#[test]
+fn a_plain_copy_replaces_a_delta_whatever_the_order() {
+    use dbbackup::format::index::{IndexSegment, PackBlobs};
+    use dbbackup::format::pack::BlobEntry;
+    use dbbackup::format::{BlobKind, Encoding, Id};
+
+    // One chunk stored three times: as a delta in the pack with the lowest id (which the
+    // tie-break by (pack, offset) alone would choose), plainly in a pack with a higher id,
+    // and as a delta again in a segment written after the plain copy was indexed. A base
+    // must be plain (delta depth 1), so the plain copy is the one every lookup returns.
+    let t = common::TestRepo::new();
+    let chunk = Id::of_stored(b"chunk");
+    let copy = |pack: Id, bases: Vec<Id>| PackBlobs {
+        pack,
+        blobs: vec![BlobEntry {
+            id: chunk,
+            kind: BlobKind::Data,
+            encoding: if bases.is_empty() {
+                Encoding::Zstd
+            } else {
+                Encoding::ZstdDelta
+            },
+            offset: 0,
+            length: 100,
+            raw_length: 1000,
+            bases,
+        }],
+    };
+    let (low, mid, high) = (Id([0x01; 32]), Id([0x02; 32]), Id([0xfe; 32]));
+    let segment = |packs| IndexSegment {
+        supersedes: vec![],
+        packs,
+        sketches: vec![],
+    };
+    t.repo
+        .save(&segment(vec![copy(mid, vec![Id::of_stored(b"base")])]))
+        .unwrap();
+    t.repo.save(&segment(vec![copy(high, vec![])])).unwrap();
+    let plain = |what: &str| {
+        for l in [
+            t.index.lookup(&chunk).unwrap().unwrap(),
+            t.index.lookup_indexed(&chunk).unwrap().unwrap(),
+        ] {
+            assert_eq!((l.pack, l.encoding), (high, Encoding::Zstd), "{what}");
+            assert!(l.bases.is_empty(), "{what}: {:?}", l.bases);
+        }
+    };
+    t.index.rebuild(&t.repo).unwrap();
+    plain("after a rebuild");
+    t.repo
+        .save(&segment(vec![copy(low, vec![Id::of_stored(b"other base")])]))
+        .unwrap();
+    t.index.sync(&t.repo).unwrap();
+    plain("after a later delta copy is synced");
+    t.index.rebuild(&t.repo).unwrap();
+    plain("after rebuilding with all three");
+}

@@ -49,9 +49,8 @@ const KNOWN_PRINTING: &[&str] = &[
 
 /// Files over 500 lines today, with their length then: each may shrink, none may grow.
 const KNOWN_LONG: &[(&str, usize)] = &[
-    ("repo/lock.rs", 501),
     ("sources/pgdata.rs", 541),
-    ("snapshot/mod.rs", 661),
+    ("snapshot/mod.rs", 658),
     ("prune/mod.rs", 727),
     ("check.rs", 725),
     ("repo/index.rs", 716),

@@ -387,6 +387,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     ErrorKind::General.exit_code() as u8
 }
 
+/// The status the interrupted process exits with (130 / 143), once a signal arrived.
+static SIGNAL_STATUS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 /// On SIGINT or SIGTERM: undo what the running command registered (partial files, its lock,
 /// child commands), then exit 130 / 143 as shells do.
 fn watch_signals(rt: tokio::runtime::Handle) {
@@ -402,9 +405,10 @@ fn watch_signals(rt: tokio::runtime::Handle) {
             }
         });
         if let Some(code) = code {
+            SIGNAL_STATUS.store(code, std::sync::atomic::Ordering::SeqCst);
             eprintln!("dbbackup: interrupted; cleaning up");
             dbbackup::interrupt::run_hooks();
-            std::process::exit(code);
+            std::process::exit(i32::from(code));
         }
     });
 }
@@ -451,6 +455,15 @@ pub fn run() -> ExitCode {
     })();
     // The repository (and its SFTP connections) are closed: stop what ssh left running.
     dbbackup::storage::ssh::stop_own_ssh();
+    if dbbackup::interrupt::interrupted() {
+        // The signal thread is cleaning up and ends the process with the signal's status;
+        // what the command returned meanwhile (often an error the interruption caused: its
+        // storage requests are refused) is not its result.
+        for _ in 0..300 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        return ExitCode::from(SIGNAL_STATUS.load(std::sync::atomic::Ordering::SeqCst));
+    }
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -359,10 +359,8 @@ pub fn acquire(repo: &Repository, operation: Operation) -> Result<LockGuard> {
     let on_interrupt = {
         let (store, state) = (repo.store().clone(), state.clone());
         crate::interrupt::on_interrupt(move || {
-            if let Ok(st) = state.lock() {
-                for o in &st.objects {
-                    let _ = store.delete(&format!("locks/{o}"));
-                }
+            for o in &crate::util::lock_anyway(&state).objects {
+                let _ = store.delete(&format!("locks/{o}"));
             }
         })
     };
@@ -403,13 +401,13 @@ impl LockGuard {
 
     /// Ids of this holder's lock objects right now.
     pub fn objects(&self) -> Vec<Id> {
-        self.state.lock().map(|s| s.objects.clone()).unwrap_or_default()
+        crate::util::lock_anyway(&self.state).objects.clone()
     }
 
     /// Error (exit 75) when the lock could have looked stale to another process at some
     /// point: then prune may have deleted data this process relies on, and it must not commit.
     pub fn ensure_fresh(&self) -> Result<()> {
-        let st = self.state.lock().map_err(|_| Error::general("lock state poisoned"))?;
+        let st = crate::util::lock_or_fail(&self.state, "lock state")?;
         let gap = st.worst_gap.max(st.last_write.elapsed());
         if gap > MAX_GAP {
             return Err(Error::new(
@@ -431,10 +429,8 @@ impl Drop for LockGuard {
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }
-        if let Ok(st) = self.state.lock() {
-            for o in &st.objects {
-                let _ = self.store.delete(&format!("locks/{o}"));
-            }
+        for o in &crate::util::lock_anyway(&self.state).objects {
+            let _ = self.store.delete(&format!("locks/{o}"));
         }
     }
 }

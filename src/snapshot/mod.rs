@@ -1,5 +1,5 @@
 //! Taking a snapshot: source streams are chunked, hashed, deduplicated against the index,
-//! compressed or delta-encoded and sealed on rayon (delta bases read on tokio, [`work`]),
+//! compressed or delta-encoded and sealed on rayon (delta bases read on tokio, `work`),
 //! packed and uploaded; index segments follow their packs and the manifest is written last.
 //! Every stage is joined by a bounded queue.
 
@@ -26,6 +26,7 @@ use crate::repo::blob_reader::BaseCache;
 use crate::repo::index::IndexCache;
 use crate::repo::packer::Packer;
 use crate::repo::Repository;
+use crate::util::{into_inner_or_fail, lock_or_fail};
 
 mod work;
 use work::{lost_reader, NeedBases, Step, Work, WorkCtx};
@@ -151,10 +152,6 @@ struct Shared {
     sketches: HashMap<Id, Sketch>,
 }
 
-fn poisoned() -> Error {
-    Error::general("snapshot state poisoned by an earlier panic")
-}
-
 impl<'a> SnapshotWriter<'a> {
     /// Start a snapshot of `repo` deduplicating against `index`.
     pub fn new(repo: &'a Repository, index: &'a IndexCache, opts: SnapshotOptions) -> Result<Self> {
@@ -199,7 +196,7 @@ impl<'a> SnapshotWriter<'a> {
 
     /// Let each stream's chunks be delta bases for the streams added after it ends, for
     /// snapshots of several similar streams one after the other (the databases of one
-    /// cluster): when a stream that filled [`STREAM_END_PACKS`] packs or more ends, it waits for
+    /// cluster): when a stream that filled `STREAM_END_PACKS` packs or more ends, it waits for
     /// their uploads and indexes them. Not for many streams that seldom resemble each other
     /// (the files of a physical snapshot, the tables of a directory-format dump): each wait
     /// keeps the next stream from overlapping the uploads.
@@ -221,10 +218,10 @@ impl<'a> SnapshotWriter<'a> {
     /// the snapshot commits ([`SnapshotWriter::finish_data`]).
     fn claim(index: &IndexCache, pending: &Mutex<HashSet<Id>>, reused: &Mutex<HashSet<u64>>, id: &Id) -> Result<bool> {
         if let Some(packs) = index.usable_where(id)? {
-            reused.lock().map_err(|_| poisoned())?.extend(packs);
+            lock_or_fail(reused, "snapshot state")?.extend(packs);
             return Ok(false);
         }
-        Ok(pending.lock().map_err(|_| poisoned())?.insert(*id))
+        Ok(lock_or_fail(pending, "snapshot state")?.insert(*id))
     }
 
     /// Store blob `plain` of `kind` unless the repository has it (used for content lists).
@@ -232,7 +229,7 @@ impl<'a> SnapshotWriter<'a> {
         let id = self.repo.keys().chunk_id(plain);
         if Self::claim(self.index, &self.pending, &self.reused, &id)? {
             let (enc, sealed) = seal_blob(self.repo.keys(), kind, &id, plain, self.level)?;
-            let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+            let mut sh = lock_or_fail(&self.shared, "snapshot state")?;
             sh.summary.bytes_stored += sealed.len() as u64;
             sh.packer.add(id, kind, enc, plain.len() as u32, Vec::new(), &sealed)?;
         }
@@ -288,7 +285,7 @@ impl<'a> SnapshotWriter<'a> {
             .parent
             .get(path)
             .map(|e| ParentGuide::new(repo, index, e.content.clone(), e.chunks));
-        let packs_before = self.shared.lock().map_err(|_| poisoned())?.packer.packs_written;
+        let packs_before = lock_or_fail(&self.shared, "snapshot state")?.packer.packs_written;
         let mut sha_out = None;
         let mut bytes_read = 0u64;
         let mut confirmed = 0u64;
@@ -414,7 +411,7 @@ impl<'a> SnapshotWriter<'a> {
             // A stream that filled several packs waits for its uploads, so that all of it but
             // the pack being filled can be a base for the next streams.
             let waiter = {
-                let sh = self.shared.lock().map_err(|_| poisoned())?;
+                let sh = lock_or_fail(&self.shared, "snapshot state")?;
                 (sh.packer.packs_written - packs_before >= STREAM_END_PACKS as u64).then(|| sh.packer.waiter())
             };
             let waited = waiter.map(|w| w.wait()).is_some();
@@ -428,11 +425,11 @@ impl<'a> SnapshotWriter<'a> {
             content,
         };
         {
-            let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+            let mut sh = lock_or_fail(&self.shared, "snapshot state")?;
             sh.summary.bytes_read += bytes_read;
             sh.summary.chunks_total += chunks;
         }
-        let mut entries = self.entries.lock().map_err(|_| poisoned())?;
+        let mut entries = lock_or_fail(&self.entries, "snapshot state")?;
         if entries.iter().any(|e| e.path == path) {
             return Err(Error::usage(format!("the snapshot already has an entry `{path}`")));
         }
@@ -466,7 +463,7 @@ impl<'a> SnapshotWriter<'a> {
                 packs.extend(p);
             }
         }
-        self.reused.lock().map_err(|_| poisoned())?.extend(packs);
+        lock_or_fail(&self.reused, "snapshot state")?.extend(packs);
         Ok(true)
     }
 
@@ -475,7 +472,7 @@ impl<'a> SnapshotWriter<'a> {
     /// it from a verified manifest or catalog entry that its lock keeps from prune.
     pub fn add_existing(&self, entry: Entry) -> Result<()> {
         check_label("entry path", &entry.path)?;
-        let mut entries = self.entries.lock().map_err(|_| poisoned())?;
+        let mut entries = lock_or_fail(&self.entries, "snapshot state")?;
         if entries.iter().any(|e| e.path == entry.path) {
             return Err(Error::usage(format!(
                 "the snapshot already has an entry `{}`",
@@ -483,7 +480,7 @@ impl<'a> SnapshotWriter<'a> {
             )));
         }
         {
-            let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+            let mut sh = lock_or_fail(&self.shared, "snapshot state")?;
             sh.summary.chunks_total += entry.chunks;
         }
         entries.push(entry);
@@ -517,7 +514,7 @@ impl<'a> SnapshotWriter<'a> {
                 Work::Dup { seq, id, len } => (seq, id, len),
                 Work::New { seq, id, len, stored } => {
                     let n = stored.sealed.len() as u64;
-                    let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+                    let mut sh = lock_or_fail(&self.shared, "snapshot state")?;
                     sh.summary.bytes_new += u64::from(len);
                     sh.summary.chunks_new += 1;
                     sh.summary.bytes_stored += n;
@@ -566,7 +563,7 @@ impl<'a> SnapshotWriter<'a> {
     /// Write an index segment naming the durable, not yet indexed packs when `enough` says
     /// they are enough.
     fn write_durable_segment(&self, enough: impl FnOnce(&[PackBlobs]) -> bool) -> Result<()> {
-        let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+        let mut sh = lock_or_fail(&self.shared, "snapshot state")?;
         // Only packs the uploaders reported durable are indexed here.
         let done = sh.packer.take_done();
         sh.pending_packs.extend(done);
@@ -633,7 +630,7 @@ impl<'a> SnapshotWriter<'a> {
     pub fn finish_data(self) -> Result<(Vec<Entry>, Summary)> {
         self.base_cache.log_counts();
         let (packs, mut summary, sketches) = {
-            let mut sh = self.shared.lock().map_err(|_| poisoned())?;
+            let mut sh = lock_or_fail(&self.shared, "snapshot state")?;
             let mut packs = std::mem::take(&mut sh.pending_packs);
             packs.extend(sh.packer.finish()?);
             let mut summary = sh.summary.clone();
@@ -642,10 +639,10 @@ impl<'a> SnapshotWriter<'a> {
             (packs, summary, sketches)
         };
         self.write_segment(packs, sketches)?;
-        let reused = self.reused.into_inner().map_err(|_| poisoned())?;
+        let reused = into_inner_or_fail(self.reused, "snapshot state")?;
         crate::preflight::ensure_reused_present(self.repo, self.index, reused)?;
         summary.duration_ms = self.started.elapsed().as_millis() as u64;
-        let mut entries = self.entries.into_inner().map_err(|_| poisoned())?;
+        let mut entries = into_inner_or_fail(self.entries, "snapshot state")?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((entries, summary))
     }

@@ -146,7 +146,7 @@ pub fn base_backup(w: &SnapshotWriter, conn: &PgConn, progress: &dyn Progress) -
         return Err(classify(f, "postgres"));
     }
     let finished = jiff::Timestamp::now();
-    let label_text = String::from_utf8_lossy(&label.lock().map_err(|_| Error::general("label poisoned"))?).into_owned();
+    let label_text = String::from_utf8_lossy(&crate::util::lock_or_fail(&label, "backup label")?).into_owned();
     if label_text.is_empty() {
         return Err(Error::general(
             "pg_basebackup's tar stream did not start with a backup_label; nothing was recorded",

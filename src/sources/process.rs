@@ -138,12 +138,11 @@ impl Process {
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
                     tracing::info!(program = %program, "{line}");
-                    if let Ok(mut t) = tail.lock() {
-                        if t.len() == STDERR_TAIL {
-                            t.pop_front();
-                        }
-                        t.push_back(line);
+                    let mut t = crate::util::lock_anyway(&tail);
+                    if t.len() == STDERR_TAIL {
+                        t.pop_front();
                     }
+                    t.push_back(line);
                 }
             })
         });
@@ -219,11 +218,7 @@ impl Process {
         Failure {
             label: self.label.clone(),
             how,
-            tail: self
-                .tail
-                .lock()
-                .map(|t| t.iter().cloned().collect())
-                .unwrap_or_default(),
+            tail: crate::util::lock_anyway(&self.tail).iter().cloned().collect(),
         }
     }
 

@@ -243,7 +243,7 @@ pub fn push(
 const PARALLEL_FILES: usize = 2;
 
 /// Archive several WAL files in one run: their new chunks share packs and one index segment,
-/// and up to [`PARALLEL_FILES`] are read at once. Returns one result per path, in order: a
+/// and up to `PARALLEL_FILES` are read at once. Returns one result per path, in order: a
 /// file's own problem (refused, unreadable, changed) fails only that file. An error that
 /// leaves nothing recorded for any of them (storage failing, the lock lost) is the `Err`.
 /// The caller holds `lock` (a [`crate::repo::lock::Operation::WalPush`] lock) and synced `index` after taking it.
