@@ -137,14 +137,16 @@ pub fn lock_or_fail<'a, T>(
     m: &'a std::sync::Mutex<T>,
     what: &str,
 ) -> crate::error::Result<std::sync::MutexGuard<'a, T>> {
-    m.lock()
-        .map_err(|_| crate::error::Error::general(format!("{what} poisoned by an earlier panic")))
+    m.lock().map_err(|_| poisoned(what))
 }
 
 /// [`lock_or_fail`] for a mutex whose work is done: its state, unless poisoned.
 pub fn into_inner_or_fail<T>(m: std::sync::Mutex<T>, what: &str) -> crate::error::Result<T> {
-    m.into_inner()
-        .map_err(|_| crate::error::Error::general(format!("{what} poisoned by an earlier panic")))
+    m.into_inner().map_err(|_| poisoned(what))
+}
+
+fn poisoned(what: &str) -> crate::error::Error {
+    crate::error::Error::general(format!("{what} poisoned by an earlier panic"))
 }
 
 /// Lock state used only to clean up or report (interruption hooks, the lock objects to
