@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use super::{cli, digest, json, stderr, Gen};
@@ -24,20 +24,49 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start `cmd` (which must listen on `port`) and wait until the port accepts.
+    /// Start `cmd` (which must listen on `port`) and wait until the port accepts. The
+    /// server's output goes to `server.log` in `dir`, shown when it fails to start. A
+    /// connection whose local port is `port` is the kernel connecting the socket to itself
+    /// (TCP simultaneous open, possible while nothing listens on an ephemeral port), not the
+    /// server, so it does not count.
     pub fn spawn(what: &str, mut cmd: Command, port: u16, dir: tempfile::TempDir) -> Server {
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("{what} is required (scripts/setup.sh installs it): {e}"));
-        let server = Server { child, port, dir };
+        let mut server = Server { child, port, dir };
         let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(60), "{what} did not start");
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("{what} exited ({status}) before it listened: {}", server.log());
+            }
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) if s.local_addr().map(|a| a.port()).ok() != Some(port) => break,
+                _ => {}
+            }
+            let waited = t0.elapsed();
+            assert!(
+                waited < Duration::from_secs(60),
+                "{what} did not start: {}",
+                server.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         server
+    }
+
+    /// What the server printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Panic, with the server's log, if it is no longer running.
+    pub fn assert_running(&mut self, what: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{what} exited ({status}): {}", self.log());
+        }
     }
 
     /// A plain HTTP/1.1 request; the response's status code.
@@ -91,15 +120,32 @@ pub fn azurite(container: &str) -> Server {
     cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
         .args(["--loose", "--skipApiVersionCheck", "--disableTelemetry", "--location"])
         .arg(dir.path());
-    let s = Server::spawn("azurite-blob", cmd, port, dir);
+    let mut s = Server::spawn("azurite-blob", cmd, port, dir);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/azure_container.py");
-    let o = Command::new("python3")
-        .arg(script)
-        .args([&azurite_endpoint(&s), AZURITE_ACCOUNT, container])
-        .env("AZURE_STORAGE_KEY", AZURITE_KEY)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "create container: {}", stderr(&o));
+    let create = || {
+        Command::new("python3")
+            .arg(&script)
+            .args([&azurite_endpoint(&s), AZURITE_ACCOUNT, container])
+            .env("AZURE_STORAGE_KEY", AZURITE_KEY)
+            .output()
+            .unwrap()
+    };
+    // Once (CI, 2 cores) the port accepted and the next connection was refused; the
+    // server's log and state are now kept to say why, and a refused connection from a
+    // running server is retried for a while.
+    let t0 = Instant::now();
+    let mut o = create();
+    while !o.status.success() && stderr(&o).contains("Connection refused") && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(250));
+        o = create();
+    }
+    s.assert_running("azurite-blob");
+    assert!(
+        o.status.success(),
+        "create container: {}\nazurite: {}",
+        stderr(&o),
+        s.log()
+    );
     s
 }
 

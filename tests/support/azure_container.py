@@ -28,3 +28,5 @@ except urllib.error.HTTPError as e:
     if e.code != 409:  # exists already
         sys.exit(f"{e.code} {e.read().decode()}")
     print(409)
+except urllib.error.URLError as e:
+    sys.exit(f"cannot reach {endpoint}: {e.reason}")
