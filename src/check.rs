@@ -17,8 +17,9 @@ use crate::format::snapshot::Manifest;
 use crate::format::{BlobKind, Id, ObjectKind};
 use crate::progress::Progress;
 use crate::repo::blob::{apply_delta, open_delta};
-use crate::repo::index::{BlobLocation, IndexCache};
+use crate::repo::index::BlobLocation;
 use crate::repo::pack_reader::open_pack;
+use crate::repo::session::Session;
 use crate::repo::{ManifestCopy, Repository};
 use crate::storage::pack_path;
 
@@ -279,7 +280,8 @@ impl ReadData {
 }
 
 /// Verify the repository.
-pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progress: &dyn Progress) -> Result<Report> {
+pub fn check(session: &Session<'_>, read_data: ReadData, progress: &dyn Progress) -> Result<Report> {
+    let (repo, index) = (session.repo(), session.index());
     let mut rep = Report::default();
     let mut damaged_packs: BTreeMap<Id, String> = BTreeMap::new();
     // Deltas that could not be rebuilt: message, and whether only a deletion plan names them.
@@ -303,7 +305,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
     }
 
     // Index segments, read from storage (not the cache); deltas whose bases are gone.
-    let (indexed_packs, dangling) = read_segments(repo, index, &mut rep)?;
+    let (indexed_packs, dangling) = read_segments(session, &mut rep)?;
     let mut dangling_affects: BTreeMap<Id, Vec<Id>> = dangling.iter().map(|d| (d.delta, vec![])).collect();
 
     // Deletion plans: their packs are condemned, not orphans; chunks may still live in them.
@@ -351,7 +353,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         if let crate::format::snapshot::Source::Physical(p) = &m.source {
             bases.push((*sid, (**p).clone()));
         }
-        for_each_chunk(repo, index, &m.entries, |id, loc| {
+        for_each_chunk(session, &m.entries, |id, loc| {
             if let Some(a) = dangling_affects.get_mut(id) {
                 if a.last() != Some(sid) {
                     a.push(*sid);
@@ -390,7 +392,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
         let file = e.file.clone();
         wal_files.push(file.clone());
         crate::wal::archive::count(&mut clusters, &e);
-        for_each_chunk(repo, index, std::slice::from_ref(&e.data), |cid, loc| {
+        for_each_chunk(session, std::slice::from_ref(&e.data), |cid, loc| {
             let message = match loc {
                 None => format!("needed by WAL file {file} but in no index segment"),
                 Some(l) if gone.contains(&l.pack) => {
@@ -459,7 +461,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
                             if !indexed.is_some_and(|l| here(&l)) && !planned {
                                 continue;
                             }
-                            if let Err(er) = rebuild_delta(repo, index, &id, e, &bytes, cache).await {
+                            if let Err(er) = rebuild_delta(session, &id, e, &bytes, cache).await {
                                 if !matches!(er.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) {
                                     return Err(er);
                                 }
@@ -506,7 +508,7 @@ pub fn check(repo: &Repository, index: &IndexCache, read_data: ReadData, progres
             if let Ok(m) = repo.load_manifest(sid) {
                 let mut hit = HashSet::new();
                 let mut hit_deltas = HashSet::new();
-                let _ = for_each_chunk(repo, index, &m.entries, |id, loc| {
+                let _ = for_each_chunk(session, &m.entries, |id, loc| {
                     if broken_deltas.contains_key(id) {
                         hit_deltas.insert(*id);
                     }
@@ -577,7 +579,8 @@ struct Dangling {
 /// the deletion plan, and the next prune deletes them (in any order, so for a while one may
 /// name a delta whose base's segment is gone). A segment that vanishes while being read was
 /// replaced by a concurrent prune: the listing is read again.
-fn read_segments(repo: &Repository, index: &IndexCache, rep: &mut Report) -> Result<(HashSet<Id>, Vec<Dangling>)> {
+fn read_segments(session: &Session<'_>, rep: &mut Report) -> Result<(HashSet<Id>, Vec<Dangling>)> {
+    let (repo, index) = (session.repo(), session.index());
     let mut attempt = 0;
     'listing: loop {
         attempt += 1;
@@ -633,18 +636,17 @@ fn read_segments(repo: &Repository, index: &IndexCache, rep: &mut Report) -> Res
 /// Visit every chunk of every entry of `m` (content lists are read and verified), and the
 /// base of every delta among them.
 fn for_each_chunk(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     entries: &[crate::format::snapshot::Entry],
     mut f: impl FnMut(&Id, Option<BlobLocation>),
 ) -> Result<()> {
+    let (repo, index) = (session.repo(), session.index());
     for e in entries {
         for lid in &e.content {
             // The list itself first, so a caller learns where it lives even when it is damaged.
             f(lid, index.lookup(lid)?);
             let list = repo.store().runtime().block_on(crate::repo::blob_reader::fetch_blob(
-                repo,
-                index,
+                session,
                 *lid,
                 BlobKind::ContentList,
             ))?;
@@ -667,8 +669,7 @@ fn for_each_chunk(
 /// Rebuild delta entry `e` of pack `pack` (whose bytes are `bytes`) from its bases, read
 /// through the index and fully verified, and check it against its chunk id.
 async fn rebuild_delta(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     pack: &Id,
     e: &BlobEntry,
     bytes: &[u8],
@@ -682,7 +683,7 @@ async fn rebuild_delta(
         .to_vec();
     let mut bases = Vec::with_capacity(e.bases.len());
     for &base in &e.bases {
-        let plain = crate::repo::blob_reader::fetch_base(repo, index, base, cache)
+        let plain = crate::repo::blob_reader::fetch_base(session, base, cache)
             .await
             .map_err(|er| {
                 Error::new(
@@ -696,8 +697,7 @@ async fn rebuild_delta(
             })?;
         bases.push(plain);
     }
-    let keys = repo.keys().clone();
-    let id = e.id;
+    let (keys, id) = (session.repo().keys().clone(), e.id);
     tokio::task::spawn_blocking(move || {
         let frame = open_delta(&keys, &id, &loc, sealed)?;
         let reference = crate::repo::blob_reader::concat_bases(&bases);

@@ -14,8 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Entry;
 use crate::format::{BlobKind, Id};
 use crate::repo::blob_reader::{fetch_blob, parse_list};
-use crate::repo::index::IndexCache;
-use crate::repo::Repository;
+use crate::repo::session::Session;
 use crate::storage::pack_path;
 
 /// Up to this many packs are always asked for one by one.
@@ -25,25 +24,26 @@ const ASK_AT_ONCE: usize = 32;
 
 /// Make sure `entries` can be read: located and present, after at most one rebuild of the
 /// cache. The error names the first chunk or pack that is missing from the repository itself.
-pub fn ensure_readable(repo: &Repository, index: &IndexCache, entries: &[Entry]) -> Result<()> {
-    let Some(first) = first_missing(repo, index, entries)? else {
+pub fn ensure_readable(session: &Session<'_>, entries: &[Entry]) -> Result<()> {
+    let (repo, index) = (session.repo(), session.index());
+    let Some(first) = first_missing(session, entries)? else {
         return Ok(());
     };
     tracing::info!(problem = %first, "the local index cache disagrees with the repository; rebuilding it");
     index.rebuild(repo)?;
-    match first_missing(repo, index, entries)? {
+    match first_missing(session, entries)? {
         None => Ok(()),
         Some(e) => Err(e),
     }
 }
 
 /// The first thing that keeps `entries` from being read with the cache as it is, or `None`.
-fn first_missing(repo: &Repository, index: &IndexCache, entries: &[Entry]) -> Result<Option<Error>> {
-    let packs = match locate(repo, index, entries)? {
+fn first_missing(session: &Session<'_>, entries: &[Entry]) -> Result<Option<Error>> {
+    let packs = match locate(session, entries)? {
         Ok(p) => p,
         Err(problem) => return Ok(Some(problem)),
     };
-    let present = present(repo, index, packs.keys().copied().collect())?;
+    let present = present(session, packs.keys().copied().collect())?;
     Ok(missing_pack(&packs, |p| present.contains(p)))
 }
 
@@ -51,11 +51,8 @@ fn first_missing(repo: &Repository, index: &IndexCache, entries: &[Entry]) -> Re
 /// or, as the inner error, the first chunk the index cannot locate usably (a content list
 /// that cannot be read, a chunk no segment or plan names, a delta whose base is not plainly
 /// stored). Storage errors other than a missing or damaged object are returned as errors.
-pub fn locate(
-    repo: &Repository,
-    index: &IndexCache,
-    entries: &[Entry],
-) -> Result<std::result::Result<BTreeMap<Id, Id>, Error>> {
+pub fn locate(session: &Session<'_>, entries: &[Entry]) -> Result<std::result::Result<BTreeMap<Id, Id>, Error>> {
+    let (repo, index) = (session.repo(), session.index());
     let mut packs: BTreeMap<Id, Id> = BTreeMap::new();
     let rt = repo.store().runtime().clone();
     for e in entries {
@@ -64,7 +61,7 @@ pub fn locate(
                 return Ok(Err(unknown(lid)));
             };
             packs.entry(l.pack).or_insert(*lid);
-            let list = match rt.block_on(fetch_blob(repo, index, *lid, BlobKind::ContentList)) {
+            let list = match rt.block_on(fetch_blob(session, *lid, BlobKind::ContentList)) {
                 Ok(b) => b,
                 Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => return Ok(Err(e)),
                 Err(e) => return Err(e),
@@ -107,9 +104,10 @@ pub fn missing_pack(packs: &BTreeMap<Id, Id>, present: impl Fn(&Id) -> bool) -> 
 /// against) must be in storage. When one is not, the cache is rebuilt, and the writer fails
 /// without committing: with exit 75 (run it again) when the cache was wrong, 65 when the
 /// repository's own index names the missing pack.
-pub fn ensure_reused_present(repo: &Repository, index: &IndexCache, reused: HashSet<u64>) -> Result<()> {
+pub fn ensure_reused_present(session: &Session<'_>, reused: HashSet<u64>) -> Result<()> {
+    let (repo, index) = (session.repo(), session.index());
     let packs = index.pack_ids(reused)?;
-    let present = present(repo, index, packs.clone())?;
+    let present = present(session, packs.clone())?;
     let Some(gone) = packs.into_iter().find(|p| !present.contains(p)) else {
         return Ok(());
     };
@@ -138,7 +136,8 @@ fn unknown(id: &Id) -> Error {
 
 /// Which of `packs` are in storage: asked pack by pack (32 at a time), or found in one
 /// listing of `data/` when that takes fewer round trips (a listing page holds 1000 names).
-fn present(repo: &Repository, index: &IndexCache, packs: Vec<Id>) -> Result<HashSet<Id>> {
+fn present(session: &Session<'_>, packs: Vec<Id>) -> Result<HashSet<Id>> {
+    let (repo, index) = (session.repo(), session.index());
     let listing_pages = index.pack_count()? / 1000 + 1;
     let asking_rounds = packs.len() as u64 / ASK_AT_ONCE as u64 + 1;
     if packs.len() > ASK_EACH_UP_TO && listing_pages < asking_rounds {

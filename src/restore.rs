@@ -15,8 +15,7 @@ use crate::format::snapshot::{Entry, Manifest};
 use crate::format::BlobKind;
 use crate::progress::Progress;
 use crate::repo::blob_reader::{fetch_blob, fetch_blob_cached, parse_list, BaseCache, BASE_CACHE_BYTES};
-use crate::repo::index::IndexCache;
-use crate::repo::Repository;
+use crate::repo::session::Session;
 
 /// Chunks fetched ahead of the writer.
 const FETCH_AHEAD: usize = 16;
@@ -24,12 +23,12 @@ const FETCH_AHEAD: usize = 16;
 /// Write entry `entry` of a snapshot to `out`, verified chunk by chunk and as a whole.
 /// Returns the bytes written.
 pub fn restore_entry(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     entry: &Entry,
     out: &mut (dyn Write + Send),
     progress: &dyn Progress,
 ) -> Result<u64> {
+    let repo = session.repo();
     let rt = repo.store().runtime().clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(FETCH_AHEAD);
     let cache = BaseCache::new(BASE_CACHE_BYTES);
@@ -51,7 +50,7 @@ pub fn restore_entry(
         let fetched = rt.block_on(async {
             let lists = futures::stream::iter(entry.content.iter().copied())
                 .map(|lid| async move {
-                    let b = fetch_blob(repo, index, lid, BlobKind::ContentList).await?;
+                    let b = fetch_blob(session, lid, BlobKind::ContentList).await?;
                     let recs = parse_list(&lid, &b)?;
                     Ok::<_, Error>(futures::stream::iter(recs.into_iter().map(Ok::<_, Error>)))
                 })
@@ -59,7 +58,7 @@ pub fn restore_entry(
                 .try_flatten();
             let mut chunks = lists
                 .map_ok(|(id, len)| async move {
-                    let c = fetch_blob_cached(repo, index, id, BlobKind::Data, Some(cache)).await?;
+                    let c = fetch_blob_cached(session, id, BlobKind::Data, Some(cache)).await?;
                     if c.len() != len as usize {
                         return Err(Error::corrupt(
                             format!("chunk {id}"),
@@ -121,8 +120,7 @@ pub enum Target {
 /// verified, so a failed restore leaves no partial file. Existing files are kept unless
 /// `overwrite`.
 pub fn restore_snapshot(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     m: &Manifest,
     target: &Target,
     overwrite: bool,
@@ -143,7 +141,7 @@ pub fn restore_snapshot(
                 .try_clone_to_owned()
                 .map_err(|e| Error::io("cannot use stdout", e))?;
             let mut out = std::fs::File::from(fd);
-            let n = restore_entry(repo, index, entry, &mut out, progress)?;
+            let n = restore_entry(session, entry, &mut out, progress)?;
             Ok(vec![(PathBuf::from("-"), n)])
         }
         Target::Path(p) => {
@@ -155,7 +153,7 @@ pub fn restore_snapshot(
                 } else {
                     p.join(safe_relative(&e.path)?)
                 };
-                let n = restore_file(repo, index, e, &dest, overwrite, progress)?;
+                let n = restore_file(session, e, &dest, overwrite, progress)?;
                 done.push((dest, n));
             }
             Ok(done)
@@ -168,8 +166,7 @@ pub fn restore_snapshot(
 /// Restore entry `e` to file `dest`: written to a temporary name, verified, synced, then
 /// renamed into place (an existing `dest` is replaced only with `overwrite`).
 pub fn restore_file(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     e: &Entry,
     dest: &Path,
     overwrite: bool,
@@ -208,7 +205,7 @@ pub fn restore_file(
     let result = (|| {
         // Chunks are large; write them as they come, without another buffer.
         let mut f = file;
-        let n = restore_entry(repo, index, e, &mut f, progress)?;
+        let n = restore_entry(session, e, &mut f, progress)?;
         f.sync_all()
             .map_err(|er| Error::io(format!("cannot sync {}", tmp.display()), er))?;
         std::fs::rename(&tmp, dest).map_err(|er| Error::io(format!("cannot rename into {}", dest.display()), er))?;

@@ -4,8 +4,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::format::BlobKind;
-use crate::repo::index::IndexCache;
-use crate::repo::Repository;
+use crate::repo::session::Session;
 
 /// Figures for `dbbackup stats`.
 #[derive(Debug, Clone, Serialize)]
@@ -61,7 +60,8 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// Compute the repository's statistics. A snapshot whose manifest cannot be read is left out
 /// of the snapshot count and the logical size, and reported in [`Computed::unreadable`].
-pub fn compute(repo: &Repository, index: &IndexCache) -> Result<Computed> {
+pub fn compute(session: &Session<'_>) -> Result<Computed> {
+    let (repo, index) = (session.repo(), session.index());
     let (manifests, unreadable) = repo.readable_manifests()?;
     let logical: u64 = manifests.iter().map(|(_, m)| m.size()).sum();
     let (mut unique, mut sealed, mut chunks, mut lists) = (0u64, 0u64, 0u64, 0u64);

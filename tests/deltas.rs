@@ -720,7 +720,8 @@ fn a_base_that_several_deltas_need_at_once_is_read_once() {
     let (_, m) = t.snapshot("db", Gen::random(77, 8_000_000));
     let ids = t.chunk_ids(&m);
     let cache = dbbackup::repo::blob_reader::BaseCache::new(dbbackup::repo::blob_reader::BASE_CACHE_BYTES);
-    let read = |id| dbbackup::repo::blob_reader::fetch_base(&t.repo, &t.index, id, &cache);
+    let reader = t.reader();
+    let read = |id| dbbackup::repo::blob_reader::fetch_base(&reader, id, &cache);
     // Eight readers of one base at once: one read, seven served by it.
     let got = t.rt.block_on(futures::future::join_all((0..8).map(|_| read(ids[1]))));
     let first = got[0].as_ref().unwrap();
@@ -756,7 +757,8 @@ fn later_streams_of_one_snapshot_use_the_earlier_ones_as_bases() {
             *b = b'a' + ((v >> (i % 60)) % 26) as u8;
         }
     }
-    let w = SnapshotWriter::new(&t.repo, &t.index, SnapshotOptions::named("all"))
+    let session = t.writer();
+    let w = SnapshotWriter::new(&session, SnapshotOptions::named("all"))
         .unwrap()
         .with_streams_as_bases();
     let (_, c1) = w.add_stream_counted("db1", &db1[..], &NoProgress).unwrap();
@@ -770,7 +772,7 @@ fn later_streams_of_one_snapshot_use_the_earlier_ones_as_bases() {
     assert!(c2.bytes_stored * 4 <= c1.bytes_stored, "db1: {c1:?}, db2: {c2:?}");
     for (e, data) in m.entries.iter().zip([&db1, &db2]) {
         let mut sink = common::HashSink::default();
-        dbbackup::restore::restore_entry(&t.repo, &t.index, e, &mut sink, &NoProgress).unwrap();
+        dbbackup::restore::restore_entry(&t.reader(), e, &mut sink, &NoProgress).unwrap();
         assert_eq!(
             (sink.n, hex::encode(sha2::Digest::finalize(sink.h))),
             common::digest(&data[..])

@@ -29,7 +29,8 @@ fn small_chunks() -> TestRepo {
 fn snap(t: &TestRepo, name: &str, data: &[u8], parent: Option<Manifest>) -> (Manifest, StreamCounts) {
     let mut opts = SnapshotOptions::named(name);
     opts.deltas = false;
-    let mut w = SnapshotWriter::new(&t.repo, &t.index, opts).unwrap();
+    let session = t.writer();
+    let mut w = SnapshotWriter::new(&session, opts).unwrap();
     if let Some(p) = parent {
         w = w.with_parent(p);
     }

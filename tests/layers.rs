@@ -49,11 +49,11 @@ const KNOWN_PRINTING: &[&str] = &[
 
 /// Files over 500 lines today, with their length then: each may shrink, none may grow.
 const KNOWN_LONG: &[(&str, usize)] = &[
-    ("sources/pgdata.rs", 541),
-    ("snapshot/mod.rs", 658),
-    ("prune/mod.rs", 727),
+    ("sources/pgdata.rs", 530),
+    ("snapshot/mod.rs", 653),
+    ("prune/mod.rs", 719),
     ("check.rs", 725),
-    ("repo/index.rs", 716),
+    ("repo/index.rs", 706),
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -293,7 +293,8 @@ fn repair_snapshots_rewrites_a_database_snapshot_without_the_lost_database() {
     let t = TestRepo::open(&repo);
     let mut opts = SnapshotOptions::named("all");
     opts.deltas = false;
-    let w = SnapshotWriter::new(&t.repo, &t.index, opts).unwrap();
+    let session = t.writer();
+    let w = SnapshotWriter::new(&session, opts).unwrap();
     let shop_entry = w.add_stream("shop.dump", &shop[..], &NoProgress).unwrap();
     w.add_stream("crm.dump", &crm[..], &NoProgress).unwrap();
     let src: Source = serde_json::from_value(serde_json::json!({
@@ -307,14 +308,14 @@ fn repair_snapshots_rewrites_a_database_snapshot_without_the_lost_database() {
     }))
     .unwrap();
     let (id, _) = w.finish(src).unwrap();
+    drop(session);
     // Lose a pack only shop's stream uses: the first it filled (crm's chunks came after).
     let shop_ids = {
         let mut ids = vec![];
         for lid in &shop_entry.content {
             let list =
                 t.rt.block_on(dbbackup::repo::blob_reader::fetch_blob(
-                    &t.repo,
-                    &t.index,
+                    &t.reader(),
                     *lid,
                     dbbackup::format::BlobKind::ContentList,
                 ))

@@ -9,8 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::format::{BlobKind, Id};
-use crate::repo::index::IndexCache;
-use crate::repo::Repository;
+use crate::repo::session::Session;
 
 /// Content lists kept in memory at once (65,536 records each): memory stays bounded whatever
 /// the size of the parent stream.
@@ -48,8 +47,7 @@ struct Loaded {
 /// place again by offset (a chunk of the same length replaced in place) or by id (the first
 /// unchanged chunk after an insertion or deletion).
 pub struct ParentGuide<'a> {
-    repo: &'a Repository,
-    index: &'a IndexCache,
+    session: &'a Session<'a>,
     lists: Vec<Id>,
     next_list: usize,
     /// Records in the parent entry.
@@ -69,10 +67,9 @@ pub struct ParentGuide<'a> {
 
 impl<'a> ParentGuide<'a> {
     /// A guide over the parent entry whose content lists are `lists` (`total` chunks).
-    pub fn new(repo: &'a Repository, index: &'a IndexCache, lists: Vec<Id>, total: u64) -> Self {
+    pub fn new(session: &'a Session<'a>, lists: Vec<Id>, total: u64) -> Self {
         ParentGuide {
-            repo,
-            index,
+            session,
             lists,
             next_list: 0,
             total,
@@ -93,12 +90,12 @@ impl<'a> ParentGuide<'a> {
         };
         self.next_list += 1;
         let read = self
-            .repo
+            .session
+            .repo()
             .store()
             .runtime()
             .block_on(crate::repo::blob_reader::fetch_blob(
-                self.repo,
-                self.index,
+                self.session,
                 lid,
                 BlobKind::ContentList,
             ));

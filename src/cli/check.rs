@@ -23,16 +23,16 @@ pub struct Args {
 /// Run `check`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
-    // A shared lock keeps prune from sweeping packs out from under this check.
-    let _lock = ctx.read_lock(&repo, dbbackup::repo::lock::Operation::Check, &a.lock)?;
     let index = ctx.index(&repo)?;
+    // A shared lock keeps prune from sweeping packs out from under this check.
+    let session = ctx.read_session(&repo, &index, dbbackup::repo::lock::Operation::Check, &a.lock)?;
     let bar = ctx.progress();
     let read = match (&a.read_data_subset, a.read_data) {
         (Some(s), _) => s.parse()?,
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let rep = dbbackup::check::check(&repo, &index, read, &bar)?;
+    let rep = dbbackup::check::check(&session, read, &bar)?;
     if ctx.g.json {
         output::json(&rep)?;
     } else {

@@ -26,6 +26,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use dbbackup::repo::index::IndexCache;
+use dbbackup::repo::lock::Operation;
+use dbbackup::repo::session::{ReadLock, Session};
 use dbbackup::repo::Repository;
 use dbbackup::storage::{parse_location, StorageLimits, Store};
 use dbbackup::{Error, ErrorKind};
@@ -234,26 +236,44 @@ impl Ctx {
         Ok(())
     }
 
-    /// The shared lock of a command that only reads (`None` with `--no-lock`, when the
-    /// repository belongs to another OS user, or when storage refuses the lock's write).
-    pub fn read_lock(
+    /// The session of a command that writes or removes: lock for `operation`, then sync
+    /// `index`.
+    pub fn session<'r>(
         &self,
-        repo: &Repository,
-        operation: dbbackup::repo::lock::Operation,
+        repo: &'r Repository,
+        index: &'r IndexCache,
+        operation: Operation,
+    ) -> dbbackup::Result<Session<'r>> {
+        let s = Session::begin(repo, index, operation)?;
+        log_sync(s.synced_at_start());
+        Ok(s)
+    }
+
+    /// The session of a command that only reads: a shared lock, or none with `--no-lock`,
+    /// when the repository belongs to another OS user, or when storage refuses the lock's
+    /// write.
+    pub fn read_session<'r>(
+        &self,
+        repo: &'r Repository,
+        index: &'r IndexCache,
+        operation: Operation,
         args: &ReadLockArgs,
-    ) -> dbbackup::Result<Option<dbbackup::repo::lock::LockGuard>> {
-        if args.no_lock {
+    ) -> dbbackup::Result<Session<'r>> {
+        let lock = if args.no_lock {
             tracing::info!("--no-lock: reading without a repository lock");
-            return Ok(None);
-        }
-        if self.other_owner {
+            ReadLock::Skip
+        } else if self.other_owner {
             tracing::warn!(
                 "the repository belongs to another OS user: reading without a repository lock, so as to leave no file \
                  behind; a prune running meanwhile could delete data this {operation} needs, which would make it fail"
             );
-            return Ok(None);
-        }
-        dbbackup::repo::lock::acquire_for_reading(repo, operation)
+            ReadLock::Skip
+        } else {
+            ReadLock::Take
+        };
+        let s = Session::begin_reading(repo, index, operation, lock)?;
+        log_sync(s.synced_at_start());
+        Ok(s)
     }
 
     /// Open and unlock the repository.
@@ -275,15 +295,9 @@ impl Ctx {
         Ok(repo)
     }
 
-    /// Open the local index cache, synced with the repository.
+    /// Open the local index cache; a [`Session`] syncs it once its lock is taken.
     pub fn index(&self, repo: &Repository) -> dbbackup::Result<IndexCache> {
-        let (idx, st) = IndexCache::open(repo, &self.cache_dir()?)?;
-        if st.rebuilt {
-            tracing::info!(segments = st.segments_read, "rebuilt the local index cache");
-        } else if st.segments_read > 0 {
-            tracing::debug!(segments = st.segments_read, "synced new index segments");
-        }
-        Ok(idx)
+        IndexCache::open(repo, &self.cache_dir()?)
     }
 
     /// The local cache directory.
@@ -299,6 +313,14 @@ impl Ctx {
     /// A progress reporter: a bar on a TTY, nothing otherwise.
     pub fn progress(&self) -> output::Bar {
         output::Bar::new(!self.g.quiet && !self.g.no_progress && !self.g.json)
+    }
+}
+
+fn log_sync(st: &dbbackup::repo::index::SyncStats) {
+    if st.rebuilt {
+        tracing::info!(segments = st.segments_read, "rebuilt the local index cache");
+    } else if st.segments_read > 0 {
+        tracing::debug!(segments = st.segments_read, "synced new index segments");
     }
 }
 

@@ -28,8 +28,8 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let max_unused: MaxUnused = a.max_unused.parse()?;
     let repo = ctx.open()?;
-    let lock = lock::acquire(&repo, lock::Operation::Prune)?;
     let index = ctx.index(&repo)?;
+    let session = ctx.session(&repo, &index, lock::Operation::Prune)?;
     let mut forgotten: Vec<Id> = Vec::new();
     let mut plans = None;
     if !a.keep.policy().is_empty() {
@@ -52,7 +52,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         // A dry run counts as removed what the policy would remove.
         ignore: if a.dry_run { forgotten.clone() } else { vec![] },
     };
-    let rep = prune(&repo, &index, &lock, &opts, &bar)?;
+    let rep = prune(&session, &opts, &bar)?;
     if ctx.g.json {
         return output::json(&serde_json::json!({
             "dry_run": a.dry_run,

@@ -5,6 +5,7 @@
 use dbbackup::repair::index::IndexRepairOptions;
 use dbbackup::repair::{repair_index, repair_snapshots};
 use dbbackup::repo::lock;
+use dbbackup::repo::session::Session;
 use dbbackup::wal::archive::{repair as repair_wal_archive, ArchiveRepair};
 
 use super::{output, Ctx};
@@ -43,7 +44,7 @@ pub struct Opts {
 /// Run `repair`.
 pub fn run(ctx: &Ctx, cmd: RepairCmd) -> anyhow::Result<()> {
     let repo = ctx.open()?;
-    let _lock = lock::acquire(&repo, lock::Operation::Repair)?;
+    let lock = lock::acquire(&repo, lock::Operation::Repair)?;
     let bar = ctx.progress();
     match cmd {
         RepairCmd::Index(o) => {
@@ -92,7 +93,8 @@ pub fn run(ctx: &Ctx, cmd: RepairCmd) -> anyhow::Result<()> {
         }
         RepairCmd::Snapshots(o) => {
             let index = ctx.index(&repo)?;
-            let r = repair_snapshots(&repo, &index, o.dry_run, &bar)?;
+            let session = Session::adopt(&repo, &index, lock)?;
+            let r = repair_snapshots(&session, o.dry_run, &bar)?;
             if ctx.g.json {
                 return output::json(&r);
             }

@@ -81,14 +81,14 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     }
     let repo = ctx.open()?;
     // A shared lock keeps prune from sweeping packs out from under this restore.
-    let _lock = ctx.read_lock(&repo, dbbackup::repo::lock::Operation::Restore, &a.lock)?;
     let index = ctx.index(&repo)?;
+    let session = ctx.read_session(&repo, &index, dbbackup::repo::lock::Operation::Restore, &a.lock)?;
     if let Some(dir) = &a.pgdata {
-        return super::restore_pg::run(ctx, &repo, &index, a.snapshot.as_deref(), dir, a.force, &a.pg);
+        return super::restore_pg::run(ctx, &session, a.snapshot.as_deref(), dir, a.force, &a.pg);
     }
     let spec = a.snapshot.as_deref().unwrap_or("latest");
     let (id, m) = repo.find_snapshot(spec, a.name.as_deref())?;
-    dbbackup::preflight::ensure_readable(&repo, &index, &m.entries)?;
+    dbbackup::preflight::ensure_readable(&session, &m.entries)?;
     let bar = ctx.progress();
     let Some(t) = &a.target else {
         let src = database_source(&m)?;
@@ -102,8 +102,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             temp_dir: a.temp_dir.clone(),
         };
         let loader = Loader {
-            repo: &repo,
-            index: &index,
+            session: &session,
             m: &m,
             engine: db.load(),
             progress: &bar,
@@ -148,7 +147,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     } else {
         Target::Path(PathBuf::from(t))
     };
-    let done = restore_snapshot(&repo, &index, &m, &target, a.overwrite, &bar)?;
+    let done = restore_snapshot(&session, &m, &target, a.overwrite, &bar)?;
     if matches!(target, Target::Stdout) {
         return Ok(());
     }

@@ -5,8 +5,7 @@
 use std::path::Path;
 
 use dbbackup::format::snapshot::Source;
-use dbbackup::repo::index::IndexCache;
-use dbbackup::repo::Repository;
+use dbbackup::repo::session::Session;
 use dbbackup::sources::physical::{prepare_pgdata, restore_pgdata};
 use dbbackup::util::human_bytes;
 use dbbackup::wal::pitr::{self, shell_quote, RecoveryTarget, TargetAction};
@@ -95,13 +94,13 @@ fn target(a: &PgArgs) -> anyhow::Result<RecoveryTarget> {
 /// Run a physical or point-in-time restore.
 pub fn run(
     ctx: &Ctx,
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     snapshot: Option<&str>,
     dir: &Path,
     force: bool,
     a: &PgArgs,
 ) -> anyhow::Result<()> {
+    let repo = session.repo();
     let goal = target(a)?;
     let (id, m) = match snapshot {
         Some(s) => repo.find_snapshot(s, None)?,
@@ -119,7 +118,7 @@ pub fn run(
     };
     let mut newest_tli = p.timeline;
     if a.pitr {
-        newest_tli = pitr::check_timeline(repo, index, p)?;
+        newest_tli = pitr::check_timeline(session, p)?;
         if let RecoveryTarget::Time(t) = &goal {
             if p.finished >= *t {
                 return Err(Error::usage(format!(
@@ -131,9 +130,9 @@ pub fn run(
             }
         }
     }
-    dbbackup::preflight::ensure_readable(repo, index, &m.entries)?;
+    dbbackup::preflight::ensure_readable(session, &m.entries)?;
     prepare_pgdata(dir, force)?;
-    let n = restore_pgdata(repo, index, &m, dir, &ctx.progress())?;
+    let n = restore_pgdata(session, &m, dir, &ctx.progress())?;
     let mut note = None;
     if a.pitr {
         let (cmd, n) = restore_command(ctx)?;

@@ -147,11 +147,8 @@ fn snapshot_time(given: Option<&str>, allow_future: bool) -> dbbackup::Result<Op
 
 /// A file-by-file physical backup, compared with the parent `mode` picks (a full one when
 /// there is none yet).
-#[allow(clippy::too_many_arguments)]
 fn files_backup(
     w: &SnapshotWriter,
-    repo: &dbbackup::repo::Repository,
-    index: &dbbackup::repo::index::IndexCache,
     conn: &dbbackup::sources::postgres::PgConn,
     name: &str,
     mode: PhysicalMode,
@@ -164,7 +161,7 @@ fn files_backup(
         PhysicalMode::Incremental => Mode::Incremental,
         PhysicalMode::Differential => Mode::Differential,
     };
-    let (p, r) = dbbackup::sources::pgdata::files_backup(w, repo, index, conn, pgdata, name, requested, bar)?;
+    let (p, r) = dbbackup::sources::pgdata::files_backup(w, conn, pgdata, name, requested, bar)?;
     if r.mode != requested {
         tracing::warn!("no earlier file-by-file snapshot of `{name}` to compare with: took a full one");
     }
@@ -208,9 +205,9 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         (None, None) => return Err(Error::usage("--name is required with --stdin and --from-command").into()),
     };
     let repo = ctx.open()?;
-    // Lock first, then the index and deletion plans (repo-format §10.1).
-    let lock = lock::acquire(&repo, lock::Operation::Snapshot)?;
+    // The session locks first, then syncs the index and deletion plans (repo-format §10.1).
     let index = ctx.index(&repo)?;
+    let session = ctx.session(&repo, &index, lock::Operation::Snapshot)?;
     let opts = SnapshotOptions {
         name: name.clone(),
         tags: a.tags.clone(),
@@ -220,7 +217,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         verify: !a.no_verify,
         deltas: !a.no_deltas,
     };
-    let mut w = SnapshotWriter::new(&repo, &index, opts)?.with_lock(&lock);
+    let mut w = SnapshotWriter::new(&session, opts)?;
     if db_mode && a.database.is_none() && a.format != Format::Directory {
         // The databases of a cluster often resemble each other (copies, tenants).
         w = w.with_streams_as_bases();
@@ -238,7 +235,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         };
         bar.start("base backup", None);
         let mut p = match (a.mode, &a.pgdata) {
-            (Some(mode), Some(dir)) => files_backup(&w, &repo, &index, &conn, &name, mode, dir, &bar)?,
+            (Some(mode), Some(dir)) => files_backup(&w, &conn, &name, mode, dir, &bar)?,
             _ => dbbackup::sources::physical::base_backup(&w, &conn, &bar)?,
         };
         bar.finish();

@@ -1,6 +1,8 @@
 //! `dbbackup stats [--json]`: sizes, dedup and compression ratios. Snapshots whose manifest
 //! cannot be read are left out of the figures, and make it exit 65.
 
+use dbbackup::repo::lock::Operation;
+use dbbackup::repo::session::{ReadLock, Session};
 use dbbackup::util::human_bytes;
 
 use super::{output, Ctx};
@@ -13,7 +15,9 @@ pub struct Args {}
 pub fn run(ctx: &Ctx, _a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;
-    let dbbackup::stats::Computed { stats: s, unreadable } = dbbackup::stats::compute(&repo, &index)?;
+    // Figures read from the index, as a check reads it, but without a lock, as ever.
+    let session = Session::begin_reading(&repo, &index, Operation::Check, ReadLock::Skip)?;
+    let dbbackup::stats::Computed { stats: s, unreadable } = dbbackup::stats::compute(&session)?;
     if ctx.g.json {
         output::json(&s)?;
         return output::unreadable_manifests(&unreadable);

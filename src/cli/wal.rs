@@ -93,8 +93,8 @@ fn push(ctx: &Ctx, a: PushArgs) -> anyhow::Result<()> {
         return report(ctx, &Pushed::AlreadyArchived { file: name });
     }
     let repo = ctx.unlock(store, config)?;
-    let guard = lock::acquire(&repo, lock::Operation::WalPush)?;
     let index = ctx.index(&repo)?;
+    let session = ctx.session(&repo, &index, lock::Operation::WalPush)?;
     let opts = PushOptions {
         verify: !a.no_verify,
         compression_level: a.compression_level,
@@ -109,7 +109,7 @@ fn push(ctx: &Ctx, a: PushArgs) -> anyhow::Result<()> {
                 .take(a.ahead),
         );
     }
-    let mut results = push_many(&repo, &index, &guard, &paths, &opts, &ctx.progress())?.into_iter();
+    let mut results = push_many(&session, &paths, &opts, &ctx.progress())?.into_iter();
     let own = results
         .next()
         .ok_or_else(|| Error::general("push returned no result"))?;
@@ -161,9 +161,9 @@ fn fetch(ctx: &Ctx, a: FetchArgs) -> anyhow::Result<()> {
     }
     let repo = ctx.unlock(store, config)?;
     // A shared lock keeps prune from sweeping packs out from under the restore.
-    let _guard = ctx.read_lock(&repo, lock::Operation::WalFetch, &a.lock)?;
     let index = ctx.index(&repo)?;
-    let n = dbbackup::wal::fetch::fetch(&repo, &index, &a.file, &a.dest, &dbbackup::progress::NoProgress)?;
+    let session = ctx.read_session(&repo, &index, lock::Operation::WalFetch, &a.lock)?;
+    let n = dbbackup::wal::fetch::fetch(&session, &a.file, &a.dest, &dbbackup::progress::NoProgress)?;
     tracing::info!(file = %a.file, bytes = n, "restored");
     if a.ahead > 0 {
         // A damaged record must not fail a fetch that succeeded (`check` reports it).
@@ -175,7 +175,7 @@ fn fetch(ctx: &Ctx, a: FetchArgs) -> anyhow::Result<()> {
             }
         };
         // The file PostgreSQL asked for is in place: a failure here only costs speed later.
-        match dbbackup::wal::fetch::fetch_ahead(&repo, &index, &a.file, a.ahead, seg_size, &fetch_dir) {
+        match dbbackup::wal::fetch::fetch_ahead(&session, &a.file, a.ahead, seg_size, &fetch_dir) {
             Ok(v) if !v.is_empty() => tracing::info!(files = v.len(), "read ahead"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read ahead"),

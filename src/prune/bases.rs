@@ -14,7 +14,7 @@ use crate::format::pack::BlobEntry;
 use crate::format::{BlobKind, Id};
 use crate::repo::index::{BlobLocation, IndexCache};
 use crate::repo::objects::load_all;
-use crate::repo::Repository;
+use crate::repo::session::Session;
 
 use super::liveset::{Claim, LiveSet, UNCLAIMED};
 use super::{Fate, Indexed};
@@ -50,13 +50,13 @@ struct Ctx<'a> {
 /// bases are gone becomes repacked (without it). Fails when a delta a snapshot needs cannot be
 /// rebuilt from any copy: prune then deletes nothing.
 pub(super) fn keep_bases(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     ix: &mut Indexed,
     fates: &mut [Fate],
     live: &LiveSet,
     sizes: &BTreeMap<Id, u64>,
 ) -> Result<Closure> {
+    let (repo, index) = (session.repo(), session.index());
     let segments = ix.segments.clone();
     let mut c = Ctx {
         index,

@@ -24,9 +24,10 @@ use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind};
 use crate::progress::Progress;
 use crate::repo::index::IndexCache;
-use crate::repo::lock::LockGuard;
+use crate::repo::lock::Operation;
 use crate::repo::objects::load_all;
 use crate::repo::packer::Packer;
+use crate::repo::session::Session;
 use crate::repo::Repository;
 use crate::storage::pack_path;
 use liveset::LiveSet;
@@ -186,14 +187,10 @@ struct Indexed {
     multi: HashSet<Id>,
 }
 
-/// Run prune. The caller holds `lock` (a `prune` lock) and synced `index` after taking it.
-pub fn prune(
-    repo: &Repository,
-    index: &IndexCache,
-    lock: &LockGuard,
-    opts: &PruneOptions,
-    progress: &dyn Progress,
-) -> Result<PruneReport> {
+/// Run prune in `session` (a [`Operation::Prune`] session).
+pub fn prune(session: &Session<'_>, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+    let lock = session.lock_for(Operation::Prune)?;
+    let (repo, index) = (session.repo(), session.index());
     let mut rep = PruneReport {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -210,7 +207,7 @@ pub fn prune(
     progress.start("references", Some(snaps.len() as u64));
     let mut bases = Vec::new();
     for sid in &snaps {
-        rep.chunks_referenced += add_roots(repo, index, &live, sid, &mut bases)?;
+        rep.chunks_referenced += add_roots(session, &live, sid, &mut bases)?;
         progress.advance(1);
     }
     progress.finish();
@@ -220,7 +217,7 @@ pub fn prune(
     let mut seen_wal: HashSet<Id> = HashSet::new();
     let mut expired: Vec<(String, Id)> = Vec::new();
     let keep = crate::wal::retention::keep_from(&bases);
-    rep.chunks_referenced += add_wal_roots(repo, index, &live, &mut seen_wal, keep, &mut expired, wal_listing)?;
+    rep.chunks_referenced += add_wal_roots(session, &live, &mut seen_wal, keep, &mut expired, wal_listing)?;
     rep.wal_files = (seen_wal.len() - expired.len()) as u64;
     rep.wal_files_expired = expired.len() as u64;
     if !opts.dry_run {
@@ -247,7 +244,7 @@ pub fn prune(
 
     // 3. Decide every pack's fate, then keep the bases of every delta that stays indexed.
     let mut fates = decide_fates(&ix, &sizes, opts.max_unused);
-    let closure = bases::keep_bases(repo, index, &mut ix, &mut fates, &live, &sizes)?;
+    let closure = bases::keep_bases(session, &mut ix, &mut fates, &live, &sizes)?;
     settle_fates(&ix, &mut fates, &sizes)?;
     rep.delta_bases_kept = closure.bases_kept;
     rep.dangling_deltas_dropped = closure.dangling;
@@ -346,7 +343,7 @@ pub fn prune(
         snapshots: &seen,
         segments: &read,
     };
-    sweep::sweep(repo, index, lock, &live, known, &mut seen_wal, &sizes, &mut rep)?;
+    sweep::sweep(session, lock, &live, known, &mut seen_wal, &sizes, &mut rep)?;
     rep.temp_files_removed = repo.store().remove_stale_temp_files(crate::repo::lock::STALE_AFTER)?;
     Ok(rep)
 }
@@ -439,12 +436,12 @@ fn account(ix: &Indexed, fates: &[Fate], sizes: &BTreeMap<Id, u64>, rep: &mut Pr
 /// Add the chunks of snapshot `sid` (its content lists and their records) to `live`; a
 /// physical snapshot's source goes to `bases`.
 fn add_roots(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     live: &LiveSet,
     sid: &Id,
     bases: &mut Vec<crate::format::snapshot::PhysicalSource>,
 ) -> Result<u64> {
+    let repo = session.repo();
     let m = repo.load_manifest(sid).map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
             e
@@ -464,7 +461,7 @@ fn add_roots(
     if let crate::format::snapshot::Source::Physical(p) = &m.source {
         bases.push((**p).clone());
     }
-    add_entry_roots(repo, index, live, &m.entries)
+    add_entry_roots(session, live, &m.entries)
 }
 
 /// Add the chunks of every WAL catalog entry not in `seen` to `live` (and their ids to
@@ -472,14 +469,14 @@ fn add_roots(
 /// go: those are pushed to `expired` instead. `listing`: the catalog as listed before the
 /// index was synced. Returns the chunks added.
 pub(super) fn add_wal_roots(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     live: &LiveSet,
     seen: &mut HashSet<Id>,
     keep: Option<(u64, u32)>,
     expired: &mut Vec<(String, Id)>,
     listing: Vec<(String, Id)>,
 ) -> Result<u64> {
+    let repo = session.repo();
     let fresh: Vec<(String, Id)> = listing.into_iter().filter(|(_, id)| !seen.contains(id)).collect();
     let mut n = 0;
     crate::wal::catalog::read(repo, fresh, |id, e| {
@@ -488,7 +485,7 @@ pub(super) fn add_wal_roots(
             expired.push((crate::wal::catalog::entry_dir(repo, &e.file), id));
             return Ok(());
         }
-        n += add_entry_roots(repo, index, live, std::slice::from_ref(&e.data))?;
+        n += add_entry_roots(session, live, std::slice::from_ref(&e.data))?;
         Ok(())
     })
     .map_err(|e| {
@@ -501,19 +498,14 @@ pub(super) fn add_wal_roots(
 }
 
 /// Add the chunks of `entries` (their content lists and the lists' records) to `live`.
-fn add_entry_roots(
-    repo: &Repository,
-    index: &IndexCache,
-    live: &LiveSet,
-    entries: &[crate::format::snapshot::Entry],
-) -> Result<u64> {
+fn add_entry_roots(session: &Session<'_>, live: &LiveSet, entries: &[crate::format::snapshot::Entry]) -> Result<u64> {
+    let (repo, index) = (session.repo(), session.index());
     let mut n = 0;
     for e in entries {
         for lid in &e.content {
             n += live.add([*lid])?;
             let list = repo.store().runtime().block_on(crate::repo::blob_reader::fetch_blob(
-                repo,
-                index,
+                session,
                 *lid,
                 BlobKind::ContentList,
             ))?;

@@ -13,7 +13,7 @@ use crate::format::{BlobKind, Id, ObjectKind};
 use crate::repo::index::{BlobLocation, IndexCache};
 use crate::repo::lock::{live_locks, Holder, LockGuard, Operation};
 use crate::repo::objects::load_all;
-use crate::repo::Repository;
+use crate::repo::session::Session;
 use crate::storage::pack_path;
 
 use super::liveset::LiveSet;
@@ -42,8 +42,7 @@ pub(super) struct Known<'a> {
 /// Sweep every eligible plan; account for the others in `rep`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn sweep(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     lock: &LockGuard,
     live: &LiveSet,
     known: Known<'_>,
@@ -51,6 +50,7 @@ pub(super) fn sweep(
     sizes: &BTreeMap<Id, u64>,
     rep: &mut PruneReport,
 ) -> Result<()> {
+    let (repo, index) = (session.repo(), session.index());
     let plan_ids = repo.list_ids(ObjectKind::Pending)?;
     if plan_ids.is_empty() {
         return Ok(());
@@ -107,10 +107,10 @@ pub(super) fn sweep(
         Ok(())
     })?;
     for sid in &fresh {
-        add_roots(repo, index, live, sid, &mut Vec::new())?;
+        add_roots(session, live, sid, &mut Vec::new())?;
     }
     // WAL pushed since the first listing is the newest: kept.
-    add_wal_roots(repo, index, live, seen_wal, None, &mut Vec::new(), wal_listing)?;
+    add_wal_roots(session, live, seen_wal, None, &mut Vec::new(), wal_listing)?;
     let plans: Vec<Id> = eligible.iter().map(|(id, _)| *id).collect();
     let packs: Vec<PackBlobs> = eligible.into_iter().flat_map(|(_, p)| p.packs).collect();
     let revive = revival(index, live, &packs, new_bases, sizes)?;

@@ -16,8 +16,7 @@ use crate::format::snapshot::{DatabaseSource, Entry, FailedDatabase, Manifest, S
 use crate::format::Id;
 use crate::preflight::{locate, missing_pack};
 use crate::progress::Progress;
-use crate::repo::index::IndexCache;
-use crate::repo::Repository;
+use crate::repo::session::Session;
 
 /// One snapshot `repair snapshots` changed.
 #[derive(Debug, Clone, Serialize)]
@@ -64,12 +63,8 @@ pub struct SnapshotRepair {
 
 /// Repair snapshots. The caller holds an exclusive lock. The cache is rebuilt first, so only
 /// what the repository itself lacks counts as lost.
-pub fn repair_snapshots(
-    repo: &Repository,
-    index: &IndexCache,
-    dry_run: bool,
-    progress: &dyn Progress,
-) -> Result<SnapshotRepair> {
+pub fn repair_snapshots(session: &Session<'_>, dry_run: bool, progress: &dyn Progress) -> Result<SnapshotRepair> {
+    let (repo, index) = (session.repo(), session.index());
     let mut rep = SnapshotRepair {
         dry_run,
         ..Default::default()
@@ -84,7 +79,7 @@ pub fn repair_snapshots(
         rep.snapshots += 1;
         let mut lost = Vec::new();
         for e in &m.entries {
-            if let Some(err) = entry_problem(repo, index, e, &packs)? {
+            if let Some(err) = entry_problem(session, e, &packs)? {
                 lost.push(LostEntry {
                     path: e.path.clone(),
                     error: what(&err),
@@ -120,7 +115,7 @@ pub fn repair_snapshots(
         }
     }
     progress.finish();
-    repair_wal(repo, index, &packs, dry_run, &mut rep)?;
+    repair_wal(session, &packs, dry_run, &mut rep)?;
     Ok(rep)
 }
 
@@ -134,8 +129,8 @@ fn what(e: &Error) -> String {
 }
 
 /// Why entry `e` cannot be restored, or `None`.
-fn entry_problem(repo: &Repository, index: &IndexCache, e: &Entry, packs: &BTreeSet<Id>) -> Result<Option<Error>> {
-    Ok(match locate(repo, index, std::slice::from_ref(e))? {
+fn entry_problem(session: &Session<'_>, e: &Entry, packs: &BTreeSet<Id>) -> Result<Option<Error>> {
+    Ok(match locate(session, std::slice::from_ref(e))? {
         Err(problem) => Some(problem),
         Ok(needed) => missing_pack(&needed, |p| packs.contains(p)),
     })
@@ -190,13 +185,8 @@ fn without_lost(m: &Manifest, lost: &[LostEntry]) -> Option<Manifest> {
 }
 
 /// Remove catalog entries of WAL files whose chunks are gone.
-fn repair_wal(
-    repo: &Repository,
-    index: &IndexCache,
-    packs: &BTreeSet<Id>,
-    dry_run: bool,
-    rep: &mut SnapshotRepair,
-) -> Result<()> {
+fn repair_wal(session: &Session<'_>, packs: &BTreeSet<Id>, dry_run: bool, rep: &mut SnapshotRepair) -> Result<()> {
+    let repo = session.repo();
     let mut doomed: BTreeMap<String, (String, String)> = BTreeMap::new(); // path -> (file, why)
     let listing = crate::wal::catalog::list(repo)?;
     crate::wal::catalog::read_each(repo, listing, |dir, id, r| {
@@ -206,7 +196,7 @@ fn repair_wal(
             Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if let Some(err) = entry_problem(repo, index, &e.data, packs)? {
+        if let Some(err) = entry_problem(session, &e.data, packs)? {
             doomed.insert(format!("{dir}/{id}"), (e.file.clone(), what(&err)));
         }
         Ok(())

@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::{BlobKind, Id};
 use crate::repo::blob::{apply_delta, open_blob_owned, open_delta, open_plain};
 use crate::repo::index::{BlobLocation, IndexCache};
+use crate::repo::session::Session;
 use crate::repo::Repository;
 
 /// Where blob `id` of kind `want` is, checked against what the index may claim.
@@ -164,18 +165,18 @@ pub const BASE_CACHE_BYTES: usize = 4 << 20;
 
 /// Read and verify one blob. A delta chunk is rebuilt from its bases, read at the same time
 /// as it (repo-format §5.1: bases are plainly stored, never deltas themselves).
-pub async fn fetch_blob(repo: &Repository, index: &IndexCache, id: Id, want: BlobKind) -> Result<Vec<u8>> {
-    fetch_blob_cached(repo, index, id, want, None).await
+pub async fn fetch_blob(session: &Session<'_>, id: Id, want: BlobKind) -> Result<Vec<u8>> {
+    fetch_blob_cached(session, id, want, None).await
 }
 
 /// [`fetch_blob`], taking delta bases from `cache` and keeping those it reads there.
 pub async fn fetch_blob_cached(
-    repo: &Repository,
-    index: &IndexCache,
+    session: &Session<'_>,
     id: Id,
     want: BlobKind,
     cache: Option<&BaseCache>,
 ) -> Result<Vec<u8>> {
+    let (repo, index) = (session.repo(), session.index());
     let loc = locate(index, &id, want)?;
     let keys = repo.keys().clone();
     if loc.bases.is_empty() {
@@ -193,7 +194,7 @@ pub async fn fetch_blob_cached(
                     loc.pack
                 )
             };
-            read_base(repo, index, base, cache)
+            read_base(session, base, cache)
                 .await
                 .map_err(|e| Error::new(e.kind(), both(format!("cannot be used: {e}"))))
         }
@@ -220,13 +221,13 @@ pub async fn fetch_delta_frame(repo: &Repository, id: Id, loc: BlobLocation) -> 
 
 /// Read and authenticate delta base `base` (a plainly stored data chunk), through `cache`.
 /// Its use is verified through the delta's own chunk id.
-pub async fn fetch_base(repo: &Repository, index: &IndexCache, base: Id, cache: &BaseCache) -> Result<Arc<Vec<u8>>> {
-    read_base(repo, index, base, Some(cache)).await
+pub async fn fetch_base(session: &Session<'_>, base: Id, cache: &BaseCache) -> Result<Arc<Vec<u8>>> {
+    read_base(session, base, Some(cache)).await
 }
 
-async fn read_base(repo: &Repository, index: &IndexCache, base: Id, cache: Option<&BaseCache>) -> Result<Arc<Vec<u8>>> {
+async fn read_base(session: &Session<'_>, base: Id, cache: Option<&BaseCache>) -> Result<Arc<Vec<u8>>> {
     let Some(c) = cache else {
-        return read_base_uncached(repo, index, base).await.map(Arc::new);
+        return read_base_uncached(session, base).await.map(Arc::new);
     };
     use std::sync::atomic::Ordering::Relaxed;
     c.uses.fetch_add(1, Relaxed);
@@ -241,7 +242,7 @@ async fn read_base(repo: &Repository, index: &IndexCache, base: Id, cache: Optio
     let got = cell
         .get_or_try_init(|| async {
             c.reads.fetch_add(1, Relaxed);
-            read_base_uncached(repo, index, base).await.map(Arc::new)
+            read_base_uncached(session, base).await.map(Arc::new)
         })
         .await
         .cloned();
@@ -258,7 +259,8 @@ async fn read_base(repo: &Repository, index: &IndexCache, base: Id, cache: Optio
     got
 }
 
-async fn read_base_uncached(repo: &Repository, index: &IndexCache, base: Id) -> Result<Vec<u8>> {
+async fn read_base_uncached(session: &Session<'_>, base: Id) -> Result<Vec<u8>> {
+    let (repo, index) = (session.repo(), session.index());
     let bloc = locate(index, &base, BlobKind::Data)?;
     if !bloc.bases.is_empty() {
         return Err(Error::corrupt(

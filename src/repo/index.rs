@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -102,6 +103,8 @@ pub struct IndexCache {
     path: PathBuf,
     /// Commits reach the disk before they return (not for scratch indexes).
     durable: bool,
+    /// Started afresh and not synced since: the first sync reports a rebuild.
+    fresh: AtomicBool,
     _tempdir: Option<(tempfile::TempDir, crate::interrupt::Registration)>,
 }
 
@@ -131,49 +134,32 @@ fn u32_at(v: &[u8; 22], i: usize) -> u32 {
 }
 
 impl IndexCache {
-    /// Open (or create, or rebuild) the cache of `repo` in `cache_dir`, then sync it.
-    pub fn open(repo: &Repository, cache_dir: &Path) -> Result<(IndexCache, SyncStats)> {
+    /// Open (or create, or start afresh) the cache of `repo` in `cache_dir`. It is synced by
+    /// the [`crate::repo::session::Session`] that uses it, after the session's lock is taken.
+    pub fn open(repo: &Repository, cache_dir: &Path) -> Result<IndexCache> {
         let dir = cache_dir.join(repo.config().id.to_hex());
         crate::util::create_dir_private(&dir)
             .map_err(|e| Error::io(format!("cannot create cache directory {}", dir.display()), e))?;
         let path = dir.join("index.redb");
-        let (cache, rebuilt) = Self::open_file(repo, &path, &dir)?;
-        let mut stats = cache.sync(repo)?;
-        stats.rebuilt |= rebuilt;
-        Ok((cache, stats))
-    }
-
-    fn open_file(repo: &Repository, path: &Path, dir: &Path) -> Result<(IndexCache, bool)> {
         let deadline = Instant::now() + Duration::from_secs(2);
+        let cache = |db, fresh: bool| IndexCache {
+            db,
+            path: path.clone(),
+            durable: true,
+            fresh: AtomicBool::new(fresh),
+            _tempdir: None,
+        };
         loop {
-            match Self::try_open(repo, path) {
-                Ok(Some(db)) => {
-                    return Ok((
-                        IndexCache {
-                            db,
-                            path: path.to_path_buf(),
-                            durable: true,
-                            _tempdir: None,
-                        },
-                        false,
-                    ))
-                }
+            match Self::try_open(repo, &path) {
+                Ok(Some(db)) => return Ok(cache(db, false)),
                 Ok(None) => {
                     // Missing, damaged, or another repository's: start afresh.
                     tracing::info!(cache = %path.display(), "rebuilding the local index cache from the repository");
-                    let _ = std::fs::remove_file(path);
-                    let db = Self::try_open(repo, path)?.ok_or_else(|| {
+                    let _ = std::fs::remove_file(&path);
+                    let db = Self::try_open(repo, &path)?.ok_or_else(|| {
                         Error::new(ErrorKind::Io, format!("cannot create index cache {}", path.display()))
                     })?;
-                    return Ok((
-                        IndexCache {
-                            db,
-                            path: path.to_path_buf(),
-                            durable: true,
-                            _tempdir: None,
-                        },
-                        true,
-                    ));
+                    return Ok(cache(db, true));
                 }
                 Err(e) if e.kind() == ErrorKind::Temporary && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
@@ -181,7 +167,7 @@ impl IndexCache {
                 Err(e) if e.kind() == ErrorKind::Temporary => {
                     // Another dbbackup process holds the cache: use a private one for this run.
                     tracing::warn!(cache = %path.display(), "index cache is busy in another dbbackup process; using a private temporary cache");
-                    return Ok((Self::temporary(repo, dir, true)?, true));
+                    return Self::temporary(repo, &dir, true);
                 }
                 Err(e) => return Err(e),
             }
@@ -214,6 +200,7 @@ impl IndexCache {
             db,
             path: p,
             durable,
+            fresh: AtomicBool::new(true),
             _tempdir: Some((td, cleanup)),
         })
     }
@@ -306,7 +293,10 @@ impl IndexCache {
         let names = repo.list_ids(ObjectKind::Index)?;
         let present: HashSet<Id> = names.iter().copied().collect();
         let known = self.known(SEGMENTS)?;
-        let mut stats = SyncStats::default();
+        let mut stats = SyncStats {
+            rebuilt: self.fresh.swap(false, Ordering::Relaxed),
+            ..SyncStats::default()
+        };
         let segments = if rebuild || known.iter().any(|k| !present.contains(k)) {
             self.clear()?;
             stats.rebuilt = true;

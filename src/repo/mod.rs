@@ -12,8 +12,10 @@ pub mod lock;
 pub mod manifest_cache;
 mod manifests;
 pub mod objects;
+pub mod operation;
 pub mod pack_reader;
 pub mod packer;
+pub mod session;
 
 use std::sync::atomic::AtomicU64;
 

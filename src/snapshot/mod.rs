@@ -25,6 +25,7 @@ use crate::repo::blob::seal_blob;
 use crate::repo::blob_reader::BaseCache;
 use crate::repo::index::IndexCache;
 use crate::repo::packer::Packer;
+use crate::repo::session::Session;
 use crate::repo::Repository;
 use crate::util::{into_inner_or_fail, lock_or_fail};
 
@@ -123,8 +124,7 @@ pub struct StreamCounts {
 /// Writes one snapshot: add streams (from several threads at once if wanted), then
 /// [`SnapshotWriter::finish`].
 pub struct SnapshotWriter<'a> {
-    repo: &'a Repository,
-    index: &'a IndexCache,
+    session: &'a Session<'a>,
     pending: Mutex<HashSet<Id>>,
     /// Numbers (in the index cache) of the stored packs this snapshot's reused chunks are in.
     reused: Mutex<HashSet<u64>>,
@@ -136,7 +136,6 @@ pub struct SnapshotWriter<'a> {
     entries: Mutex<Vec<Entry>>,
     started: Instant,
     opts: SnapshotOptions,
-    lock: Option<&'a crate::repo::lock::LockGuard>,
     /// The entries of the previous snapshot of this source, by path: they guide chunking.
     parent: HashMap<String, Entry>,
     /// Index each stream's packs when it ends ([`SnapshotWriter::with_streams_as_bases`]).
@@ -153,8 +152,13 @@ struct Shared {
 }
 
 impl<'a> SnapshotWriter<'a> {
-    /// Start a snapshot of `repo` deduplicating against `index`.
-    pub fn new(repo: &'a Repository, index: &'a IndexCache, opts: SnapshotOptions) -> Result<Self> {
+    /// Start a snapshot in `session` (which must be a locked writer's: a snapshot or wal-push
+    /// session), deduplicating against its index. Commits only while the session's lock is
+    /// provably fresh (repo-format §9): the manifest is not written when a concurrent prune
+    /// could have taken this writer for dead.
+    pub fn new(session: &'a Session<'a>, opts: SnapshotOptions) -> Result<Self> {
+        session.writer_lock()?;
+        let repo = session.repo();
         check_label("source name", &opts.name)?;
         for t in &opts.tags {
             check_label("tag", t)?;
@@ -165,8 +169,7 @@ impl<'a> SnapshotWriter<'a> {
         }
         let packer = Packer::new(repo.store(), repo.keys(), repo.config().pack_size as usize, opts.verify);
         Ok(SnapshotWriter {
-            repo,
-            index,
+            session,
             pending: Mutex::default(),
             reused: Mutex::default(),
             level,
@@ -181,17 +184,14 @@ impl<'a> SnapshotWriter<'a> {
             entries: Mutex::default(),
             started: Instant::now(),
             opts,
-            lock: None,
             parent: HashMap::new(),
             streams_as_bases: false,
         })
     }
 
-    /// Commit only while `lock` is provably fresh (repo-format §9): the manifest is not
-    /// written when a concurrent prune could have taken this writer for dead.
-    pub fn with_lock(mut self, lock: &'a crate::repo::lock::LockGuard) -> Self {
-        self.lock = Some(lock);
-        self
+    /// The session this snapshot is written in.
+    pub fn session(&self) -> &'a Session<'a> {
+        self.session
     }
 
     /// Let each stream's chunks be delta bases for the streams added after it ends, for
@@ -226,9 +226,9 @@ impl<'a> SnapshotWriter<'a> {
 
     /// Store blob `plain` of `kind` unless the repository has it (used for content lists).
     fn store_blob(&self, kind: BlobKind, plain: &[u8]) -> Result<Id> {
-        let id = self.repo.keys().chunk_id(plain);
-        if Self::claim(self.index, &self.pending, &self.reused, &id)? {
-            let (enc, sealed) = seal_blob(self.repo.keys(), kind, &id, plain, self.level)?;
+        let id = self.session.repo().keys().chunk_id(plain);
+        if Self::claim(self.session.index(), &self.pending, &self.reused, &id)? {
+            let (enc, sealed) = seal_blob(self.session.repo().keys(), kind, &id, plain, self.level)?;
             let mut sh = lock_or_fail(&self.shared, "snapshot state")?;
             sh.summary.bytes_stored += sealed.len() as u64;
             sh.packer.add(id, kind, enc, plain.len() as u32, Vec::new(), &sealed)?;
@@ -252,14 +252,14 @@ impl<'a> SnapshotWriter<'a> {
         progress: &dyn Progress,
     ) -> Result<(Entry, StreamCounts)> {
         check_label("entry path", path)?;
-        let keys = self.repo.keys().clone();
-        let params = self.repo.config().chunker;
+        let keys = self.session.repo().keys().clone();
+        let params = self.session.repo().config().chunker;
         let level = self.level;
         // Chunks in flight (being hashed/compressed, or waiting to be collected in order):
         // bounds this stream's memory whatever the input size.
         // Against a remote store, chunks waiting for a delta base hold their slots for a round
         // trip: more slots keep the CPU busy meanwhile (docs/benchmarks.md, run G).
-        let remote = self.deltas && self.repo.store().local_root().is_none();
+        let remote = self.deltas && self.session.repo().store().local_root().is_none();
         let in_flight = rayon::current_num_threads().max(1) * 2 + 2 + if remote { REMOTE_AHEAD } else { 0 };
         let failed = AtomicBool::new(false);
         let first_err: Mutex<Option<Error>> = Mutex::new(None);
@@ -274,17 +274,16 @@ impl<'a> SnapshotWriter<'a> {
         let (slot_tx, slot_rx) = bounded::<()>(in_flight);
         let (hash_tx, hash_rx) = bounded::<Bytes>(8);
         let (done_tx, done_rx) = unbounded::<Work>();
-        let index = self.index;
+        let session = self.session;
         let pending = &self.pending;
         let reused = &self.reused;
-        let repo = self.repo;
         let deltas = self.deltas;
         let base_cache = &self.base_cache;
         // The same entry in the parent snapshot guides the chunker past unchanged chunks.
         let guide = self
             .parent
             .get(path)
-            .map(|e| ParentGuide::new(repo, index, e.content.clone(), e.chunks));
+            .map(|e| ParentGuide::new(session, e.content.clone(), e.chunks));
         let packs_before = lock_or_fail(&self.shared, "snapshot state")?.packer.packs_written;
         let mut sha_out = None;
         let mut bytes_read = 0u64;
@@ -302,8 +301,7 @@ impl<'a> SnapshotWriter<'a> {
                 }
                 let mut seq = 0u64;
                 let ctx = WorkCtx {
-                    repo,
-                    index,
+                    session,
                     pending,
                     reused,
                     cache: base_cache,
@@ -443,21 +441,20 @@ impl<'a> SnapshotWriter<'a> {
     /// included); its packs are then checked before this snapshot commits, as reused chunks'
     /// are.
     pub fn reusable(&self, entry: &Entry) -> Result<bool> {
-        let rt = self.repo.store().runtime().clone();
+        let rt = self.session.repo().store().runtime().clone();
         let mut packs = Vec::new();
         for lid in &entry.content {
-            let Some(p) = self.index.usable_where(lid)? else {
+            let Some(p) = self.session.index().usable_where(lid)? else {
                 return Ok(false);
             };
             packs.extend(p);
             let b = rt.block_on(crate::repo::blob_reader::fetch_blob(
-                self.repo,
-                self.index,
+                self.session,
                 *lid,
                 BlobKind::ContentList,
             ))?;
             for (id, _) in crate::repo::blob_reader::parse_list(lid, &b)? {
-                let Some(p) = self.index.usable_where(&id)? else {
+                let Some(p) = self.session.index().usable_where(&id)? else {
                     return Ok(false);
                 };
                 packs.extend(p);
@@ -586,8 +583,8 @@ impl<'a> SnapshotWriter<'a> {
             packs,
             sketches,
         };
-        let id = self.repo.save(&seg)?;
-        self.index.insert_segment(&id, &seg.packs, &seg.sketches)?;
+        let id = self.session.repo().save(&seg)?;
+        self.session.index().insert_segment(&id, &seg.packs, &seg.sketches)?;
         if let Ok(mut p) = self.pending.lock() {
             for pb in &seg.packs {
                 for b in &pb.blobs {
@@ -601,7 +598,7 @@ impl<'a> SnapshotWriter<'a> {
     /// Wait for every pack, write the last index segment, then the manifest (entries sorted
     /// by path). Returns the snapshot id.
     pub fn finish(self, source: Source) -> Result<(Id, Manifest)> {
-        let (repo, lock) = (self.repo, self.lock);
+        let session = self.session;
         let opts = self.opts.clone();
         let (entries, summary) = self.finish_data()?;
         let time = opts.time.unwrap_or_else(jiff::Timestamp::now);
@@ -617,10 +614,8 @@ impl<'a> SnapshotWriter<'a> {
             entries,
             summary,
         };
-        if let Some(l) = lock {
-            l.ensure_fresh()?;
-        }
-        let id = repo.save_manifest(&m)?;
+        session.writer_lock()?.ensure_fresh()?;
+        let id = session.repo().save_manifest(&m)?;
         Ok((id, m))
     }
 
@@ -640,7 +635,7 @@ impl<'a> SnapshotWriter<'a> {
         };
         self.write_segment(packs, sketches)?;
         let reused = into_inner_or_fail(self.reused, "snapshot state")?;
-        crate::preflight::ensure_reused_present(self.repo, self.index, reused)?;
+        crate::preflight::ensure_reused_present(self.session, reused)?;
         summary.duration_ms = self.started.elapsed().as_millis() as u64;
         let mut entries = into_inner_or_fail(self.entries, "snapshot state")?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));

@@ -14,8 +14,8 @@ use crate::format::pack::MAX_BASES;
 use crate::format::{BlobKind, Encoding, Id};
 use crate::repo::blob::{compress_chunk, seal_blob, seal_compressed, seal_delta};
 use crate::repo::blob_reader::BaseCache;
-use crate::repo::index::{BaseMatch, BlobLocation, IndexCache};
-use crate::repo::Repository;
+use crate::repo::index::{BaseMatch, BlobLocation};
+use crate::repo::session::Session;
 
 /// How a new chunk is stored.
 pub(super) struct Stored {
@@ -78,8 +78,7 @@ pub(super) fn lost_reader() -> Error {
 /// What a chunk worker needs.
 #[derive(Clone, Copy)]
 pub(super) struct WorkCtx<'a> {
-    pub(super) repo: &'a Repository,
-    pub(super) index: &'a IndexCache,
+    pub(super) session: &'a Session<'a>,
     pub(super) pending: &'a Mutex<HashSet<Id>>,
     pub(super) reused: &'a Mutex<HashSet<u64>>,
     /// Delta bases recently read (the predecessor of a drifted chunk is rebuilt from them).
@@ -139,8 +138,8 @@ impl WorkCtx<'_> {
         then: impl Fn(NeedBases, Result<Vec<Arc<Vec<u8>>>>),
     ) {
         use futures::StreamExt;
-        let WorkCtx { repo, index, cache, .. } = *self;
-        repo.store().runtime().block_on(
+        let WorkCtx { session, cache, .. } = *self;
+        session.repo().store().runtime().block_on(
             futures::stream::poll_fn(|cx| rx.poll_recv(cx))
                 .map(|mut n| async move {
                     // Read through the index like a restore, authenticated; a base that chunks
@@ -148,10 +147,10 @@ impl WorkCtx<'_> {
                     let reads = n
                         .found
                         .iter()
-                        .map(|(b, _)| crate::repo::blob_reader::fetch_base(repo, index, *b, cache));
+                        .map(|(b, _)| crate::repo::blob_reader::fetch_base(session, *b, cache));
                     let frame = async {
                         let (p, loc) = n.predecessor.clone()?;
-                        crate::repo::blob_reader::fetch_delta_frame(repo, p, loc)
+                        crate::repo::blob_reader::fetch_delta_frame(session.repo(), p, loc)
                             .await
                             .inspect_err(|e| tracing::debug!(chunk = %p, error = %e, "cannot read a predecessor"))
                             .ok()
@@ -171,13 +170,13 @@ impl WorkCtx<'_> {
     /// Hash one chunk and look it up; when new, compress and seal it, or, when similar stored
     /// chunks exist, hand it on to have their plaintexts read ([`WorkCtx::finish_delta`]).
     pub(super) fn work(&self, seq: u64, c: Bytes, known: Option<Id>) -> Result<Step> {
-        let id = known.unwrap_or_else(|| self.repo.keys().chunk_id(&c));
+        let id = known.unwrap_or_else(|| self.session.repo().keys().chunk_id(&c));
         let len = c.len() as u32;
-        if !super::SnapshotWriter::claim(self.index, self.pending, self.reused, &id)? {
+        if !super::SnapshotWriter::claim(self.session.index(), self.pending, self.reused, &id)? {
             return Ok(Step::Done(Work::Dup { seq, id, len }));
         }
         if !self.deltas {
-            let (encoding, sealed) = seal_blob(self.repo.keys(), BlobKind::Data, &id, &c, self.level)?;
+            let (encoding, sealed) = seal_blob(self.session.repo().keys(), BlobKind::Data, &id, &c, self.level)?;
             let stored = Stored {
                 encoding,
                 sealed,
@@ -187,11 +186,14 @@ impl WorkCtx<'_> {
             };
             return Ok(Step::Done(Work::New { seq, id, len, stored }));
         }
-        let sketch = crate::delta::sketch(&c, crate::delta::piece_bits(self.repo.config().chunker.avg_size));
+        let sketch = crate::delta::sketch(
+            &c,
+            crate::delta::piece_bits(self.session.repo().config().chunker.avg_size),
+        );
         let BaseMatch {
             bases: found,
             predecessor,
-        } = self.index.find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
+        } = self.session.index().find_bases(&sketch, MAX_BASES, MAX_REFERENCE)?;
         if found.is_empty() {
             tracing::debug!(chunk = %id, len, "no similar stored chunk: stored plainly");
             let stored = self.store_plainly(&id, &c, sketch, None)?;
@@ -274,7 +276,7 @@ impl WorkCtx<'_> {
                 if keep {
                     let stored = Stored {
                         encoding: Encoding::ZstdDelta,
-                        sealed: seal_delta(self.repo.keys(), &id, &bases, &frame)?,
+                        sealed: seal_delta(self.session.repo().keys(), &id, &bases, &frame)?,
                         bases,
                         sketch: Some(sketch),
                         saved: plain_len - delta_len,
@@ -321,18 +323,13 @@ impl WorkCtx<'_> {
         let rebuilt = match (frame, held) {
             (Some(frame), Some(bases)) => {
                 let reference = crate::repo::blob_reader::concat_bases(&bases);
-                crate::repo::blob::apply_delta(self.repo.keys(), &other, loc, &reference, frame)
+                crate::repo::blob::apply_delta(self.session.repo().keys(), &other, loc, &reference, frame)
             }
             _ => {
                 tracing::debug!(chunk = %other, "reading a drifting chunk's predecessor");
-                let read = crate::repo::blob_reader::fetch_blob_cached(
-                    self.repo,
-                    self.index,
-                    other,
-                    BlobKind::Data,
-                    Some(self.cache),
-                );
-                self.repo.store().runtime().block_on(read)
+                let read =
+                    crate::repo::blob_reader::fetch_blob_cached(self.session, other, BlobKind::Data, Some(self.cache));
+                self.session.repo().store().runtime().block_on(read)
             }
         };
         match rebuilt {
@@ -352,7 +349,7 @@ impl WorkCtx<'_> {
             Some(z) => z,
             None => compress_chunk(c, self.level)?,
         };
-        let (encoding, sealed) = seal_compressed(self.repo.keys(), BlobKind::Data, id, c, z)?;
+        let (encoding, sealed) = seal_compressed(self.session.repo().keys(), BlobKind::Data, id, c, z)?;
         Ok(Stored {
             encoding,
             sealed,

@@ -10,8 +10,7 @@ use super::process::{Failure, Process};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest};
 use crate::progress::Progress;
-use crate::repo::index::IndexCache;
-use crate::repo::Repository;
+use crate::repo::session::Session;
 use crate::restore::{restore_entry, restore_snapshot, Target};
 
 /// A restore target database's state.
@@ -116,10 +115,8 @@ fn entry<'a>(m: &'a Manifest, path: &str) -> Result<&'a Entry> {
 
 /// Loads one database snapshot into a server.
 pub struct Loader<'a> {
-    /// The repository.
-    pub repo: &'a Repository,
-    /// Its index.
-    pub index: &'a IndexCache,
+    /// The restore's session (repository and synced index).
+    pub session: &'a Session<'a>,
     /// The snapshot.
     pub m: &'a Manifest,
     /// The server.
@@ -136,7 +133,7 @@ impl Loader<'_> {
 
     /// Load the snapshot's globals entry; false when it has none.
     pub fn globals(&self) -> Result<bool> {
-        load_globals(self.repo, self.index, self.m, self.engine, self.progress)
+        load_globals(self.session, self.m, self.engine, self.progress)
     }
 
     /// Restore database `db` of the snapshot into database `target`.
@@ -145,20 +142,14 @@ impl Loader<'_> {
     }
 }
 
-fn load_globals(
-    repo: &Repository,
-    index: &IndexCache,
-    m: &Manifest,
-    engine: &dyn LoadEngine,
-    progress: &dyn Progress,
-) -> Result<bool> {
+fn load_globals(session: &Session<'_>, m: &Manifest, engine: &dyn LoadEngine, progress: &dyn Progress) -> Result<bool> {
     let src = database_source(m)?;
     let Some(g) = &src.globals else {
         return Ok(false);
     };
     let e = entry(m, g)?;
     let p = engine.globals_loader()?;
-    let (ok, f) = feed(repo, index, e, p, progress)?;
+    let (ok, f) = feed(session, e, p, progress)?;
     engine.globals_result(ok, f)?;
     Ok(true)
 }
@@ -166,15 +157,9 @@ fn load_globals(
 /// Stream `e` into a started loader's stdin; returns whether the loader succeeded and its
 /// stderr tail. A loader that stops reading early is reported by its own failure, not as a
 /// broken pipe.
-fn feed(
-    repo: &Repository,
-    index: &IndexCache,
-    e: &Entry,
-    mut p: Process,
-    progress: &dyn Progress,
-) -> Result<(bool, Failure)> {
+fn feed(session: &Session<'_>, e: &Entry, mut p: Process, progress: &dyn Progress) -> Result<(bool, Failure)> {
     let mut stdin = p.take_stdin()?;
-    let fed = restore_entry(repo, index, e, &mut stdin, progress);
+    let fed = restore_entry(session, e, &mut stdin, progress);
     drop(stdin);
     match fed {
         Ok(_) => p.finish(),
@@ -191,8 +176,7 @@ fn feed(
 
 fn load_database(l: &Loader<'_>, db: &DatabaseInfo, target: &str, opts: &LoadOptions) -> Result<()> {
     let Loader {
-        repo,
-        index,
+        session,
         m,
         engine,
         progress,
@@ -253,7 +237,7 @@ fn load_database(l: &Loader<'_>, db: &DatabaseInfo, target: &str, opts: &LoadOpt
             entries: files,
             ..m.clone()
         };
-        restore_snapshot(repo, index, &sub, &Target::Path(dir.clone()), false, progress)?;
+        restore_snapshot(session, &sub, &Target::Path(dir.clone()), false, progress)?;
         let p = engine.loader(target, LoadInput::Dir(&dir), opts)?;
         return p.wait()?.map_err(fail);
     }
@@ -265,13 +249,13 @@ fn load_database(l: &Loader<'_>, db: &DatabaseInfo, target: &str, opts: &LoadOpt
             entries: vec![e.clone()],
             ..m.clone()
         };
-        restore_snapshot(repo, index, &one, &Target::Path(file.clone()), false, progress)?;
+        restore_snapshot(session, &one, &Target::Path(file.clone()), false, progress)?;
         let p = engine.loader(target, LoadInput::File(&file), opts)?;
         return p.wait()?.map_err(fail);
     }
     let p = engine.loader(target, LoadInput::Stdin, opts)?;
     progress.start("restore", Some(e.size));
-    let r = feed(repo, index, e, p, progress);
+    let r = feed(session, e, p, progress);
     progress.finish();
     match r? {
         (true, _) => Ok(()),

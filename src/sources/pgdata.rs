@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Entry, Manifest, PhysicalSource};
 use crate::format::Id;
 use crate::progress::Progress;
-use crate::repo::index::IndexCache;
+use crate::repo::session::Session;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotWriter;
 use crate::sources::pg_backup::{parse_label, server_info};
@@ -100,14 +100,14 @@ const SKIP_FILES: &[&str] = &[
 
 /// A psql session holding the backup open (the low-level API ends a backup whose session
 /// ends).
-struct Session {
+struct BackupSession {
     child: std::process::Child,
     stdin: ChildStdin,
     out: BufReader<ChildStdout>,
 }
 
-impl Session {
-    fn open(conn: &PgConn) -> Result<Session> {
+impl BackupSession {
+    fn open(conn: &PgConn) -> Result<BackupSession> {
         let mut cmd = conn.tool("psql");
         cmd.args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"])
             .stdin(Stdio::piped())
@@ -120,7 +120,7 @@ impl Session {
         let (Some(stdin), Some(out)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(Error::general("psql started without pipes"));
         };
-        Ok(Session {
+        Ok(BackupSession {
             child,
             stdin,
             out: BufReader::new(out),
@@ -147,7 +147,7 @@ impl Session {
     }
 }
 
-impl Drop for Session {
+impl Drop for BackupSession {
     fn drop(&mut self) {
         // Closing the session aborts a backup still in progress.
         let _ = self.child.kill();
@@ -247,24 +247,20 @@ fn walk(root: &Path, dir: &Path, list: &mut FileList) -> Result<()> {
 }
 
 /// The file list of file-by-file snapshot `m`.
-fn read_file_list(repo: &Repository, index: &IndexCache, m: &Manifest) -> Result<FileList> {
+fn read_file_list(session: &Session<'_>, m: &Manifest) -> Result<FileList> {
     let list_entry = m
         .entries
         .iter()
         .find(|e| e.path == FILE_LIST)
         .ok_or_else(|| Error::corrupt("snapshot", "file-by-file snapshot without its file list"))?;
     let mut raw = Vec::new();
-    crate::restore::restore_entry(repo, index, list_entry, &mut raw, &crate::progress::NoProgress)?;
+    crate::restore::restore_entry(session, list_entry, &mut raw, &crate::progress::NoProgress)?;
     serde_json::from_slice(&raw).map_err(|e| Error::corrupt(FILE_LIST, format!("unreadable file list: {e}")))
 }
 
 /// The parent's files that may be reused: path -> (its record, its entry).
-fn parent_files(
-    repo: &Repository,
-    index: &IndexCache,
-    parent: &Manifest,
-) -> Result<HashMap<String, (FileMeta, Entry)>> {
-    let list = read_file_list(repo, index, parent)?;
+fn parent_files(session: &Session<'_>, parent: &Manifest) -> Result<HashMap<String, (FileMeta, Entry)>> {
+    let list = read_file_list(session, parent)?;
     let mut entries: HashMap<&str, &Entry> = HashMap::new();
     for e in &parent.entries {
         if let Some(p) = e.path.strip_prefix(PREFIX) {
@@ -297,17 +293,16 @@ pub struct FilesReport {
 /// Back up the cluster `conn` reaches, whose data directory is `pgdata`, file by file into
 /// `w` as snapshot source `name`. An incremental or differential backup compares with the
 /// parent [`choose_parent`] finds; with none, it reads everything and reports `Full`.
-#[allow(clippy::too_many_arguments)]
 pub fn files_backup(
     w: &SnapshotWriter,
-    repo: &Repository,
-    index: &IndexCache,
     conn: &PgConn,
     pgdata: &Path,
     name: &str,
     requested: Mode,
     progress: &dyn Progress,
 ) -> Result<(PhysicalSource, FilesReport)> {
+    let session = w.session();
+    let (repo, index) = (session.repo(), session.index());
     let (server_version, system_id, wal_segment_size) = server_info(conn)?;
     let mut ctl = [0u8; 8];
     std::fs::File::open(pgdata.join("global/pg_control"))
@@ -322,13 +317,13 @@ pub fn files_backup(
     let parent = choose_parent(repo, name, &system_id, requested)?;
     let mode = if parent.is_some() { requested } else { Mode::Full };
     let parent_map = match &parent {
-        Some((_, m, _)) => parent_files(repo, index, m)?,
+        Some((_, m, _)) => parent_files(session, m)?,
         None => HashMap::new(),
     };
 
-    let mut session = Session::open(conn)?;
+    let mut psql = BackupSession::open(conn)?;
     let started = jiff::Timestamp::now();
-    session.row("select pg_backup_start('dbbackup', true)")?;
+    psql.row("select pg_backup_start('dbbackup', true)")?;
     let list = list_pgdata(pgdata)?;
     let mut report = FilesReport {
         mode,
@@ -361,11 +356,11 @@ pub fn files_backup(
         w.add_stream(&path, file, progress)?;
         report.files_read += 1;
     }
-    let stop = session.row(
+    let stop = psql.row(
         "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
          encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') from pg_backup_stop(true)",
     )?;
-    drop(session);
+    drop(psql);
     let finished = jiff::Timestamp::now();
     let [lsn, label_hex, map_hex] = stop.as_slice() else {
         return Err(Error::general(format!("pg_backup_stop returned {stop:?}")));
@@ -414,7 +409,7 @@ pub fn files_backup(
         } else {
             // A prune is moving its chunks: store the segment again, read from the archive.
             let mut tmp = tempfile::tempfile().map_err(|er| Error::io("cannot create a temporary file", er))?;
-            crate::restore::restore_entry(repo, index, &d, &mut tmp, &crate::progress::NoProgress)?;
+            crate::restore::restore_entry(session, &d, &mut tmp, &crate::progress::NoProgress)?;
             std::io::Seek::rewind(&mut tmp).map_err(|er| Error::io("cannot read a temporary file", er))?;
             w.add_stream(&d.path, tmp, progress)?;
         }
@@ -472,15 +467,9 @@ pub fn choose_parent(
 
 /// Restore a file-by-file snapshot into `dir` (prepared): directories, then every file,
 /// verified, in parallel.
-pub fn restore_files(
-    repo: &Repository,
-    index: &IndexCache,
-    m: &Manifest,
-    dir: &Path,
-    progress: &dyn Progress,
-) -> Result<u64> {
+pub fn restore_files(session: &Session<'_>, m: &Manifest, dir: &Path, progress: &dyn Progress) -> Result<u64> {
     use rayon::prelude::*;
-    let list = read_file_list(repo, index, m)?;
+    let list = read_file_list(session, m)?;
     let safe = |rel: &str| -> Result<PathBuf> {
         let p = Path::new(rel);
         if p.is_absolute() || p.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
@@ -510,7 +499,7 @@ pub fn restore_files(
         .filter_map(|e| e.path.strip_prefix(PREFIX).map(|rel| (e, rel)))
         .map(|(e, rel)| {
             let dest = safe(rel)?;
-            crate::restore::restore_file(repo, index, e, &dest, true, progress)
+            crate::restore::restore_file(session, e, &dest, true, progress)
         })
         .collect();
     progress.finish();

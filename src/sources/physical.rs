@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Manifest, PhysicalSource, Source};
 use crate::progress::Progress;
-use crate::repo::index::IndexCache;
-use crate::repo::Repository;
+use crate::repo::session::Session;
 use crate::snapshot::SnapshotWriter;
 use crate::sources::pg_backup::{parse_label, server_info};
 use crate::sources::postgres::{classify, PgConn};
@@ -203,20 +202,14 @@ pub fn prepare_pgdata(dir: &Path, force: bool) -> Result<()> {
 
 /// Restore physical snapshot `m` into data directory `dir` (prepared by [`prepare_pgdata`]):
 /// the tar is streamed, verified chunk by chunk and as a whole, and unpacked as it arrives.
-pub fn restore_pgdata(
-    repo: &Repository,
-    index: &IndexCache,
-    m: &Manifest,
-    dir: &Path,
-    progress: &dyn Progress,
-) -> Result<u64> {
+pub fn restore_pgdata(session: &Session<'_>, m: &Manifest, dir: &Path, progress: &dyn Progress) -> Result<u64> {
     let Source::Physical(_) = &m.source else {
         return Err(Error::usage(
             "--pgdata restores physical snapshots (`snapshot --physical`); this one is not",
         ));
     };
     if m.entries.iter().any(|e| e.path == crate::sources::pgdata::FILE_LIST) {
-        return crate::sources::pgdata::restore_files(repo, index, m, dir, progress);
+        return crate::sources::pgdata::restore_files(session, m, dir, progress);
     }
     let entry = m
         .entries
@@ -238,7 +231,7 @@ pub fn restore_pgdata(
             Ok(())
         });
         let mut w = writer;
-        let written = crate::restore::restore_entry(repo, index, entry, &mut w, progress);
+        let written = crate::restore::restore_entry(session, entry, &mut w, progress);
         let _ = w.flush();
         drop(w);
         let unpacked = unpack

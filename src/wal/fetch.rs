@@ -13,22 +13,23 @@ use super::names::{segment_name, WalFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::WalEntry;
 use crate::progress::Progress;
-use crate::repo::index::IndexCache;
+use crate::repo::session::Session;
 use crate::repo::Repository;
 use crate::restore::restore_file;
 
 /// Restore WAL file `file` to `dest` (replacing it: PostgreSQL reuses `RECOVERYXLOG`),
 /// verified chunk by chunk and as a whole before it is renamed into place. Returns its size.
-pub fn fetch(repo: &Repository, index: &IndexCache, file: &str, dest: &Path, progress: &dyn Progress) -> Result<u64> {
+pub fn fetch(session: &Session<'_>, file: &str, dest: &Path, progress: &dyn Progress) -> Result<u64> {
+    let (repo, index) = (session.repo(), session.index());
     WalFile::parse(file)?;
     let e = archived(repo, file)?.ok_or_else(|| Error::not_found(format!("{file} is not in the WAL archive")))?;
-    match restore_file(repo, index, &e.data, dest, true, progress) {
+    match restore_file(session, &e.data, dest, true, progress) {
         // The file is renamed into place only once verified, so a failed try leaves nothing:
         // a cache that disagrees with the repository is rebuilt, and the file read again.
         Err(er) if er.kind() == ErrorKind::Corrupt => {
             tracing::info!(error = %er, "rebuilding the local index cache and reading {file} again");
             index.rebuild(repo)?;
-            restore_file(repo, index, &e.data, dest, true, progress)
+            restore_file(session, &e.data, dest, true, progress)
         }
         r => r,
     }
@@ -51,14 +52,8 @@ fn archived(repo: &Repository, file: &str) -> Result<Option<WalEntry>> {
 /// appears under its name; segments already there are kept, the archive's end stops it, and
 /// every other file in `dir` (older, or of another timeline) is removed. Returns the names
 /// restored now. Nothing is read ahead after a history or backup-label file.
-pub fn fetch_ahead(
-    repo: &Repository,
-    index: &IndexCache,
-    file: &str,
-    n: u32,
-    seg_size: u32,
-    dir: &Path,
-) -> Result<Vec<String>> {
+pub fn fetch_ahead(session: &Session<'_>, file: &str, n: u32, seg_size: u32, dir: &Path) -> Result<Vec<String>> {
+    let repo = session.repo();
     let kind = WalFile::parse(file)?;
     let next: Vec<String> = match (kind, kind.segno(seg_size)) {
         (WalFile::Segment { tli, .. }, Some(segno)) => (1..=u64::from(n))
@@ -89,7 +84,7 @@ pub fn fetch_ahead(
                 Err(e) if e.kind() == ErrorKind::Corrupt => return Ok(None),
                 Err(e) => return Err(e),
             };
-            restore_file(repo, index, &e.data, p, true, &crate::progress::NoProgress)?;
+            restore_file(session, &e.data, p, true, &crate::progress::NoProgress)?;
             Ok(Some(name.clone()))
         })
         .collect();

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::{Manifest, PhysicalSource, Source};
 use crate::format::Id;
 use crate::progress::NoProgress;
-use crate::repo::index::IndexCache;
+use crate::repo::session::Session;
 use crate::repo::Repository;
 
 /// Where recovery stops.
@@ -99,18 +99,20 @@ pub fn choose_base(repo: &Repository, target: &RecoveryTarget) -> Result<(Id, Ma
 }
 
 /// Read a small archived WAL file (a history file) into memory.
-fn read_wal_file(repo: &Repository, index: &IndexCache, file: &str) -> Result<Option<Vec<u8>>> {
+fn read_wal_file(session: &Session<'_>, file: &str) -> Result<Option<Vec<u8>>> {
+    let repo = session.repo();
     let Some((_, e)) = catalog::find(repo, file)?.into_iter().next() else {
         return Ok(None);
     };
     let mut out = Vec::new();
-    crate::restore::restore_entry(repo, index, &e.data, &mut out, &NoProgress)?;
+    crate::restore::restore_entry(session, &e.data, &mut out, &NoProgress)?;
     Ok(Some(out))
 }
 
 /// Check that the archive's newest timeline descends from `base`'s and that `base` ended
 /// before its timeline branched off. Returns the newest timeline.
-pub fn check_timeline(repo: &Repository, index: &IndexCache, base: &PhysicalSource) -> Result<u32> {
+pub fn check_timeline(session: &Session<'_>, base: &PhysicalSource) -> Result<u32> {
+    let repo = session.repo();
     let newest = catalog::all(repo)?
         .iter()
         .filter_map(|(_, e)| WalFile::parse(&e.file).ok())
@@ -121,7 +123,7 @@ pub fn check_timeline(repo: &Repository, index: &IndexCache, base: &PhysicalSour
         return Ok(base.timeline);
     }
     let file = format!("{newest:08X}.history");
-    let text = read_wal_file(repo, index, &file)?.ok_or_else(|| {
+    let text = read_wal_file(session, &file)?.ok_or_else(|| {
         Error::not_found(format!(
             "the archive holds WAL of timeline {newest} but not its history file {file}; recovery cannot follow it"
         ))

@@ -20,8 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::WalEntry;
 use crate::format::FORMAT_VERSION;
 use crate::progress::Progress;
-use crate::repo::index::IndexCache;
-use crate::repo::lock::LockGuard;
+use crate::repo::session::Session;
 use crate::repo::Repository;
 use crate::snapshot::{SnapshotOptions, SnapshotWriter};
 
@@ -223,17 +222,10 @@ fn already_archived(repo: &Repository, local: &Local) -> Result<Option<Done>> {
     }))
 }
 
-/// Archive the WAL file at `path`. The caller holds `lock` (a [`crate::repo::lock::Operation::WalPush`] lock)
-/// and synced `index` after taking it.
-pub fn push(
-    repo: &Repository,
-    index: &IndexCache,
-    lock: &LockGuard,
-    path: &Path,
-    opts: &PushOptions,
-    progress: &dyn Progress,
-) -> Result<Pushed> {
-    let mut r = push_many(repo, index, lock, &[path.to_path_buf()], opts, progress)?;
+/// Archive the WAL file at `path` in `session` (a [`crate::repo::lock::Operation::WalPush`]
+/// session).
+pub fn push(session: &Session<'_>, path: &Path, opts: &PushOptions, progress: &dyn Progress) -> Result<Pushed> {
+    let mut r = push_many(session, &[path.to_path_buf()], opts, progress)?;
     r.pop()
         .ok_or_else(|| Error::general("push returned no result"))?
         .map(|d| d.pushed)
@@ -246,15 +238,14 @@ const PARALLEL_FILES: usize = 2;
 /// and up to `PARALLEL_FILES` are read at once. Returns one result per path, in order: a
 /// file's own problem (refused, unreadable, changed) fails only that file. An error that
 /// leaves nothing recorded for any of them (storage failing, the lock lost) is the `Err`.
-/// The caller holds `lock` (a [`crate::repo::lock::Operation::WalPush`] lock) and synced `index` after taking it.
+/// `session` must be a [`crate::repo::lock::Operation::WalPush`] session.
 pub fn push_many(
-    repo: &Repository,
-    index: &IndexCache,
-    lock: &LockGuard,
+    session: &Session<'_>,
     paths: &[PathBuf],
     opts: &PushOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<Result<Done>>> {
+    let repo = session.repo();
     // Catalog lookups are storage round trips: in parallel.
     let looked: Vec<Result<(Local, Option<Done>)>> = paths
         .par_iter()
@@ -281,7 +272,7 @@ pub fn push_many(
         }
     }
     if !todo.is_empty() {
-        for (i, r) in store_new(repo, index, lock, &todo, opts, progress)? {
+        for (i, r) in store_new(session, &todo, opts, progress)? {
             out[i] = Some(r);
         }
     }
@@ -295,17 +286,16 @@ type Stored = Result<(WalEntry, FileHash)>;
 
 /// Store the files of `todo` (index in the caller's list, file) and record them.
 fn store_new(
-    repo: &Repository,
-    index: &IndexCache,
-    lock: &LockGuard,
+    session: &Session<'_>,
     todo: &[(usize, Local)],
     opts: &PushOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<(usize, Result<Done>)>> {
+    let repo = session.repo();
     let mut so = SnapshotOptions::named("wal");
     so.verify = opts.verify;
     so.compression_level = opts.compression_level;
-    let writer = SnapshotWriter::new(repo, index, so)?.with_lock(lock);
+    let writer = SnapshotWriter::new(session, so)?;
     let total: u64 = todo.iter().map(|(_, l)| l.size).sum();
     progress.start(todo.first().map(|(_, l)| l.name.as_str()).unwrap_or("WAL"), Some(total));
     let next = AtomicUsize::new(0);
@@ -365,7 +355,7 @@ fn store_new(
     // Every stream's chunks durable and indexed before any file is recorded.
     writer.finish_data()?;
     progress.finish();
-    lock.ensure_fresh()?;
+    session.writer_lock()?.ensure_fresh()?;
     Ok(results
         .into_par_iter()
         .map(|(i, r)| {

@@ -16,6 +16,8 @@ use dbbackup::format::snapshot::{Manifest, Source};
 use dbbackup::format::Id;
 use dbbackup::progress::NoProgress;
 use dbbackup::repo::index::IndexCache;
+use dbbackup::repo::lock::Operation;
+use dbbackup::repo::session::{ReadLock, Session};
 use dbbackup::repo::{InitOptions, Repository};
 use dbbackup::snapshot::{SnapshotOptions, SnapshotWriter};
 use dbbackup::storage::{parse_location, Store};
@@ -62,7 +64,7 @@ impl TestRepo {
         .unwrap();
         let opts = InitOptions { kdf: WEAK_KDF, ..opts };
         let repo = Repository::init(store, PASSWORD.as_bytes(), &opts).unwrap();
-        let (index, _) = IndexCache::open(&repo, &dir.path().join("cache")).unwrap();
+        let index = IndexCache::open(&repo, &dir.path().join("cache")).unwrap();
         TestRepo { dir, rt, repo, index }
     }
 
@@ -73,12 +75,24 @@ impl TestRepo {
         let rt = runtime();
         let store = Store::open(&parse_location(path.to_str().unwrap()).unwrap(), rt.handle().clone()).unwrap();
         let repo = Repository::open(store, PASSWORD.as_bytes()).unwrap();
-        let (index, _) = IndexCache::open(&repo, &dir.path().join("cache")).unwrap();
+        let index = IndexCache::open(&repo, &dir.path().join("cache")).unwrap();
+        index.sync(&repo).unwrap();
         TestRepo { dir, rt, repo, index }
     }
 
+    /// A snapshot session: the repository locked for a snapshot, the index synced.
+    pub fn writer(&self) -> Session<'_> {
+        Session::begin(&self.repo, &self.index, Operation::Snapshot).unwrap()
+    }
+
+    /// A restore session, without a lock (as the tests read while nothing else runs).
+    pub fn reader(&self) -> Session<'_> {
+        Session::begin_reading(&self.repo, &self.index, Operation::Restore, ReadLock::Skip).unwrap()
+    }
+
     pub fn snapshot(&self, name: &str, r: impl Read + Send) -> (Id, Manifest) {
-        let w = SnapshotWriter::new(&self.repo, &self.index, SnapshotOptions::named(name)).unwrap();
+        let s = self.writer();
+        let w = SnapshotWriter::new(&s, SnapshotOptions::named(name)).unwrap();
         w.add_stream(name, r, &NoProgress).unwrap();
         w.finish(Source::Stdin).unwrap()
     }
@@ -90,8 +104,7 @@ impl TestRepo {
             let list = self
                 .rt
                 .block_on(dbbackup::repo::blob_reader::fetch_blob(
-                    &self.repo,
-                    &self.index,
+                    &self.reader(),
                     *lid,
                     dbbackup::format::BlobKind::ContentList,
                 ))
@@ -106,8 +119,7 @@ impl TestRepo {
     /// Restore the only entry; returns (size, sha256 hex) of what was written.
     pub fn restore_digest(&self, m: &Manifest) -> (u64, String) {
         let mut sink = HashSink::default();
-        let n =
-            dbbackup::restore::restore_entry(&self.repo, &self.index, &m.entries[0], &mut sink, &NoProgress).unwrap();
+        let n = dbbackup::restore::restore_entry(&self.reader(), &m.entries[0], &mut sink, &NoProgress).unwrap();
         assert_eq!(n, sink.n);
         (sink.n, hex::encode(sink.h.finalize()))
     }
