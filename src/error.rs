@@ -53,6 +53,43 @@ pub struct Error {
     message: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    hint: Option<Hint>,
+}
+
+/// What the operator can do about an error, in the library's terms (what to change, not which
+/// flag or key changes it): the binary says it in its own words. Not part of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// A retention policy needs at least one rule.
+    KeepRules,
+    /// The policy removes every snapshot of a group: allow that explicitly, if intended.
+    AllowRemoveAll,
+    /// Name the cluster this repository backs up by its system identifier.
+    SystemId,
+    /// Point-in-time recovery starts from a physical snapshot: take one.
+    TakePhysicalSnapshot,
+    /// A snapshot of several entries restores into a directory.
+    RestoreIntoDirectory,
+    /// The restore target exists: choose another, or allow overwriting it.
+    TargetExists,
+    /// No key opens with the password: check where it is read from.
+    Password,
+    /// PostgreSQL's client tools were not found: say where they are.
+    ClientTools,
+    /// File-by-file backups cannot take tablespaces: take a plain physical snapshot.
+    PlainPhysical,
+    /// Several databases are dumped at once by dumping all of them in parallel.
+    ParallelDumps,
+    /// The temporary directory is not writable, or too small: choose another.
+    TempDir,
+    /// MariaDB refused the credentials: check the user, its password and allowed hosts.
+    MysqlCredentials,
+    /// The MariaDB server cannot be reached: check its address.
+    MysqlAddress,
+    /// The accounts (globals) cannot be dumped: skip them.
+    SkipGlobals,
+    /// A lock that may be a live holder's: removable by hand once no process runs.
+    RemoveAllLocks,
 }
 
 impl fmt::Display for Error {
@@ -94,7 +131,19 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            hint: None,
         }
+    }
+
+    /// Attach what the operator can do about it.
+    pub fn with_hint(mut self, hint: Hint) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+
+    /// What the operator can do about it, when the library knows.
+    pub fn hint(&self) -> Option<Hint> {
+        self.hint
     }
 
     /// Attach an underlying cause, shown after the message.

@@ -61,4 +61,4 @@ pub mod storage;
 pub mod util;
 pub mod wal;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Hint, Result};

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::{Entry, Manifest};
 use crate::format::BlobKind;
 use crate::progress::Progress;
@@ -130,9 +130,7 @@ pub fn restore_snapshot(
     let r = match target {
         Target::Stdout => {
             let [entry] = m.entries.as_slice() else {
-                return Err(Error::usage(
-                    "this snapshot has several entries; restore it into a directory with --target DIR",
-                ));
+                return Err(Error::usage("this snapshot has several entries").with_hint(Hint::RestoreIntoDirectory));
             };
             // Chunks are large: write them straight to fd 1, past std's line-buffered stdout.
             use std::os::fd::AsFd;
@@ -173,13 +171,10 @@ pub fn restore_file(
     progress: &dyn Progress,
 ) -> Result<u64> {
     if dest.exists() && !overwrite {
-        return Err(Error::new(
-            ErrorKind::CantCreate,
-            format!(
-                "{} already exists; choose another --target or pass --overwrite",
-                dest.display()
-            ),
-        ));
+        return Err(
+            Error::new(ErrorKind::CantCreate, format!("{} already exists", dest.display()))
+                .with_hint(Hint::TargetExists),
+        );
     }
     let dir = dest
         .parent()

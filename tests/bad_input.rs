@@ -177,3 +177,61 @@ fn storage_that_refuses_or_never_answers_fails_in_bounded_tries() {
     assert_eq!(err.lines().filter(|l| l.contains("timeout")).count(), 3, "{err}");
     assert_eq!(holder.join().unwrap().len(), 3, "three attempts");
 }
+
+/// The library says what to do in its own terms; the command line names the flag that does
+/// it, on a line of its own. Requests are checked before the repository is opened: bad
+/// options on a repository that does not exist are refused as bad options (2), not as a
+/// missing repository (66).
+#[test]
+fn hints_name_the_flags_and_requests_are_checked_before_the_repository_is_opened() {
+    let (home, repo) = cli_repo();
+    let h = home.path();
+    let r = repo.to_str().unwrap();
+    snapshot_stdin(h, &repo, "db", b"one entry".to_vec(), &[]);
+    let target = h.join("exists");
+    std::fs::write(&target, "mine").unwrap();
+    let o = run(h, &["-r", r, "restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(73), "{}", stderr(&o));
+    let hint = stderr(&o)
+        .lines()
+        .find(|l| l.starts_with("dbbackup: hint: "))
+        .map(str::to_string);
+    assert_eq!(
+        hint.as_deref(),
+        Some("dbbackup: hint: choose another --target or pass --overwrite"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"mine");
+    let o = cli(h)
+        .env("DBBACKUP_PASSWORD", "not the password")
+        .args(["-r", r, "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(77), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("hint: check DBBACKUP_PASSWORD, --password-file"),
+        "{}",
+        stderr(&o)
+    );
+
+    let missing = h.join("no-such-repo");
+    let m = missing.to_str().unwrap();
+    for args in [
+        vec!["-r", m, "forget"],
+        vec!["-r", m, "forget", "latest"],
+        vec!["-r", m, "forget", "abcd", "--keep-last", "1"],
+        vec!["-r", m, "forget", "--keep-last", "1", "--time-zone", "Mars/Olympus"],
+        vec!["-r", m, "prune", "--max-unused", "lots"],
+        vec!["-r", m, "check", "--read-data-subset", "0/5"],
+    ] {
+        let o = run(h, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    let o = run(h, &["-r", m, "forget"]);
+    assert!(
+        stderr(&o).contains("hint: give at least one of --keep-last"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,5 +1,6 @@
 //! `dbbackup check [--read-data]`: verify the repository; exit 65 when damage is found.
 
+use anyhow::Context;
 use dbbackup::check::ReadData;
 use dbbackup::util::human_bytes;
 use dbbackup::{Error, ErrorKind};
@@ -22,16 +23,16 @@ pub struct Args {
 
 /// Run `check`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
+    let read = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => s.parse().context("--read-data-subset")?,
+        (None, true) => ReadData::All,
+        (None, false) => ReadData::None,
+    };
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;
     // A shared lock keeps prune from sweeping packs out from under this check.
     let session = ctx.read_session(&repo, &index, dbbackup::repo::lock::Operation::Check, &a.lock)?;
     let bar = ctx.progress();
-    let read = match (&a.read_data_subset, a.read_data) {
-        (Some(s), _) => s.parse()?,
-        (None, true) => ReadData::All,
-        (None, false) => ReadData::None,
-    };
     let rep = dbbackup::check::check(&session, read, &bar)?;
     if ctx.g.json {
         output::json(&rep)?;

@@ -2,10 +2,10 @@
 //! policy does not keep, group by group; `--dry-run` shows every decision and its reason.
 //! Only snapshot manifests are removed; `prune` frees the space.
 
-use dbbackup::format::Id;
 use dbbackup::repo::lock;
-use dbbackup::retention::{plan, Count, GroupBy, GroupPlan, Policy, Rule};
-use dbbackup::Error;
+use dbbackup::retention::forget::{forget, ForgetRequest, PolicyRequest, Selection};
+use dbbackup::retention::{Count, GroupBy, GroupPlan, Policy, Rule};
+use dbbackup::{Error, Hint};
 use jiff::tz::TimeZone;
 
 use super::{output, Ctx};
@@ -90,39 +90,22 @@ impl KeepArgs {
         }
     }
 
-    /// Plan the removals on `repo`; an error when the policy is empty, or empties a group
-    /// without `--allow-remove-all`, unless `dry_run`.
-    pub fn plan(
-        &self,
-        repo: &dbbackup::repo::Repository,
-        dry_run: bool,
-    ) -> dbbackup::Result<(Vec<GroupPlan>, TimeZone)> {
+    /// The forget these flags ask for, checked before the repository is opened: `None`
+    /// when they name no rule (prune then forgets nothing).
+    pub fn request(&self, dry_run: bool) -> dbbackup::Result<Option<ForgetRequest>> {
         let policy = self.policy();
         if policy.is_empty() {
-            return Err(Error::usage(
-                "no retention rule given (--keep-last, --keep-daily, ..., --keep-within, --keep-tag); nothing would be kept",
-            ));
+            return Ok(None);
         }
-        let tz = self.zone()?;
-        let manifests: Vec<_> = repo
-            .manifests()?
-            .into_iter()
-            .filter(|(_, m)| self.name.as_ref().is_none_or(|n| &m.name == n))
-            .filter(|(_, m)| self.host.as_ref().is_none_or(|h| &m.hostname == h))
-            .collect();
-        let plans = plan(&policy, &manifests, self.group_by, &tz)?;
-        let emptied: Vec<String> = plans
-            .iter()
-            .filter(|g| g.removes_all())
-            .map(|g| g.group.to_string())
-            .collect();
-        if !emptied.is_empty() && !self.allow_remove_all && !dry_run {
-            return Err(Error::usage(format!(
-                "the policy keeps no snapshot of {}; refusing to remove them all (add --allow-remove-all if that is intended)",
-                emptied.join("; ")
-            )));
-        }
-        Ok((plans, tz))
+        let selection = Selection::Policy(PolicyRequest {
+            policy,
+            group_by: self.group_by,
+            time_zone: self.zone()?,
+            name: self.name.clone(),
+            host: self.host.clone(),
+            allow_remove_all: self.allow_remove_all,
+        });
+        ForgetRequest::new(selection, dry_run).map(Some)
     }
 }
 
@@ -164,72 +147,57 @@ pub fn print_plan(plans: &[GroupPlan], tz: &TimeZone) {
     }
 }
 
-/// Remove the manifests of `ids`.
-pub fn remove(repo: &dbbackup::repo::Repository, ids: &[Id]) -> dbbackup::Result<()> {
-    for id in ids {
-        repo.remove_snapshot(id)?;
-        tracing::info!(snapshot = %id, "removed");
+impl Args {
+    /// What to forget: the ids given, or what the rules do not keep.
+    fn request(&self) -> dbbackup::Result<ForgetRequest> {
+        if self.ids.is_empty() {
+            return self.keep.request(self.dry_run)?.ok_or_else(|| {
+                Error::usage("no retention rule given; nothing would be kept").with_hint(Hint::KeepRules)
+            });
+        }
+        if !self.keep.policy().is_empty() {
+            return Err(Error::usage("give snapshot ids or --keep-* rules, not both"));
+        }
+        ForgetRequest::new(Selection::Ids(self.ids.clone()), self.dry_run)
     }
-    Ok(())
 }
 
 /// Run `forget`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
+    let req = a.request()?;
     let repo = ctx.open()?;
-    let _lock = lock::acquire(&repo, lock::Operation::Forget)?;
-    if !a.ids.is_empty() {
-        if !a.keep.policy().is_empty() {
-            return Err(Error::usage("give snapshot ids or --keep-* rules, not both").into());
-        }
-        let mut ids = Vec::new();
-        for spec in &a.ids {
-            if spec == "latest" {
-                return Err(Error::usage("name snapshots by id to forget them, not `latest`").into());
-            }
-            ids.push(repo.find_snapshot(spec, None)?.0);
-        }
-        ids.sort();
-        ids.dedup();
-        if !a.dry_run {
-            remove(&repo, &ids)?;
-        }
+    let lock = lock::acquire(&repo, lock::Operation::Forget)?;
+    let f = forget(&repo, &lock, &req)?;
+    let Some((plans, tz)) = &f.groups else {
         if ctx.g.json {
-            return output::json(&serde_json::json!({ "dry_run": a.dry_run, "removed": ids }));
+            return output::json(&serde_json::json!({ "dry_run": a.dry_run, "removed": f.ids }));
         }
-        for id in &ids {
+        for id in &f.ids {
             println!("{} {}", if a.dry_run { "would remove" } else { "removed" }, id.short());
         }
         if !a.dry_run {
             println!(
                 "removed {} snapshots; run `dbbackup prune` to free their space",
-                ids.len()
+                f.ids.len()
             );
         }
         return Ok(());
-    }
-    let (plans, tz) = a.keep.plan(&repo, a.dry_run)?;
-    let doomed: Vec<Id> = plans
-        .iter()
-        .flat_map(|g| g.decisions.iter().filter(|d| !d.keep).map(|d| d.id))
-        .collect();
-    if !a.dry_run {
-        remove(&repo, &doomed)?;
-    }
+    };
     if ctx.g.json {
         return output::json(&serde_json::json!({
             "dry_run": a.dry_run,
             "time_zone": tz.iana_name(),
             "groups": plans,
-            "removed": if a.dry_run { Vec::new() } else { doomed.clone() },
+            "removed": if a.dry_run { Vec::new() } else { f.ids.clone() },
         }));
     }
-    print_plan(&plans, &tz);
+    print_plan(plans, tz);
     if a.dry_run {
-        println!("dry run: {} snapshots would be removed", doomed.len());
+        println!("dry run: {} snapshots would be removed", f.ids.len());
     } else {
         println!(
             "removed {} snapshots; run `dbbackup prune` to free their space",
-            doomed.len()
+            f.ids.len()
         );
     }
     Ok(())

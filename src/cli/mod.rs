@@ -4,6 +4,7 @@
 mod check;
 mod db;
 mod forget;
+mod hints;
 mod init;
 mod key;
 mod ls;
@@ -401,12 +402,9 @@ fn init_logging(g: &Global) {
 
 /// Exit code for an error chain: the library's kind when present.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    for cause in e.chain() {
-        if let Some(err) = cause.downcast_ref::<Error>() {
-            return err.kind().exit_code() as u8;
-        }
-    }
-    ErrorKind::General.exit_code() as u8
+    hints::library_error(e)
+        .map_or(ErrorKind::General, |err| err.kind())
+        .exit_code() as u8
 }
 
 /// The status the interrupted process exits with (130 / 143), once a signal arrived.
@@ -492,6 +490,9 @@ pub fn run() -> ExitCode {
             let code = exit_code(&e);
             let root: &(dyn std::error::Error + 'static) = e.as_ref();
             eprintln!("dbbackup: error: {}", dbbackup::error::one_line(root));
+            if let Some(hint) = hints::library_error(&e).and_then(|err| err.hint()) {
+                eprintln!("dbbackup: hint: {}", hints::say(hint));
+            }
             ExitCode::from(code)
         }
     }

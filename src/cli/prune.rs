@@ -2,12 +2,14 @@
 //! (as `forget` does), then delete the packs no snapshot needs and repack mostly-unused ones.
 //! Never waits for and never breaks a running snapshot (repo-format §10).
 
+use anyhow::Context;
 use dbbackup::format::Id;
 use dbbackup::prune::{prune, MaxUnused, PruneOptions, PruneReport};
 use dbbackup::repo::lock;
+use dbbackup::retention::forget::forget;
 use dbbackup::util::human_bytes;
 
-use super::forget::{print_plan, remove, KeepArgs};
+use super::forget::{print_plan, KeepArgs};
 use super::{output, Ctx};
 
 /// Arguments of `prune`.
@@ -26,22 +28,17 @@ pub struct Args {
 
 /// Run `prune`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
-    let max_unused: MaxUnused = a.max_unused.parse()?;
+    let max_unused: MaxUnused = a.max_unused.parse().context("--max-unused")?;
+    let forget_req = a.keep.request(a.dry_run)?;
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;
     let session = ctx.session(&repo, &index, lock::Operation::Prune)?;
     let mut forgotten: Vec<Id> = Vec::new();
     let mut plans = None;
-    if !a.keep.policy().is_empty() {
-        let (p, tz) = a.keep.plan(&repo, a.dry_run)?;
-        forgotten = p
-            .iter()
-            .flat_map(|g| g.decisions.iter().filter(|d| !d.keep).map(|d| d.id))
-            .collect();
-        if !a.dry_run {
-            remove(&repo, &forgotten)?;
-        }
-        plans = Some((p, tz));
+    if let Some(req) = &forget_req {
+        let f = forget(&repo, session.lock_for(lock::Operation::Prune)?, req)?;
+        forgotten = f.ids;
+        plans = f.groups;
     }
     let bar = ctx.progress();
     let opts = PruneOptions {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use dbbackup::repo::lock;
 use dbbackup::repo::Repository;
 use dbbackup::util::human_bytes;
-use dbbackup::wal::push::{push_many, PushOptions, Pushed};
-use dbbackup::wal::spool::{self, Spool};
+use dbbackup::wal::ahead::{push_ahead, wal_name};
+use dbbackup::wal::push::{PushOptions, Pushed};
+use dbbackup::wal::spool::Spool;
 use dbbackup::wal::{archive, catalog, summary, WalFile, DEFAULT_SEG_SIZE};
 use dbbackup::Error;
 
@@ -78,12 +79,7 @@ pub fn run(ctx: &Ctx, c: WalCmd) -> anyhow::Result<()> {
 }
 
 fn push(ctx: &Ctx, a: PushArgs) -> anyhow::Result<()> {
-    let name = a
-        .path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::usage(format!("{} has no file name", a.path.display())))?
-        .to_string();
+    let name = wal_name(&a.path)?;
     let store = ctx.store(None)?;
     let config = Repository::read_config(&store)?;
     let spool = Spool::open(&ctx.cache_dir()?, &config.id)?;
@@ -99,38 +95,8 @@ fn push(ctx: &Ctx, a: PushArgs) -> anyhow::Result<()> {
         verify: !a.no_verify,
         compression_level: a.compression_level,
     };
-    let ready = spool::ready_names(&a.path);
-    let mut paths = vec![a.path.clone()];
-    if a.ahead > 0 {
-        paths.extend(
-            spool::ahead_of(&a.path, &name, &ready)
-                .into_iter()
-                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| !spool.has(n)))
-                .take(a.ahead),
-        );
-    }
-    let mut results = push_many(&session, &paths, &opts, &ctx.progress())?.into_iter();
-    let own = results
-        .next()
-        .ok_or_else(|| Error::general("push returned no result"))?;
-    for (path, r) in paths.iter().skip(1).zip(results) {
-        match r {
-            Ok(d) => {
-                let file = d.pushed.file();
-                if let Err(e) = spool.record(file, &d.hash) {
-                    tracing::warn!(%file, error = %e, "pushed ahead, but cannot leave a spool marker");
-                } else {
-                    tracing::info!(%file, "pushed ahead");
-                }
-            }
-            // Reported when PostgreSQL asks for that file.
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot push ahead"),
-        }
-    }
-    if !ready.is_empty() {
-        spool.sweep(&ready)?;
-    }
-    report(ctx, &own?.pushed)
+    let pushed = push_ahead(&session, &spool, &a.path, a.ahead, &opts, &ctx.progress())?;
+    report(ctx, &pushed)
 }
 
 fn report(ctx: &Ctx, r: &Pushed) -> anyhow::Result<()> {

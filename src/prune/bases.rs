@@ -17,7 +17,25 @@ use crate::repo::objects::load_all;
 use crate::repo::session::Session;
 
 use super::liveset::{Claim, LiveSet, UNCLAIMED};
-use super::{Fate, Indexed};
+use super::plan::{Fate, Indexed};
+
+/// Where the closure finds a chunk: the copy the index names, and a copy only a deletion
+/// plan names. The index cache answers in a run; the tests answer from a table.
+pub(super) trait Lookup {
+    /// The indexed copy of `id`.
+    fn indexed(&self, id: &Id) -> Result<Option<BlobLocation>>;
+    /// A copy of `id` in a pack a deletion plan condemns.
+    fn planned(&self, id: &Id) -> Result<Option<BlobLocation>>;
+}
+
+impl Lookup for IndexCache {
+    fn indexed(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        self.lookup_indexed(id)
+    }
+    fn planned(&self, id: &Id) -> Result<Option<BlobLocation>> {
+        self.lookup_planned(id)
+    }
+}
 
 /// What the closure did.
 #[derive(Debug, Default)]
@@ -36,8 +54,8 @@ pub(super) struct Closure {
 }
 
 /// The state the closure updates.
-struct Ctx<'a> {
-    index: &'a IndexCache,
+struct Ctx<'a, L: Lookup> {
+    index: &'a L,
     sizes: &'a BTreeMap<Id, u64>,
     ix: &'a mut Indexed,
     fates: &'a mut [Fate],
@@ -56,10 +74,9 @@ pub(super) fn keep_bases(
     live: &LiveSet,
     sizes: &BTreeMap<Id, u64>,
 ) -> Result<Closure> {
-    let (repo, index) = (session.repo(), session.index());
-    let segments = ix.segments.clone();
+    let (repo, segments) = (session.repo(), ix.segments.clone());
     let mut c = Ctx {
-        index,
+        index: session.index(),
         sizes,
         ix,
         fates,
@@ -78,7 +95,7 @@ pub(super) fn keep_bases(
     Ok(c.out)
 }
 
-impl Ctx<'_> {
+impl<L: Lookup> Ctx<'_, L> {
     /// Delta entry `e` of pack number `o`: if it stays indexed, secure its bases.
     fn delta_entry(&mut self, o: usize, e: &BlobEntry) -> Result<()> {
         let mine = self.live.get(&e.id)?.is_some_and(|c| c.pack == o as u32);
@@ -108,7 +125,7 @@ impl Ctx<'_> {
     /// or adopted from a pack an earlier plan condemned. False when one is nowhere.
     fn secure(&mut self, bases: &[Id]) -> Result<bool> {
         for b in bases {
-            if let Some(l) = self.index.lookup_indexed(b)?.filter(plain_data) {
+            if let Some(l) = self.index.indexed(b)?.filter(plain_data) {
                 match self.ix.ord.get(&l.pack) {
                     Some(&q) if self.sizes.contains_key(&l.pack) => {
                         self.claim_plain(b, q as usize, &l)?;
@@ -119,7 +136,7 @@ impl Ctx<'_> {
                     None => continue,
                 }
             }
-            let planned = self.index.lookup_planned(b)?;
+            let planned = self.index.planned(b)?;
             if let Some(l) = planned.filter(|l| plain_data(l) && self.sizes.contains_key(&l.pack)) {
                 // Only a pack an older plan condemns holds it: the new index names that copy
                 // (so the plan's sweep keeps the pack), and it is a root (so this one's does).
@@ -166,7 +183,7 @@ impl Ctx<'_> {
         let pack = self.ix.packs[o];
         let other = self
             .index
-            .lookup_indexed(&e.id)?
+            .indexed(&e.id)?
             .filter(|l| !(l.pack == pack && l.offset == e.offset));
         if let Some(l) = other {
             if l.bases.is_empty() || self.secure(&l.bases)? {
@@ -238,4 +255,180 @@ fn entry_len(l: &BlobLocation) -> u16 {
 
 fn plain_data(l: &BlobLocation) -> bool {
     l.kind == BlobKind::Data && l.bases.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::format::index::{IndexSegment, PackBlobs};
+    use crate::format::Encoding;
+
+    fn id(n: u8) -> Id {
+        Id([n; 32])
+    }
+
+    fn entry(chunk: u8, offset: u32, length: u32, bases: &[u8]) -> BlobEntry {
+        BlobEntry {
+            id: id(chunk),
+            kind: BlobKind::Data,
+            encoding: if bases.is_empty() {
+                Encoding::Zstd
+            } else {
+                Encoding::ZstdDelta
+            },
+            offset,
+            length,
+            raw_length: length,
+            bases: bases.iter().map(|&b| id(b)).collect(),
+        }
+    }
+
+    /// The index as a table: chunk -> (pack, entry), indexed and planned copies apart.
+    #[derive(Default)]
+    struct Table {
+        indexed: HashMap<Id, BlobLocation>,
+        planned: HashMap<Id, BlobLocation>,
+    }
+
+    impl Lookup for Table {
+        fn indexed(&self, id: &Id) -> Result<Option<BlobLocation>> {
+            Ok(self.indexed.get(id).cloned())
+        }
+        fn planned(&self, id: &Id) -> Result<Option<BlobLocation>> {
+            Ok(self.planned.get(id).cloned())
+        }
+    }
+
+    /// A run over these packs (all in storage) with these chunks referenced and these fates;
+    /// the table indexes every entry where its pack is.
+    struct Run {
+        _dir: tempfile::TempDir,
+        live: LiveSet,
+        ix: Indexed,
+        fates: Vec<Fate>,
+        sizes: BTreeMap<Id, u64>,
+        table: Table,
+    }
+
+    fn run(packs: &[(u8, Vec<BlobEntry>)], referenced: &[u8], fates: Vec<Fate>) -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let live = LiveSet::create(dir.path()).unwrap();
+        live.add(referenced.iter().map(|&c| id(c))).unwrap();
+        let mut ix = Indexed::default();
+        let mut table = Table::default();
+        let mut packs_blobs = Vec::new();
+        for (p, blobs) in packs {
+            for e in blobs {
+                table.indexed.insert(e.id, BlobLocation::of(&id(*p), e));
+            }
+            packs_blobs.push(PackBlobs {
+                pack: id(*p),
+                blobs: blobs.clone(),
+            });
+        }
+        let seg = IndexSegment {
+            supersedes: vec![],
+            packs: packs_blobs,
+            sketches: vec![],
+        };
+        ix.add_segment(id(200), seg, &live).unwrap();
+        let sizes = packs.iter().map(|(p, _)| (id(*p), 1000)).collect();
+        Run {
+            _dir: dir,
+            live,
+            ix,
+            fates,
+            sizes,
+            table,
+        }
+    }
+
+    impl Run {
+        /// Run the closure over delta entry `e` of pack number `o`.
+        fn delta(&mut self, o: usize, e: &BlobEntry) -> Result<Closure> {
+            let mut c = Ctx {
+                index: &self.table,
+                sizes: &self.sizes,
+                ix: &mut self.ix,
+                fates: &mut self.fates,
+                live: &self.live,
+                out: Closure::default(),
+            };
+            c.delta_entry(o, e)?;
+            Ok(c.out)
+        }
+    }
+
+    #[test]
+    fn a_delta_that_stays_keeps_its_base_out_of_a_condemned_pack() {
+        // Delta 1 (referenced) in pack 50 against chunk 2, which only pack 60 holds and
+        // nothing references: pack 60 must be repacked with chunk 2, not deleted.
+        let d = entry(1, 0, 30, &[2]);
+        let mut r = run(
+            &[(50, vec![d.clone()]), (60, vec![entry(2, 0, 100, &[])])],
+            &[1],
+            vec![Fate::Keep, Fate::Condemn],
+        );
+        let out = r.delta(0, &d).unwrap();
+        assert_eq!(r.fates, [Fate::Keep, Fate::Repack]);
+        assert_eq!(r.live.get(&id(2)).unwrap().map(|c| c.pack), Some(1));
+        assert_eq!((r.ix.stats[1].live_blobs, r.ix.stats[1].live_bytes), (1, 100));
+        assert_eq!((out.bases_kept, out.dangling), (1, 0));
+    }
+
+    #[test]
+    fn an_unused_delta_whose_base_is_gone_is_dropped_from_its_pack() {
+        let d = entry(1, 0, 30, &[2]);
+        let mut r = run(&[(50, vec![d.clone(), entry(3, 30, 10, &[])])], &[3], vec![Fate::Keep]);
+        let out = r.delta(0, &d).unwrap();
+        assert_eq!(r.fates, [Fate::Repack]);
+        assert_eq!((out.bases_kept, out.dangling), (0, 1));
+    }
+
+    #[test]
+    fn a_needed_delta_whose_base_is_gone_stops_prune_unless_another_copy_serves() {
+        let d = entry(1, 0, 30, &[2]);
+        let mut r = run(&[(50, vec![d.clone()])], &[1], vec![Fate::Keep]);
+        let e = r.delta(0, &d).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains(&id(1).to_string()), "{e}");
+
+        // A plain copy in pack 70, which the index prefers, takes the claim over.
+        let plain = entry(1, 0, 80, &[]);
+        let mut r = run(
+            &[(50, vec![d.clone()]), (70, vec![plain.clone()])],
+            &[1],
+            vec![Fate::Keep, Fate::Keep],
+        );
+        r.table.indexed.insert(id(1), BlobLocation::of(&id(70), &plain));
+        // The run read pack 50 first: it claimed chunk 1.
+        assert_eq!(r.live.get(&id(1)).unwrap().map(|c| c.pack), Some(0));
+        let out = r.delta(0, &d).unwrap();
+        assert_eq!(r.live.get(&id(1)).unwrap().map(|c| (c.pack, c.delta)), Some((1, false)));
+        assert_eq!((r.ix.stats[0].live_blobs, r.ix.stats[1].live_blobs), (0, 1));
+        assert_eq!((out.moved, out.dangling), (1, 1));
+    }
+
+    #[test]
+    fn a_base_only_a_deletion_plan_holds_is_adopted_into_the_new_index() {
+        let d = entry(1, 0, 30, &[2]);
+        let mut r = run(&[(50, vec![d.clone()])], &[1], vec![Fate::Keep]);
+        let base = entry(2, 64, 100, &[]);
+        r.table.planned.insert(id(2), BlobLocation::of(&id(80), &base));
+        r.sizes.insert(id(80), 500);
+        let out = r.delta(0, &d).unwrap();
+        assert_eq!(r.fates, [Fate::Keep]);
+        assert_eq!(out.adopted.get(&id(80)).map(|v| v.as_slice()), Some(&[base][..]));
+        assert!(r.live.contains(&id(2)).unwrap());
+        assert_eq!((out.bases_kept, out.dangling), (1, 0));
+        // Pack 80 must still be in storage to be adopted from.
+        let mut r = run(&[(50, vec![d.clone()])], &[1], vec![Fate::Keep]);
+        r.table
+            .planned
+            .insert(id(2), BlobLocation::of(&id(80), &entry(2, 64, 100, &[])));
+        assert_eq!(r.delta(0, &d).unwrap_err().kind(), ErrorKind::Corrupt);
+    }
 }

@@ -17,8 +17,10 @@ use crate::repo::session::Session;
 use crate::storage::pack_path;
 
 use super::liveset::LiveSet;
+use super::plan::entries_bytes;
+use super::roots::{add_roots, add_wal_roots};
 use super::write::delete_all;
-use super::{add_roots, add_wal_roots, entries_bytes, PruneReport};
+use super::PruneReport;
 
 /// A writer's lock (`snapshot`, `wal-push`) taken at least this long after a plan was created proves its writer saw
 /// the plan: 5 minutes of clock skew plus the 60 s bound on writing the plan, with margin.

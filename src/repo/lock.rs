@@ -9,7 +9,7 @@ use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::lock::Lock;
 use crate::format::{Id, ObjectKind, FORMAT_VERSION};
 pub use crate::repo::operation::Operation;
@@ -196,12 +196,7 @@ fn dead_here(lock: &Lock) -> bool {
     if lock.hostname != crate::util::hostname() || lock.pid == 0 {
         return false;
     }
-    let Ok(pid) = libc::pid_t::try_from(lock.pid) else {
-        return false;
-    };
-    // SAFETY: kill(2) with signal 0 only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    crate::repo::liveness::ended(lock.pid, lock.started.unwrap_or(lock.time))
 }
 
 /// Does a live lock `other` exclude taking one for `operation`? An unreadable lock, or one
@@ -229,18 +224,18 @@ pub fn acquire(repo: &Repository, operation: Operation) -> Result<LockGuard> {
     };
     if let Some(h) = live.into_iter().find(|h| conflicts(operation, &h.lock)) {
         let _ = repo.store().delete(&format!("locks/{id}"));
-        let when = if h.unreadable.is_some() {
-            format!(
-                "it counts as held until {}; once no dbbackup process is running, `dbbackup unlock --remove-all` removes it",
-                h.lock.time + STALE_AFTER
+        let e = |when: String| {
+            Error::new(
+                ErrorKind::Temporary,
+                format!("repository is locked by {}; {when}", h.describe()),
             )
-        } else {
-            "try again when it ends".into()
         };
-        return Err(Error::new(
-            ErrorKind::Temporary,
-            format!("repository is locked by {}; {when}", h.describe()),
-        ));
+        return Err(match h.unreadable {
+            Some(_) => {
+                e(format!("it counts as held until {}", h.lock.time + STALE_AFTER)).with_hint(Hint::RemoveAllLocks)
+            }
+            None => e("try again when it ends".into()),
+        });
     }
     let state = Arc::new(Mutex::new(State {
         objects: vec![id],

@@ -8,6 +8,7 @@ pub mod blob;
 pub mod blob_reader;
 pub mod index;
 pub mod keys;
+pub(crate) mod liveness;
 pub mod lock;
 pub mod manifest_cache;
 mod manifests;
@@ -20,7 +21,7 @@ pub mod session;
 use std::sync::atomic::AtomicU64;
 
 use crate::crypto::{KdfParams, Keys, MasterKey};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::config::{ChunkerParams, Config};
 use crate::format::keyfile::KeyFile;
 use crate::format::object::path_of;
@@ -173,14 +174,11 @@ impl Repository {
                 return Ok(Self::unlocked(store, config, master, key_id));
             }
         }
-        let mut msg = format!(
-            "wrong password: no key of repository {} opens with it (check DBBACKUP_PASSWORD, --password-file or --password-command)",
-            store.display()
-        );
+        let mut msg = format!("wrong password: no key of repository {} opens with it", store.display());
         if let Some(d) = damaged {
             msg.push_str(&format!("; note: {d}"));
         }
-        Err(Error::new(ErrorKind::Permission, msg))
+        Err(Error::new(ErrorKind::Permission, msg).with_hint(Hint::Password))
     }
 
     /// Read and validate `config`.

@@ -1,26 +1,19 @@
 //! Taking a snapshot: source streams are chunked, hashed, deduplicated against the index,
 //! compressed or delta-encoded and sealed on rayon (delta bases read on tokio, `work`),
 //! packed and uploaded; index segments follow their packs and the manifest is written last.
-//! Every stage is joined by a bounded queue.
+//! Each stream goes through the stages of `stream` (cut, hash, collect), joined by bounded
+//! queues; this file holds the writer every stream shares, entries reused as they are, the
+//! index segments and the commit.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use bytes::Bytes;
-use crossbeam_channel::{bounded, unbounded, Receiver};
-use sha2::{Digest, Sha256};
-
-use crate::chunking::guide::ParentGuide;
-use crate::chunking::{Chunk, Chunker};
 use crate::delta::Sketch;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::snapshot::{Entry, Manifest, Source, Summary};
 use crate::format::{BlobKind, Id, FORMAT_VERSION};
-use crate::progress::Progress;
 use crate::repo::blob::seal_blob;
 use crate::repo::blob_reader::BaseCache;
 use crate::repo::index::IndexCache;
@@ -29,8 +22,8 @@ use crate::repo::session::Session;
 use crate::repo::Repository;
 use crate::util::{into_inner_or_fail, lock_or_fail};
 
+mod stream;
 mod work;
-use work::{lost_reader, NeedBases, Step, Work, WorkCtx};
 
 /// Records per content-list blob (36 bytes each: 2.25 MiB).
 const LIST_RECORDS: usize = 65536;
@@ -165,7 +158,7 @@ impl<'a> SnapshotWriter<'a> {
         }
         let level = opts.compression_level.unwrap_or(repo.config().compression.level);
         if !(1..=22).contains(&level) {
-            return Err(Error::usage("--compression-level must be between 1 and 22"));
+            return Err(Error::usage("the compression level must be between 1 and 22"));
         }
         let packer = Packer::new(repo.store(), repo.keys(), repo.config().pack_size as usize, opts.verify);
         Ok(SnapshotWriter {
@@ -236,205 +229,6 @@ impl<'a> SnapshotWriter<'a> {
         Ok(id)
     }
 
-    /// Chunk, deduplicate and store one stream as entry `path`. Several streams may be added
-    /// at once from different threads; they share the packer and the rayon pool. On error
-    /// nothing is recorded for this stream (already uploaded packs stay unreferenced until
-    /// prune).
-    pub fn add_stream<R: Read + Send>(&self, path: &str, src: R, progress: &dyn Progress) -> Result<Entry> {
-        self.add_stream_counted(path, src, progress).map(|(e, _)| e)
-    }
-
-    /// [`SnapshotWriter::add_stream`], also returning what this stream alone added.
-    pub fn add_stream_counted<R: Read + Send>(
-        &self,
-        path: &str,
-        src: R,
-        progress: &dyn Progress,
-    ) -> Result<(Entry, StreamCounts)> {
-        check_label("entry path", path)?;
-        let keys = self.session.repo().keys().clone();
-        let params = self.session.repo().config().chunker;
-        let level = self.level;
-        // Chunks in flight (being hashed/compressed, or waiting to be collected in order):
-        // bounds this stream's memory whatever the input size.
-        // Against a remote store, chunks waiting for a delta base hold their slots for a round
-        // trip: more slots keep the CPU busy meanwhile (docs/benchmarks.md, run G).
-        let remote = self.deltas && self.session.repo().store().local_root().is_none();
-        let in_flight = rayon::current_num_threads().max(1) * 2 + 2 + if remote { REMOTE_AHEAD } else { 0 };
-        let failed = AtomicBool::new(false);
-        let first_err: Mutex<Option<Error>> = Mutex::new(None);
-        let fail = |e: Error| {
-            failed.store(true, Ordering::SeqCst);
-            if let Ok(mut g) = first_err.lock() {
-                if g.is_none() {
-                    *g = Some(e);
-                }
-            }
-        };
-        let (slot_tx, slot_rx) = bounded::<()>(in_flight);
-        let (hash_tx, hash_rx) = bounded::<Bytes>(8);
-        let (done_tx, done_rx) = unbounded::<Work>();
-        let session = self.session;
-        let pending = &self.pending;
-        let reused = &self.reused;
-        let deltas = self.deltas;
-        let base_cache = &self.base_cache;
-        // The same entry in the parent snapshot guides the chunker past unchanged chunks.
-        let guide = self
-            .parent
-            .get(path)
-            .map(|e| ParentGuide::new(session, e.content.clone(), e.chunks));
-        let packs_before = lock_or_fail(&self.shared, "snapshot state")?.packer.packs_written;
-        let mut sha_out = None;
-        let mut bytes_read = 0u64;
-        let mut confirmed = 0u64;
-
-        let collected = std::thread::scope(|s| -> Result<Option<(Vec<Id>, u64, StreamCounts)>> {
-            // Stage 1: read and cut; each chunk becomes a short rayon task (hash, dedup,
-            // compress or delta-encode, seal) so concurrent streams share the pool fairly.
-            let failed_ref = &failed;
-            let fail_ref = &fail;
-            let reader = s.spawn(move || {
-                let mut ch = Chunker::new(src, &params, keys.chunker_seed);
-                if let Some(g) = guide {
-                    ch = ch.guided(keys.clone(), Box::new(g));
-                }
-                let mut seq = 0u64;
-                let ctx = WorkCtx {
-                    session,
-                    pending,
-                    reused,
-                    cache: base_cache,
-                    level,
-                    deltas,
-                };
-                let report = move |w: Result<Work>, done_tx: &crossbeam_channel::Sender<Work>| {
-                    let w = w.unwrap_or_else(|e| {
-                        fail_ref(e);
-                        Work::Failed
-                    });
-                    let _ = done_tx.send(w);
-                };
-                // Chunks similar to stored ones wait for their bases off the rayon threads,
-                // which go on with other chunks: the bases are read on tokio, many at once,
-                // and each chunk whose bases arrived becomes a rayon task again.
-                let (need_tx, need_rx) = tokio::sync::mpsc::unbounded_channel::<NeedBases>();
-                rayon::in_place_scope(|rs| {
-                    std::thread::scope(|ts| {
-                        let done = done_tx.clone();
-                        ts.spawn(move || {
-                            ctx.read_bases(need_rx, |n, plains| {
-                                let done_tx = done.clone();
-                                rs.spawn(move |_| report(ctx.finish_delta(n, plains), &done_tx));
-                            })
-                        });
-                        loop {
-                            if failed_ref.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            match ch.next_chunk() {
-                                Ok(Some(Chunk { data: c, id: known })) => {
-                                    if hash_tx.send(c.clone()).is_err() || slot_tx.send(()).is_err() {
-                                        break;
-                                    }
-                                    let (done_tx, need_tx) = (done_tx.clone(), need_tx.clone());
-                                    rs.spawn(move |_| match ctx.work(seq, c, known) {
-                                        Ok(Step::Done(w)) => report(Ok(w), &done_tx),
-                                        Ok(Step::Bases(n)) => {
-                                            if let Err(e) = need_tx.send(n) {
-                                                report(ctx.finish_delta(e.0, Err(lost_reader())), &done_tx);
-                                            }
-                                        }
-                                        Err(e) => report(Err(e), &done_tx),
-                                    });
-                                    seq += 1;
-                                }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    fail_ref(
-                                        Error::new(
-                                            ErrorKind::Io,
-                                            format!("cannot read the source stream for `{path}`"),
-                                        )
-                                        .with_source(e),
-                                    );
-                                    break;
-                                }
-                            }
-                        }
-                        // read_bases ends once the chunk tasks have dropped their senders too.
-                        drop(need_tx);
-                    })
-                });
-                ch.confirmed()
-            });
-            // Stage 2: whole-stream SHA-256, in order.
-            let sha = s.spawn(move || {
-                let mut h = Sha256::new();
-                let mut n = 0u64;
-                for c in hash_rx {
-                    h.update(&c);
-                    n += c.len() as u64;
-                    progress.advance(c.len() as u64);
-                }
-                (hex::encode(h.finalize()), n)
-            });
-            // Stage 3 (this thread): pack new blobs, build the content list in stream order.
-            let r = self.collect(done_rx, slot_rx, &failed);
-            if r.is_err() {
-                failed.store(true, Ordering::SeqCst);
-            }
-            if let Ok(x) = sha.join() {
-                sha_out = Some(x.0);
-                bytes_read = x.1;
-            }
-            confirmed = reader.join().unwrap_or(0);
-            r
-        });
-        if let Some(e) = first_err.into_inner().ok().flatten() {
-            return Err(e);
-        }
-        let (content, chunks, mut counts) = collected?.ok_or_else(|| Error::general("snapshot pipeline stopped"))?;
-        counts.chunks_guided = confirmed;
-        if self.parent.contains_key(path) {
-            tracing::info!(
-                entry = path,
-                chunks,
-                confirmed = counts.chunks_guided,
-                "chunked along the parent snapshot"
-            );
-        }
-        let sha256 = sha_out.ok_or_else(|| Error::general("stream hashing failed"))?;
-        if self.streams_as_bases {
-            // A stream that filled several packs waits for its uploads, so that all of it but
-            // the pack being filled can be a base for the next streams.
-            let waiter = {
-                let sh = lock_or_fail(&self.shared, "snapshot state")?;
-                (sh.packer.packs_written - packs_before >= STREAM_END_PACKS as u64).then(|| sh.packer.waiter())
-            };
-            let waited = waiter.map(|w| w.wait()).is_some();
-            self.write_durable_segment(|packs| waited || packs.len() >= STREAM_END_PACKS)?;
-        }
-        let entry = Entry {
-            path: path.to_string(),
-            size: bytes_read,
-            sha256,
-            chunks,
-            content,
-        };
-        {
-            let mut sh = lock_or_fail(&self.shared, "snapshot state")?;
-            sh.summary.bytes_read += bytes_read;
-            sh.summary.chunks_total += chunks;
-        }
-        let mut entries = lock_or_fail(&self.entries, "snapshot state")?;
-        if entries.iter().any(|e| e.path == path) {
-            return Err(Error::usage(format!("the snapshot already has an entry `{path}`")));
-        }
-        entries.push(entry.clone());
-        Ok((entry, counts))
-    }
-
     /// May `entry` (of an earlier snapshot) be added as is with
     /// [`SnapshotWriter::add_existing`]? Only when every blob of it (content lists and their
     /// chunks) is usable as deduplication would reuse it (repo-format §10.1, a delta's bases
@@ -490,71 +284,6 @@ impl<'a> SnapshotWriter<'a> {
         if let Ok(mut e) = self.entries.lock() {
             e.retain(|x| !matches(&x.path));
         }
-    }
-
-    /// Receives finished chunks (each frees an in-flight slot), packs the new ones and builds
-    /// the content list in stream order. Returns `None` when a stage failed.
-    fn collect(
-        &self,
-        rx: Receiver<Work>,
-        slots: Receiver<()>,
-        failed: &AtomicBool,
-    ) -> Result<Option<(Vec<Id>, u64, StreamCounts)>> {
-        let mut counts = StreamCounts::default();
-        let mut reorder: BTreeMap<u64, (Id, u32)> = BTreeMap::new();
-        let mut next = 0u64;
-        let mut list: Vec<u8> = Vec::with_capacity(LIST_RECORDS * 36);
-        let mut content = Vec::new();
-        for w in rx {
-            let (seq, id, len) = match w {
-                Work::Failed => return Ok(None),
-                Work::Dup { seq, id, len } => (seq, id, len),
-                Work::New { seq, id, len, stored } => {
-                    let n = stored.sealed.len() as u64;
-                    let mut sh = lock_or_fail(&self.shared, "snapshot state")?;
-                    sh.summary.bytes_new += u64::from(len);
-                    sh.summary.chunks_new += 1;
-                    sh.summary.bytes_stored += n;
-                    if !stored.bases.is_empty() {
-                        sh.summary.chunks_delta += 1;
-                        sh.summary.bytes_delta_saved += stored.saved;
-                        counts.chunks_delta += 1;
-                    }
-                    if let Some(sk) = stored.sketch.filter(|sk| !sk.0.is_empty()) {
-                        sh.sketches.insert(id, sk);
-                    }
-                    sh.packer
-                        .add(id, BlobKind::Data, stored.encoding, len, stored.bases, &stored.sealed)?;
-                    counts.bytes_new += u64::from(len);
-                    counts.chunks_new += 1;
-                    counts.bytes_stored += n;
-                    (seq, id, len)
-                }
-            };
-            reorder.insert(seq, (id, len));
-            while let Some((id, len)) = reorder.remove(&next) {
-                // The chunk is collected: its slot goes back to the reader.
-                let _ = slots.try_recv();
-                list.extend_from_slice(&id.0);
-                list.extend_from_slice(&len.to_le_bytes());
-                next += 1;
-                if list.len() == LIST_RECORDS * 36 {
-                    content.push(self.store_blob(BlobKind::ContentList, &list)?);
-                    list.clear();
-                }
-            }
-            self.write_durable_segment(|packs| packs.iter().map(|p| p.blobs.len()).sum::<usize>() >= SEGMENT_BLOBS)?;
-        }
-        if failed.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        if !reorder.is_empty() {
-            return Err(Error::general("snapshot pipeline lost chunks"));
-        }
-        if !list.is_empty() {
-            content.push(self.store_blob(BlobKind::ContentList, &list)?);
-        }
-        Ok(Some((content, next, counts)))
     }
 
     /// Write an index segment naming the durable, not yet indexed packs when `enough` says

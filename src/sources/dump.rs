@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use super::names::entry_path;
 use super::process::{Failure, Process};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::{DatabaseInfo, DatabaseSource, FailedDatabase};
 use crate::progress::Progress;
 use crate::snapshot::SnapshotWriter;
@@ -101,9 +101,10 @@ pub fn dump_databases(
 ) -> Result<DatabaseSource> {
     if opts.directory && !engine.directory_format() {
         return Err(Error::usage(format!(
-            "--format directory is pg_dump's; {} dumps are streamed (use --all --jobs N to dump several databases at once)",
+            "the directory format is pg_dump's; {} dumps are streamed",
             engine.engine()
-        )));
+        ))
+        .with_hint(Hint::ParallelDumps));
     }
     let (dbs, via) = match &opts.selection {
         Selection::One(name) => (vec![engine.database(name)?], name.clone()),
@@ -300,19 +301,17 @@ impl TempDumpDir {
             .tempdir_in(&parent)
             .map_err(|e| {
                 Error::io(
-                    format!(
-                        "cannot create a temporary directory in {} (set --temp-dir to a writable directory)",
-                        parent.display()
-                    ),
+                    format!("cannot create a temporary directory in {}", parent.display()),
                     e,
                 )
+                .with_hint(Hint::TempDir)
             })?;
         let free = free_space(dir.path())?;
         if free < need {
             return Err(Error::new(
                 ErrorKind::Io,
                 format!(
-                    "{} has {} free but the dump needs about {}; point --temp-dir at a larger file system",
+                    "{} has {} free but the dump needs about {}",
                     parent.display(),
                     crate::util::human_bytes(free),
                     crate::util::human_bytes(need)

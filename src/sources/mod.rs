@@ -10,6 +10,7 @@ pub mod mysql_load;
 pub mod names;
 pub mod pg_backup;
 pub mod pgdata;
+mod pgdata_files;
 pub mod physical;
 pub mod postgres;
 pub mod postgres_load;

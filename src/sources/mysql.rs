@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use super::dump::DumpEngine;
 use super::names::my_literal;
 use super::process::{program_name, version_line, Failure, Process};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::DatabaseInfo;
 
 /// Schemas that belong to the server, never dumped as databases (accounts and grants in
@@ -178,11 +178,9 @@ pub fn classify(f: Failure, db: &str) -> Error {
     let text = f.tail.join("\n");
     let has = |s: &str| text.contains(s);
     if has("Access denied for user") && has("(using password:") {
-        return f.into_error(
-            ErrorKind::Permission,
-            "authentication failed: check the user (--user or the option files) and its password in \
-             MYSQL_PWD, ~/.my.cnf or the file given with --defaults-file, and the account's allowed hosts",
-        );
+        return f
+            .into_error(ErrorKind::Permission, "authentication failed")
+            .with_hint(Hint::MysqlCredentials);
     }
     if has("Access denied") || has("command denied") || has("privilege") {
         return f.into_error(
@@ -203,21 +201,21 @@ pub fn classify(f: Failure, db: &str) -> Error {
         || has("server has gone away")
         || has("Too many connections")
     {
-        return f.into_error(
-            ErrorKind::Unavailable,
-            "the server cannot be reached: check --host/--port (or the option files) and that it is running",
-        );
+        return f
+            .into_error(ErrorKind::Unavailable, "the server cannot be reached")
+            .with_hint(Hint::MysqlAddress);
     }
     if has("Errcode: 28") || has("No space left on device") || (has("The table") && has("is full")) {
         return f.into_error(ErrorKind::Io, "the disk is full");
     }
     if has("Can't find any matching row in the user table") {
-        return f.into_error(
-            ErrorKind::General,
-            "an account named by host name is ignored by a server running with skip-name-resolve, \
-             so its accounts cannot be dumped: drop that account (DROP USER 'name'@'host') or skip \
-             the accounts with --no-globals",
-        );
+        return f
+            .into_error(
+                ErrorKind::General,
+                "an account named by host name is ignored by a server running with skip-name-resolve, \
+             so its accounts cannot be dumped: drop that account (DROP USER 'name'@'host')",
+            )
+            .with_hint(Hint::SkipGlobals);
     }
     if has("max_allowed_packet") {
         return f.into_error(

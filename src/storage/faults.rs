@@ -1,6 +1,7 @@
-//! Test hooks of the storage layer, read from the environment and inert in normal use:
-//! killing the process before a chosen storage mutation, and damaging what was written.
-//! #25 part 5 moves them behind a test-only storage layer.
+//! Test hooks of the storage layer, read from the environment: killing the process before a
+//! chosen storage mutation, and damaging what was written. Compiled only with the
+//! `test-hooks` feature, which only the test suite turns on (Cargo.toml): a release build has
+//! none of them, whatever its environment says.
 
 /// Crash testing: with `DBBACKUP_TEST_KILL_AT_MUTATION=N`, the process kills itself with
 /// SIGKILL just before its N-th storage write or delete (counting from 1), so tests can stop

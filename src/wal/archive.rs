@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::catalog;
 use super::names::WalFile;
 use super::DEFAULT_SEG_SIZE;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::wal::{ArchiveInfo, WalEntry};
 use crate::format::{Id, ObjectKind, FORMAT_VERSION};
 use crate::repo::Repository;
@@ -353,17 +353,18 @@ fn choose(given: Option<&str>, clusters: &Clusters, records: &Records) -> Result
         (0, 0) => Ok(None),
         (0, 1) => Ok(named.first().map(|s| s.to_string())),
         (0, _) => Err(Error::usage(format!(
-            "the WAL archive's records name {} clusters ({}) and no archived file tells which is right; \
-             name it with --system-id",
+            "the WAL archive's records name {} clusters ({}) and no archived file tells which is right",
             named.len(),
             named.join(", ")
-        ))),
+        ))
+        .with_hint(Hint::SystemId)),
         _ => Err(Error::usage(format!(
-            "the archive holds WAL of {} clusters ({}); name the cluster this repository backs up with --system-id \
-             (SELECT system_identifier FROM pg_control_system() on it); the other clusters' files are removed from the catalog",
+            "the archive holds WAL of {} clusters ({}); once the cluster this repository backs up is named, \
+             the other clusters' files are removed from the catalog",
             clusters.len(),
             describe(clusters)
-        ))),
+        ))
+        .with_hint(Hint::SystemId)),
     }
 }
 

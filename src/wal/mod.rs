@@ -2,6 +2,7 @@
 //! chunk/pack path as snapshots and records it in the catalog; `wal fetch` restores it;
 //! the summary (`wal list`, `wal stats`) shows timelines, ranges and gaps.
 
+pub mod ahead;
 pub mod archive;
 pub mod catalog;
 pub mod fetch;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::catalog;
 use super::names::{parse_history, Lsn, WalFile};
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::format::snapshot::{Manifest, PhysicalSource, Source};
 use crate::format::Id;
 use crate::progress::NoProgress;
@@ -80,9 +80,7 @@ pub fn physical_snapshots(repo: &Repository) -> Result<Vec<(Id, Manifest, Physic
 pub fn choose_base(repo: &Repository, target: &RecoveryTarget) -> Result<(Id, Manifest, PhysicalSource)> {
     let all = physical_snapshots(repo)?;
     if all.is_empty() {
-        return Err(Error::not_found(
-            "the repository has no physical snapshots; take one with `dbbackup snapshot --physical`",
-        ));
+        return Err(Error::not_found("the repository has no physical snapshots").with_hint(Hint::TakePhysicalSnapshot));
     }
     let pick = all.into_iter().rev().find(|(_, _, p)| match target {
         RecoveryTarget::Time(t) => p.finished < *t,

@@ -4,6 +4,8 @@
 //! a bucket rule keeps the first snapshot of every bucket value while its count lasts, and the
 //! oldest snapshot when the count is not used up; a snapshot is kept when any rule keeps it.
 
+pub mod forget;
+
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -158,7 +160,7 @@ pub fn apply(policy: &Policy, snaps: &[Candidate], tz: &TimeZone) -> Result<Vec<
                 .time
                 .to_zoned(tz.clone())
                 .checked_sub(*span)
-                .map_err(|e| Error::usage(format!("--keep-within {span}: {e}")))?
+                .map_err(|e| Error::usage(format!("span of the `within` rule {span}: {e}")))?
                 .timestamp(),
         ),
         None => None,
