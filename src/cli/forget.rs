@@ -5,7 +5,7 @@
 use dbbackup::repo::lock;
 use dbbackup::retention::forget::{forget, ForgetRequest, PolicyRequest, Selection};
 use dbbackup::retention::{Count, GroupBy, GroupPlan, Policy, Rule};
-use dbbackup::{Error, Hint};
+use dbbackup::Error;
 use jiff::tz::TimeZone;
 
 use super::{output, Ctx};
@@ -93,19 +93,22 @@ impl KeepArgs {
     /// The forget these flags ask for, checked before the repository is opened: `None`
     /// when they name no rule (prune then forgets nothing).
     pub fn request(&self, dry_run: bool) -> dbbackup::Result<Option<ForgetRequest>> {
-        let policy = self.policy();
-        if policy.is_empty() {
+        if self.policy().is_empty() {
             return Ok(None);
         }
-        let selection = Selection::Policy(PolicyRequest {
-            policy,
+        ForgetRequest::new(self.selection()?, dry_run).map(Some)
+    }
+
+    /// The snapshots the rules select (the library refuses an empty policy).
+    fn selection(&self) -> dbbackup::Result<Selection> {
+        Ok(Selection::Policy(PolicyRequest {
+            policy: self.policy(),
             group_by: self.group_by,
             time_zone: self.zone()?,
             name: self.name.clone(),
             host: self.host.clone(),
             allow_remove_all: self.allow_remove_all,
-        });
-        ForgetRequest::new(selection, dry_run).map(Some)
+        }))
     }
 }
 
@@ -151,9 +154,7 @@ impl Args {
     /// What to forget: the ids given, or what the rules do not keep.
     fn request(&self) -> dbbackup::Result<ForgetRequest> {
         if self.ids.is_empty() {
-            return self.keep.request(self.dry_run)?.ok_or_else(|| {
-                Error::usage("no retention rule given; nothing would be kept").with_hint(Hint::KeepRules)
-            });
+            return ForgetRequest::new(self.keep.selection()?, self.dry_run);
         }
         if !self.keep.policy().is_empty() {
             return Err(Error::usage("give snapshot ids or --keep-* rules, not both"));

@@ -13,8 +13,9 @@ use crate::format::pack::BlobEntry;
 use crate::format::Id;
 use crate::storage::pack_path;
 
-/// Bytes of a pack that are neither blobs nor entries (header framing and trailer).
-pub(super) const PACK_OVERHEAD: u64 = 52;
+/// Bytes of a pack that are neither blobs nor entries (repo-format §6): the sealed header's
+/// nonce and tag, its entry count (u32), and the trailer.
+pub(super) const PACK_OVERHEAD: u64 = (crate::crypto::OVERHEAD + 4 + crate::format::pack::TRAILER_LEN) as u64;
 
 /// Per-pack tally from the index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -231,6 +232,20 @@ mod tests {
             };
         }
         ix
+    }
+
+    #[test]
+    fn a_pack_is_its_blobs_its_entries_and_the_overhead() {
+        let keys = crate::crypto::MasterKey::from_bytes([7; 32]).derive();
+        let entries = [entry(1, 0, 100), entry(2, 100, 30)];
+        let mut pack = vec![0u8; 130];
+        crate::format::pack::finish_pack(&keys, &mut pack, &entries).unwrap();
+        let used = entries
+            .iter()
+            .map(|e| u64::from(e.length) + e.encoded_len() as u64)
+            .sum::<u64>();
+        assert_eq!(pack.len() as u64, used + PACK_OVERHEAD);
+        assert_eq!(entries_bytes(&entries), pack.len() as u64);
     }
 
     #[test]
