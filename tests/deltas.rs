@@ -541,6 +541,9 @@ fn chunks_whose_boundaries_moved_are_deltas_against_every_chunk_they_span() {
         cuts.push(at);
     }
     cuts.pop();
+    // The chunker key is random per repository: the last chunk may be shorter than the 2000
+    // bytes cut after its start (CI once saw a cut 285 bytes before the end).
+    cuts.retain(|c| c + 2000 <= day0.len());
     assert!(cuts.len() >= 8, "{} chunks", cuts.len() + 1);
     let mut day1 = Vec::new();
     let mut from = 0;
