@@ -90,6 +90,24 @@ pub enum Hint {
     SkipGlobals,
     /// A lock that may be a live holder's: removable by hand once no process runs.
     RemoveAllLocks,
+    /// A stored object failed verification: read everything to see what the damage reaches.
+    ReadData,
+    /// PostgreSQL refused the credentials: check the user, its password and pg_hba.conf.
+    PgCredentials,
+    /// The PostgreSQL server cannot be reached: check its address.
+    PgAddress,
+    /// The data directory to restore into is not empty: choose another, or write over it.
+    PgdataNotEmpty,
+    /// The snapshot is not a database dump: write it out and load it by hand.
+    LoadByHand,
+    /// The snapshot holds several databases: choose one, or load them all.
+    ChooseDatabase,
+    /// The database to load into does not exist: create it.
+    CreateDatabase,
+    /// The database to load into holds objects: load into a new one, or into this one anyway.
+    LoadIntoNonEmpty,
+    /// Leaving ownership out is PostgreSQL's; MySQL/MariaDB dumps keep their definers.
+    NoOwnerIsPostgres,
 }
 
 impl fmt::Display for Error {
@@ -164,10 +182,7 @@ impl Error {
 
     /// Stored object `object` failed verification.
     pub fn corrupt(object: impl fmt::Display, what: impl fmt::Display) -> Self {
-        Error::new(
-            ErrorKind::Corrupt,
-            format!("corrupt object {object}: {what}; run `dbbackup check --read-data` to see what it affects"),
-        )
+        Error::new(ErrorKind::Corrupt, format!("corrupt object {object}: {what}")).with_hint(Hint::ReadData)
     }
 
     /// Shorthand constructors for each kind.

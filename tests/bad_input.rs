@@ -215,9 +215,48 @@ fn hints_name_the_flags_and_requests_are_checked_before_the_repository_is_opened
         stderr(&o)
     );
 
+    // A damaged object: the error says what, the hint says how to see what it reaches.
+    let mut packs = vec![repo.join("data")];
+    while packs.last().unwrap().is_dir() {
+        let dir = packs.pop().unwrap();
+        packs.extend(std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()));
+    }
+    let file = packs.pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    let out = h.join("out");
+    let o = run(h, &["-r", r, "restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("corrupt object") && !err.contains("; run `dbbackup"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l == "dbbackup: hint: run `dbbackup check --read-data` to see what it affects"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
     let missing = h.join("no-such-repo");
     let m = missing.to_str().unwrap();
+    let pgdata = h.join("pgdata");
+    let pgdata = pgdata.to_str().unwrap();
     for args in [
+        vec![
+            "-r",
+            m,
+            "restore",
+            "--pgdata",
+            pgdata,
+            "--pitr",
+            "--target-time",
+            "yesterday",
+        ],
+        vec!["-r", m, "restore", "latest", "--target", "x", "--jobs", "0"],
+        vec!["-r", m, "snapshot", "--stdin"],
         vec!["-r", m, "forget"],
         vec!["-r", m, "forget", "latest"],
         vec!["-r", m, "forget", "abcd", "--keep-last", "1"],
@@ -228,6 +267,22 @@ fn hints_name_the_flags_and_requests_are_checked_before_the_repository_is_opened
         let o = run(h, &args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
     }
+    // A MySQL option file that is not there is found before the repository is opened.
+    let o = run(
+        h,
+        &[
+            "-r",
+            m,
+            "snapshot",
+            "db",
+            "--engine",
+            "mysql",
+            "--defaults-file",
+            "/no/such/file.cnf",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(!missing.exists());
     let o = run(h, &["-r", m, "forget"]);
     assert!(
         stderr(&o).contains("hint: give at least one of --keep-last"),

@@ -1,7 +1,8 @@
 //! The layering rules of the library (`../shared/architecture.md`), read off the sources:
 //! each top-level room (module) of `src/` has a layer, and a room may use rooms of its own
 //! layer or below, never above; nothing below the CLI prints; every file opens with `//!`;
-//! no file grows past 500 lines. What breaks a rule today is listed below as known debt (#25
+//! no file grows past 500 lines and no function past 80 (unless its doc comment gives the
+//! reason, as a line starting `/// Long:`). What breaks a rule today is listed below as known debt (#25
 //! pays it): the test fails on anything new, and also when a listed debt is gone, so that
 //! the list only shrinks.
 
@@ -239,4 +240,86 @@ fn every_file_says_what_it_is_for_and_none_grows_long() {
         long,
         KNOWN_LONG.iter().map(|(f, _)| f.to_string()).collect(),
     );
+}
+
+/// Functions longer than this many lines (signature to closing brace) need a `/// Long:` line
+/// in their doc comment saying why they are not split.
+const LONG_FN: usize = 80;
+
+/// Each function in `text` (production code only) longer than [`LONG_FN`] lines whose doc
+/// comment gives no reason: its name, line and length. Functions are found by indentation,
+/// as `rustfmt` lays them out: a `fn` line, the first line ending in `{`, and the first line
+/// after it that is the closing brace at the `fn` line's indentation.
+fn long_functions(text: &str) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = production(text).lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let indent = line.len() - t.len();
+        let words: Vec<&str> = t.split_whitespace().collect();
+        let Some(at) = words.iter().position(|w| *w == "fn") else {
+            continue;
+        };
+        if !words[..at]
+            .iter()
+            .all(|w| w.starts_with("pub") || ["async", "const", "unsafe", "extern"].contains(w))
+        {
+            continue;
+        }
+        let Some(open) = (i..lines.len()).find(|&j| {
+            let l = lines[j].trim_end();
+            l.ends_with('{') || l.ends_with(';') || l.ends_with('}')
+        }) else {
+            continue;
+        };
+        if !lines[open].trim_end().ends_with('{') {
+            continue;
+        }
+        let close = (open + 1..lines.len())
+            .find(|&k| lines[k].trim_end() == format!("{}}}", " ".repeat(indent)))
+            .unwrap_or(lines.len());
+        let len = close - i + 1;
+        let reasoned = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| l.trim_start().starts_with("///") || l.trim_start().starts_with("#["))
+            .any(|l| l.trim_start().starts_with("/// Long:"));
+        if len > LONG_FN && !reasoned {
+            let name = words
+                .get(at + 1)
+                .map_or("?", |w| w.split(['(', '<']).next().unwrap_or(w));
+            out.push((name.to_string(), i + 1, len));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_grows_long_without_a_reason() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut found = Vec::new();
+    for p in files {
+        let rel = p.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        for (name, line, len) in long_functions(&std::fs::read_to_string(&p).unwrap()) {
+            found.push(format!("{rel}:{line} fn {name}: {len} lines"));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "functions over {LONG_FN} lines: split them, or say why not in a `/// Long:` doc line:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn long_functions_are_found() {
+    let body = "    let x = 1;\n".repeat(LONG_FN);
+    let long = format!("/// Does a lot.\npub(crate) fn big(a: u8) -> u8 {{\n{body}    x\n}}\n");
+    assert_eq!(long_functions(&long), vec![("big".to_string(), 2, LONG_FN + 3)]);
+    let reasoned = format!("/// Does a lot.\n/// Long: one table.\nfn big() {{\n{body}}}\n");
+    assert!(long_functions(&reasoned).is_empty());
+    let short = "impl A {\n    fn f(&self) {}\n    fn g(&self) -> u8 {\n        1\n    }\n}\n";
+    assert!(long_functions(short).is_empty());
 }

@@ -30,6 +30,20 @@ pub fn say(hint: Hint) -> &'static str {
         Hint::MysqlAddress => "check --host/--port (or the option files) and that the server is running",
         Hint::SkipGlobals => "or skip the accounts with --no-globals",
         Hint::RemoveAllLocks => "once no dbbackup process is running, `dbbackup unlock --remove-all` removes it",
+        Hint::ReadData => "run `dbbackup check --read-data` to see what it affects",
+        Hint::PgCredentials => {
+            "check the user (--user, PGUSER) and its password in PGPASSWORD, ~/.pgpass (PGPASSFILE) or the \
+             service file, and the server's pg_hba.conf"
+        }
+        Hint::PgAddress => "check --host/--port (PGHOST/PGPORT) and that the server is running",
+        Hint::PgdataNotEmpty => "restore into an empty directory, or pass --force to write over it",
+        Hint::LoadByHand => "restore it with --target and load it by hand",
+        Hint::ChooseDatabase => "choose one with --database, or restore them all with --all",
+        Hint::CreateDatabase => "add --create to create it",
+        Hint::LoadIntoNonEmpty => {
+            "restore into a new database (--create), or pass --force (with --clean to drop the dumped objects first)"
+        }
+        Hint::NoOwnerIsPostgres => "--no-owner applies to PostgreSQL; leave it out",
     }
 }
 

@@ -2,7 +2,8 @@
 //! consistent again. Each takes an exclusive lock (nothing else runs meanwhile) and prints
 //! what it changed.
 
-use dbbackup::repair::index::IndexRepairOptions;
+use dbbackup::repair::index::{IndexRepair, IndexRepairOptions};
+use dbbackup::repair::snapshots::SnapshotRepair;
 use dbbackup::repair::{repair_index, repair_snapshots};
 use dbbackup::repo::lock;
 use dbbackup::repo::session::Session;
@@ -56,40 +57,7 @@ pub fn run(ctx: &Ctx, cmd: RepairCmd) -> anyhow::Result<()> {
             if ctx.g.json {
                 return output::json(&r);
             }
-            let verb = if r.dry_run { "would index" } else { "indexed" };
-            println!(
-                "read {} index segments ({} damaged); {} packs in storage: {} from segments, {} from their headers",
-                r.segments_read,
-                r.segments_damaged.len(),
-                r.packs,
-                r.packs_from_segments,
-                r.packs_from_headers
-            );
-            for p in &r.packs_unreadable {
-                println!("pack data/{p}: header cannot be read; left unindexed (see `dbbackup check --read-data`)");
-            }
-            for p in &r.packs_missing {
-                println!("pack data/{p}: named by the index but missing from storage; its chunks are dropped");
-            }
-            if r.dangling_deltas_dropped > 0 {
-                println!(
-                    "{} deltas whose bases are gone left out of the index",
-                    r.dangling_deltas_dropped
-                );
-            }
-            if !r.plans_damaged.is_empty() {
-                println!("{} damaged deletion plans removed", r.plans_damaged.len());
-            }
-            println!(
-                "{verb} {} chunks{}",
-                r.chunks,
-                if r.dry_run {
-                    String::new()
-                } else {
-                    format!(" in {} new index segments", r.segments_written)
-                }
-            );
-            println!("next: `dbbackup check`; `dbbackup repair snapshots` if it names snapshots that lost chunks");
+            print_index(&r);
         }
         RepairCmd::Snapshots(o) => {
             let index = ctx.index(&repo)?;
@@ -98,44 +66,7 @@ pub fn run(ctx: &Ctx, cmd: RepairCmd) -> anyhow::Result<()> {
             if ctx.g.json {
                 return output::json(&r);
             }
-            let (rewrite, forget) = if r.dry_run {
-                ("would write again", "would forget")
-            } else {
-                ("written again as", "forgot")
-            };
-            for s in &r.rewritten {
-                let new = s.replaced_by.map(|i| format!(" {}", i.short())).unwrap_or_default();
-                println!("snapshot {} ({}): {rewrite}{new} without:", s.id.short(), s.name);
-                for l in &s.lost {
-                    println!("  {}: {}", l.path, l.error);
-                }
-            }
-            for s in &r.forgotten {
-                println!(
-                    "snapshot {} ({}): {forget}, nothing restorable left:",
-                    s.id.short(),
-                    s.name
-                );
-                for l in &s.lost {
-                    println!("  {}: {}", l.path, l.error);
-                }
-            }
-            for w in &r.wal_files_removed {
-                println!("WAL file {}: removed from the archive: {}", w.path, w.error);
-            }
-            for (id, e) in &r.unreadable {
-                println!("snapshot {}: manifest unreadable, left alone ({e})", id.short());
-            }
-            println!(
-                "{} snapshots: {} intact, {} repaired, {} forgotten",
-                r.snapshots,
-                r.intact,
-                r.rewritten.len(),
-                r.forgotten.len()
-            );
-            if !r.dry_run && (!r.rewritten.is_empty() || !r.forgotten.is_empty() || !r.wal_files_removed.is_empty()) {
-                println!("next: `dbbackup prune` frees what nothing needs any more");
-            }
+            print_snapshots(&r);
         }
         RepairCmd::WalArchive(o) => {
             let system_id = o.system_id.map(|s| s.to_string());
@@ -147,6 +78,86 @@ pub fn run(ctx: &Ctx, cmd: RepairCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The lines saying what `repair index` did.
+fn print_index(r: &IndexRepair) {
+    let verb = if r.dry_run { "would index" } else { "indexed" };
+    println!(
+        "read {} index segments ({} damaged); {} packs in storage: {} from segments, {} from their headers",
+        r.segments_read,
+        r.segments_damaged.len(),
+        r.packs,
+        r.packs_from_segments,
+        r.packs_from_headers
+    );
+    for p in &r.packs_unreadable {
+        println!("pack data/{p}: header cannot be read; left unindexed (see `dbbackup check --read-data`)");
+    }
+    for p in &r.packs_missing {
+        println!("pack data/{p}: named by the index but missing from storage; its chunks are dropped");
+    }
+    if r.dangling_deltas_dropped > 0 {
+        println!(
+            "{} deltas whose bases are gone left out of the index",
+            r.dangling_deltas_dropped
+        );
+    }
+    if !r.plans_damaged.is_empty() {
+        println!("{} damaged deletion plans removed", r.plans_damaged.len());
+    }
+    println!(
+        "{verb} {} chunks{}",
+        r.chunks,
+        if r.dry_run {
+            String::new()
+        } else {
+            format!(" in {} new index segments", r.segments_written)
+        }
+    );
+    println!("next: `dbbackup check`; `dbbackup repair snapshots` if it names snapshots that lost chunks");
+}
+
+/// The lines saying what `repair snapshots` did.
+fn print_snapshots(r: &SnapshotRepair) {
+    let (rewrite, forget) = if r.dry_run {
+        ("would write again", "would forget")
+    } else {
+        ("written again as", "forgot")
+    };
+    for s in &r.rewritten {
+        let new = s.replaced_by.map(|i| format!(" {}", i.short())).unwrap_or_default();
+        println!("snapshot {} ({}): {rewrite}{new} without:", s.id.short(), s.name);
+        for l in &s.lost {
+            println!("  {}: {}", l.path, l.error);
+        }
+    }
+    for s in &r.forgotten {
+        println!(
+            "snapshot {} ({}): {forget}, nothing restorable left:",
+            s.id.short(),
+            s.name
+        );
+        for l in &s.lost {
+            println!("  {}: {}", l.path, l.error);
+        }
+    }
+    for w in &r.wal_files_removed {
+        println!("WAL file {}: removed from the archive: {}", w.path, w.error);
+    }
+    for (id, e) in &r.unreadable {
+        println!("snapshot {}: manifest unreadable, left alone ({e})", id.short());
+    }
+    println!(
+        "{} snapshots: {} intact, {} repaired, {} forgotten",
+        r.snapshots,
+        r.intact,
+        r.rewritten.len(),
+        r.forgotten.len()
+    );
+    if !r.dry_run && (!r.rewritten.is_empty() || !r.forgotten.is_empty() || !r.wal_files_removed.is_empty()) {
+        println!("next: `dbbackup prune` frees what nothing needs any more");
+    }
 }
 
 fn print_wal_archive(r: &ArchiveRepair) {

@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use dbbackup::format::snapshot::Manifest;
+use dbbackup::format::Id;
+use dbbackup::repo::session::Session;
 use dbbackup::restore::{restore_snapshot, Target};
 use dbbackup::sources::load::{database_source, pick, LoadOptions, Loader};
 use dbbackup::util::human_bytes;
@@ -76,78 +79,90 @@ pub struct Args {
 
 /// Run `restore`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
+    // Checked before the repository is opened.
     if a.jobs == 0 {
         return Err(Error::usage("--jobs must be at least 1").into());
     }
+    let goal = super::restore_pg::target(&a.pg)?;
     let repo = ctx.open()?;
     // A shared lock keeps prune from sweeping packs out from under this restore.
     let index = ctx.index(&repo)?;
     let session = ctx.read_session(&repo, &index, dbbackup::repo::lock::Operation::Restore, &a.lock)?;
     if let Some(dir) = &a.pgdata {
-        return super::restore_pg::run(ctx, &session, a.snapshot.as_deref(), dir, a.force, &a.pg);
+        return super::restore_pg::run(ctx, &session, a.snapshot.as_deref(), dir, a.force, &a.pg, goal);
     }
     let spec = a.snapshot.as_deref().unwrap_or("latest");
     let (id, m) = repo.find_snapshot(spec, a.name.as_deref())?;
     dbbackup::preflight::ensure_readable(&session, &m.entries)?;
+    match &a.target {
+        Some(t) => write_out(ctx, &session, &id, &m, t, a.overwrite),
+        None => load(ctx, &session, &id, &m, &a),
+    }
+}
+
+/// Load the snapshot's databases into a running server (`--to-database`, `--all`).
+fn load(ctx: &Ctx, session: &Session<'_>, id: &Id, m: &Manifest, a: &Args) -> anyhow::Result<()> {
     let bar = ctx.progress();
-    let Some(t) = &a.target else {
-        let src = database_source(&m)?;
-        let db = a.conn.for_restore(&src.engine)?;
-        let opts = LoadOptions {
-            jobs: a.jobs,
-            create: a.create || a.all,
-            clean: a.clean,
-            force: a.force,
-            no_owner: a.no_owner,
-            temp_dir: a.temp_dir.clone(),
-        };
-        let loader = Loader {
-            session: &session,
-            m: &m,
-            engine: db.load(),
-            progress: &bar,
-        };
-        loader.check(&opts)?;
-        let mut loaded = Vec::new();
-        let globals = if (a.all && !a.no_globals) || a.with_globals {
-            loader.globals()?
-        } else {
-            false
-        };
-        let targets: Vec<_> = match &a.to_database {
-            Some(to) => vec![(pick(src, a.database.as_deref())?, to.clone())],
-            None => src.databases.iter().map(|d| (d, d.name.clone())).collect(),
-        };
-        for (db, to) in targets {
-            loader.database(db, &to, &opts)?;
-            loaded.push(serde_json::json!({ "database": db.name, "into": to }));
-            if !ctx.g.json {
-                println!(
-                    "restored database `{}` into `{to}` from snapshot {}, every chunk verified",
-                    db.name,
-                    id.short()
-                );
-            }
-        }
-        if ctx.g.json {
-            return output::json(&serde_json::json!({ "snapshot": id, "globals": globals, "databases": loaded }));
-        }
-        if globals {
-            let what = if src.engine == "postgresql" {
-                "roles, tablespaces"
-            } else {
-                "accounts, roles, grants"
-            };
-            println!("restored the globals ({what})");
-        }
-        return Ok(());
+    let src = database_source(m)?;
+    let db = a.conn.for_restore(&src.engine)?;
+    let opts = LoadOptions {
+        jobs: a.jobs,
+        create: a.create || a.all,
+        clean: a.clean,
+        force: a.force,
+        no_owner: a.no_owner,
+        temp_dir: a.temp_dir.clone(),
     };
+    let loader = Loader {
+        session,
+        m,
+        engine: db.load(),
+        progress: &bar,
+    };
+    loader.check(&opts)?;
+    let mut loaded = Vec::new();
+    let globals = if (a.all && !a.no_globals) || a.with_globals {
+        loader.globals()?
+    } else {
+        false
+    };
+    let targets: Vec<_> = match &a.to_database {
+        Some(to) => vec![(pick(src, a.database.as_deref())?, to.clone())],
+        None => src.databases.iter().map(|d| (d, d.name.clone())).collect(),
+    };
+    for (db, to) in targets {
+        loader.database(db, &to, &opts)?;
+        loaded.push(serde_json::json!({ "database": db.name, "into": to }));
+        if !ctx.g.json {
+            println!(
+                "restored database `{}` into `{to}` from snapshot {}, every chunk verified",
+                db.name,
+                id.short()
+            );
+        }
+    }
+    if ctx.g.json {
+        return output::json(&serde_json::json!({ "snapshot": id, "globals": globals, "databases": loaded }));
+    }
+    if globals {
+        let what = if src.engine == "postgresql" {
+            "roles, tablespaces"
+        } else {
+            "accounts, roles, grants"
+        };
+        println!("restored the globals ({what})");
+    }
+    Ok(())
+}
+
+/// Write the snapshot's entries to `--target` (a file, a directory, or `-`).
+fn write_out(ctx: &Ctx, session: &Session<'_>, id: &Id, m: &Manifest, t: &str, overwrite: bool) -> anyhow::Result<()> {
     let target = if t == "-" {
         Target::Stdout
     } else {
         Target::Path(PathBuf::from(t))
     };
-    let done = restore_snapshot(&session, &m, &target, a.overwrite, &bar)?;
+    let done = restore_snapshot(session, m, &target, overwrite, &ctx.progress())?;
     if matches!(target, Target::Stdout) {
         return Ok(());
     }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use dbbackup::format::snapshot::Source;
+use dbbackup::format::snapshot::{PhysicalSource, Source};
 use dbbackup::repo::session::Session;
 use dbbackup::sources::physical::{prepare_pgdata, restore_pgdata};
 use dbbackup::util::human_bytes;
@@ -79,7 +79,8 @@ fn restore_command(ctx: &Ctx) -> anyhow::Result<(String, Option<&'static str>)> 
     Ok((cmd.join(" "), note))
 }
 
-fn target(a: &PgArgs) -> anyhow::Result<RecoveryTarget> {
+/// The recovery target the arguments name (checked before the repository is opened).
+pub fn target(a: &PgArgs) -> anyhow::Result<RecoveryTarget> {
     Ok(if let Some(t) = &a.target_time {
         RecoveryTarget::Time(super::snapshot::parse_time(t)?)
     } else if let Some(l) = &a.target_lsn {
@@ -99,9 +100,9 @@ pub fn run(
     dir: &Path,
     force: bool,
     a: &PgArgs,
+    goal: RecoveryTarget,
 ) -> anyhow::Result<()> {
     let repo = session.repo();
-    let goal = target(a)?;
     let (id, m) = match snapshot {
         Some(s) => repo.find_snapshot(s, None)?,
         None => {
@@ -159,6 +160,12 @@ pub fn run(
             "recovery_timeline": newest_tli,
         }));
     }
+    print_restored(&id, p, n, dir, a.pitr.then_some(&goal));
+    Ok(())
+}
+
+/// The lines saying what was restored and how the server will start.
+fn print_restored(id: &dbbackup::format::Id, p: &PhysicalSource, n: u64, dir: &Path, goal: Option<&RecoveryTarget>) {
     println!(
         "restored physical snapshot {} ({}, taken {}) into {}, every chunk verified",
         id.short(),
@@ -166,11 +173,11 @@ pub fn run(
         p.finished,
         dir.display()
     );
-    if a.pitr {
+    if let Some(goal) = goal {
         println!(
             "recovery is set up (restore_command, recovery.signal): start PostgreSQL on {} and it replays the archive {}",
             dir.display(),
-            match &goal {
+            match goal {
                 RecoveryTarget::Latest => "to its end".to_string(),
                 RecoveryTarget::Time(t) => format!("up to {t}"),
                 RecoveryTarget::Lsn(l) => format!("up to LSN {l}"),
@@ -180,5 +187,4 @@ pub fn run(
     } else {
         println!("start PostgreSQL on it: it recovers to the end of the backup from the WAL the snapshot holds");
     }
-    Ok(())
 }

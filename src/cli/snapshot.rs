@@ -1,15 +1,18 @@
 //! `dbbackup snapshot DBNAME | --all | --stdin | --from-command CMD`: back up databases
 //! through their own dump tools, or any stream.
 
+use std::path::PathBuf;
+
 use dbbackup::format::snapshot::Source;
 use dbbackup::progress::Progress;
 use dbbackup::repo::lock;
 use dbbackup::snapshot::{SnapshotOptions, SnapshotWriter};
 use dbbackup::sources::dump::{dump_databases, DumpOptions, Selection};
+use dbbackup::sources::postgres::PgConn;
 use dbbackup::util::human_bytes;
 use dbbackup::Error;
 
-use super::db::ConnArgs;
+use super::db::{ConnArgs, Db};
 use super::{output, Ctx};
 
 /// `--mode` of a physical snapshot.
@@ -149,7 +152,7 @@ fn snapshot_time(given: Option<&str>, allow_future: bool) -> dbbackup::Result<Op
 /// there is none yet).
 fn files_backup(
     w: &SnapshotWriter,
-    conn: &dbbackup::sources::postgres::PgConn,
+    conn: &PgConn,
     name: &str,
     mode: PhysicalMode,
     pgdata: &std::path::Path,
@@ -175,113 +178,179 @@ fn files_backup(
     Ok(p)
 }
 
-/// Run `snapshot`.
-pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
-    let time = snapshot_time(a.time.as_deref(), a.allow_future)?;
-    if a.stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        return Err(Error::usage(
-            "--stdin is a terminal; pipe the data in (e.g. `pg_dump -Fc -Z0 db | dbbackup snapshot --stdin --name db`)",
-        )
-        .into());
-    }
-    let db_mode = a.database.is_some() || a.all;
-    if a.jobs == 0 {
-        return Err(Error::usage("--jobs must be at least 1").into());
-    }
-    if a.mode.is_some() && !a.physical {
-        return Err(Error::usage("--mode and --pgdata apply to --physical snapshots").into());
-    }
-    if a.physical && a.conn.engine.is_some_and(|e| e != super::db::Engine::Postgres) {
-        return Err(Error::usage("--physical backs up PostgreSQL clusters").into());
-    }
-    if !db_mode && (a.format != Format::Custom || a.continue_on_error || a.no_globals) {
-        return Err(Error::usage("--format, --continue-on-error and --no-globals apply to database snapshots").into());
-    }
-    let name = match (&a.name, &a.database) {
+/// The source name a snapshot is filed under: `--name`, else the database's, `all` or
+/// `cluster`; a stream must be named.
+fn source_name(a: &Args) -> dbbackup::Result<String> {
+    Ok(match (&a.name, &a.database) {
         (Some(n), _) => n.clone(),
         (None, Some(db)) => db.clone(),
         (None, None) if a.all => "all".to_string(),
         (None, None) if a.physical => "cluster".to_string(),
-        (None, None) => return Err(Error::usage("--name is required with --stdin and --from-command").into()),
-    };
+        (None, None) => return Err(Error::usage("--name is required with --stdin and --from-command")),
+    })
+}
+
+/// What `snapshot` reads.
+enum What {
+    /// A physical base backup: pg_basebackup, or file by file (`--mode`, `--pgdata`).
+    Physical {
+        conn: PgConn,
+        files: Option<(PhysicalMode, PathBuf)>,
+    },
+    /// Databases dumped with their engine's tool.
+    Databases { db: Db, opts: DumpOptions },
+    /// A command's standard output.
+    Command(String),
+    /// Standard input.
+    Stdin,
+}
+
+/// A `snapshot` request, checked before the repository is opened.
+struct Request {
+    what: What,
+    opts: SnapshotOptions,
+    /// The streams of `--all` serve as delta bases for each other.
+    streams_as_bases: bool,
+}
+
+impl Request {
+    /// Check the arguments and say what to read.
+    fn new(a: Args) -> dbbackup::Result<Request> {
+        let time = snapshot_time(a.time.as_deref(), a.allow_future)?;
+        if a.stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(Error::usage(
+                "--stdin is a terminal; pipe the data in (e.g. `pg_dump -Fc -Z0 db | dbbackup snapshot --stdin --name db`)",
+            ));
+        }
+        let db_mode = a.database.is_some() || a.all;
+        if a.jobs == 0 {
+            return Err(Error::usage("--jobs must be at least 1"));
+        }
+        if a.mode.is_some() && !a.physical {
+            return Err(Error::usage("--mode and --pgdata apply to --physical snapshots"));
+        }
+        if a.physical && a.conn.engine.is_some_and(|e| e != super::db::Engine::Postgres) {
+            return Err(Error::usage("--physical backs up PostgreSQL clusters"));
+        }
+        if !db_mode && (a.format != Format::Custom || a.continue_on_error || a.no_globals) {
+            return Err(Error::usage(
+                "--format, --continue-on-error and --no-globals apply to database snapshots",
+            ));
+        }
+        let name = source_name(&a)?;
+        // The databases of a cluster often resemble each other (copies, tenants).
+        let streams_as_bases = a.all && a.format != Format::Directory;
+        let what = if a.physical {
+            let conn = PgConn {
+                host: a.conn.host.clone(),
+                port: a.conn.port,
+                user: a.conn.user.clone(),
+                bin_dir: a.conn.bin_dir.clone(),
+            };
+            What::Physical {
+                conn,
+                files: a.mode.zip(a.pgdata),
+            }
+        } else if db_mode {
+            let opts = DumpOptions {
+                selection: match &a.database {
+                    Some(db) => Selection::One(db.clone()),
+                    None => Selection::All,
+                },
+                jobs: a.jobs,
+                directory: a.format == Format::Directory,
+                temp_dir: a.temp_dir,
+                continue_on_error: a.continue_on_error,
+                globals: !a.no_globals,
+                host: a.conn.host.clone(),
+                port: a.conn.port,
+                user: a.conn.user.clone(),
+            };
+            What::Databases {
+                db: a.conn.for_snapshot()?,
+                opts,
+            }
+        } else if let Some(cmd) = a.from_command {
+            What::Command(cmd)
+        } else {
+            What::Stdin
+        };
+        let opts = SnapshotOptions {
+            name,
+            tags: a.tags,
+            compression_level: a.compression_level,
+            time,
+            hostname: a.hostname,
+            verify: !a.no_verify,
+            deltas: !a.no_deltas,
+        };
+        Ok(Request {
+            what,
+            opts,
+            streams_as_bases,
+        })
+    }
+}
+
+/// Read what `what` names into `w`; returns the source to record.
+fn read(w: &SnapshotWriter, what: What, name: &str, bar: &output::Bar) -> anyhow::Result<Source> {
+    Ok(match what {
+        What::Physical { conn, files } => {
+            bar.start("base backup", None);
+            let mut p = match files {
+                Some((mode, dir)) => files_backup(w, &conn, name, mode, &dir, bar)?,
+                None => dbbackup::sources::physical::base_backup(w, &conn, bar)?,
+            };
+            bar.finish();
+            p.host = conn.host;
+            p.port = conn.port;
+            p.user = conn.user;
+            Source::Physical(Box::new(p))
+        }
+        What::Databases { db, opts } => Source::Database(Box::new(dump_databases(w, db.dump(), &opts, bar)?)),
+        What::Command(cmd) => {
+            bar.start("snapshot", None);
+            let (child, stdout) = dbbackup::sources::CommandSource::spawn(&cmd)?;
+            match w.add_stream(name, stdout, bar) {
+                Ok(_) => child.wait()?,
+                Err(e) => {
+                    child.kill();
+                    return Err(e.into());
+                }
+            }
+            bar.finish();
+            Source::Command { command: cmd }
+        }
+        What::Stdin => {
+            bar.start("snapshot", None);
+            w.add_stream(name, std::io::stdin(), bar)?;
+            bar.finish();
+            Source::Stdin
+        }
+    })
+}
+
+/// Run `snapshot`.
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
+    let Request {
+        what,
+        opts,
+        streams_as_bases,
+    } = Request::new(a)?;
+    let name = opts.name.clone();
     let repo = ctx.open()?;
     // The session locks first, then syncs the index and deletion plans (repo-format §10.1).
     let index = ctx.index(&repo)?;
     let session = ctx.session(&repo, &index, lock::Operation::Snapshot)?;
-    let opts = SnapshotOptions {
-        name: name.clone(),
-        tags: a.tags.clone(),
-        compression_level: a.compression_level,
-        time,
-        hostname: a.hostname.clone(),
-        verify: !a.no_verify,
-        deltas: !a.no_deltas,
-    };
     let mut w = SnapshotWriter::new(&session, opts)?;
-    if db_mode && a.database.is_none() && a.format != Format::Directory {
-        // The databases of a cluster often resemble each other (copies, tenants).
+    if streams_as_bases {
         w = w.with_streams_as_bases();
     }
     if let Some(parent) = dbbackup::snapshot::latest_of(&repo, &name) {
         w = w.with_parent(parent);
     }
     let bar = ctx.progress();
-    let source = if a.physical {
-        let conn = dbbackup::sources::postgres::PgConn {
-            host: a.conn.host.clone(),
-            port: a.conn.port,
-            user: a.conn.user.clone(),
-            bin_dir: a.conn.bin_dir.clone(),
-        };
-        bar.start("base backup", None);
-        let mut p = match (a.mode, &a.pgdata) {
-            (Some(mode), Some(dir)) => files_backup(&w, &conn, &name, mode, dir, &bar)?,
-            _ => dbbackup::sources::physical::base_backup(&w, &conn, &bar)?,
-        };
-        bar.finish();
-        p.host = a.conn.host.clone();
-        p.port = a.conn.port;
-        p.user = a.conn.user.clone();
-        Source::Physical(Box::new(p))
-    } else if db_mode {
-        let db = a.conn.for_snapshot()?;
-        let dopts = DumpOptions {
-            selection: match &a.database {
-                Some(db) => Selection::One(db.clone()),
-                None => Selection::All,
-            },
-            jobs: a.jobs,
-            directory: a.format == Format::Directory,
-            temp_dir: a.temp_dir.clone(),
-            continue_on_error: a.continue_on_error,
-            globals: !a.no_globals,
-            host: a.conn.host.clone(),
-            port: a.conn.port,
-            user: a.conn.user.clone(),
-        };
-        Source::Database(Box::new(dump_databases(&w, db.dump(), &dopts, &bar)?))
-    } else {
-        bar.start("snapshot", None);
-        let s = match &a.from_command {
-            Some(cmd) => {
-                let (child, stdout) = dbbackup::sources::CommandSource::spawn(cmd)?;
-                match w.add_stream(&name, stdout, &bar) {
-                    Ok(_) => child.wait()?,
-                    Err(e) => {
-                        child.kill();
-                        return Err(e.into());
-                    }
-                }
-                Source::Command { command: cmd.clone() }
-            }
-            None => {
-                w.add_stream(&name, std::io::stdin(), &bar)?;
-                Source::Stdin
-            }
-        };
-        bar.finish();
-        s
-    };
+    let source = read(&w, what, &name, &bar)?;
     let (id, m) = w.finish(source)?;
     if let Source::Database(d) = &m.source {
         for f in &d.failed {
@@ -294,6 +363,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     if ctx.g.json {
         return output::json(&serde_json::json!({ "id": id, "snapshot": m }));
     }
+    print_saved(&id, &m);
+    Ok(())
+}
+
+/// The lines saying what a snapshot saved.
+fn print_saved(id: &dbbackup::format::Id, m: &dbbackup::format::snapshot::Manifest) {
     let s = &m.summary;
     println!(
         "snapshot {} of `{}` saved: {} read, {} new in {} of {} chunks, {} stored, {:.1}s",
@@ -329,5 +404,4 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             println!("  FAILED  {:<30} {}", f.name, f.error.lines().next().unwrap_or(""));
         }
     }
-    Ok(())
 }

@@ -12,7 +12,7 @@ use super::plan::{Fate, Indexed};
 use super::write::{delete_all, Batcher};
 use super::{Plan, PruneReport};
 use crate::delta::Sketch;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pack::BlobEntry;
 use crate::format::{Id, ObjectKind};
@@ -132,10 +132,7 @@ fn repack(
         progress.advance(bytes.len() as u64);
         // Nothing is copied from a pack that does not fully verify.
         let entries = crate::repo::pack_reader::open_pack(repo.keys(), &pack, &bytes).map_err(|e| {
-            Error::new(
-                e.kind(),
-                format!("{e}; prune stops before deleting anything: run `dbbackup check --read-data`"),
-            )
+            Error::new(e.kind(), format!("{e}; prune stops before deleting anything")).with_hint(Hint::ReadData)
         })?;
         let ids: Vec<Id> = entries.iter().map(|e| e.id).collect();
         let mine = live.claimed_by(o, &ids)?;

@@ -14,6 +14,7 @@ use crate::repo::index::{BlobLocation, IndexCache};
 use crate::repo::lock::{live_locks, Holder, LockGuard, Operation};
 use crate::repo::objects::load_all;
 use crate::repo::session::Session;
+use crate::repo::Repository;
 use crate::storage::pack_path;
 
 use super::liveset::LiveSet;
@@ -57,6 +58,47 @@ pub(super) fn sweep(
     if plan_ids.is_empty() {
         return Ok(());
     }
+    let eligible = eligible_plans(repo, lock, plan_ids, sizes, rep)?;
+    if eligible.is_empty() {
+        return Ok(());
+    }
+    let new_bases = roots_since(session, live, &known, seen_wal)?;
+    let plans: Vec<Id> = eligible.iter().map(|(id, _)| *id).collect();
+    let packs: Vec<PackBlobs> = eligible.into_iter().flat_map(|(_, p)| p.packs).collect();
+    let revive = revival(index, live, &packs, new_bases, sizes)?;
+    if !revive.is_empty() {
+        rep.packs_revived += revive.len() as u64;
+        let seg = IndexSegment {
+            supersedes: vec![],
+            packs: revive,
+            sketches: vec![],
+        };
+        let sid = repo.save(&seg)?;
+        index.insert_segment(&sid, &seg.packs, &[])?;
+    }
+    let mut delete: HashSet<Id> = HashSet::new();
+    for p in &packs {
+        if !index.pack_indexed(&p.pack)? {
+            delete.insert(p.pack);
+        }
+    }
+    rep.packs_deleted += delete.len() as u64;
+    rep.bytes_freed += delete.iter().filter_map(|p| sizes.get(p)).sum::<u64>();
+    delete_all(repo, delete.iter().map(pack_path).collect())?;
+    delete_all(repo, plans.iter().map(|id| format!("pending/{id}")).collect())?;
+    rep.plans_swept += plans.len() as u64;
+    Ok(())
+}
+
+/// The deletion plans no other live lock may still be using (repo-format §10.4); the others'
+/// packs and bytes, and who holds them up, go into `rep`.
+fn eligible_plans(
+    repo: &Repository,
+    lock: &LockGuard,
+    plan_ids: Vec<Id>,
+    sizes: &BTreeMap<Id, u64>,
+    rep: &mut PruneReport,
+) -> Result<Vec<(Id, DeletionPlan)>> {
     // Locks are listed before the manifests are listed again (repo-format §10.4).
     let me = (crate::util::hostname(), std::process::id(), Some(lock.started()));
     let others: Vec<Holder> = live_locks(repo, &lock.objects())?
@@ -82,9 +124,18 @@ pub(super) fn sweep(
         Ok(())
     })?;
     rep.waiting_for = waiting;
-    if eligible.is_empty() {
-        return Ok(());
-    }
+    Ok(eligible)
+}
+
+/// Add the roots of snapshots and WAL that appeared since prune's first listing to `live`;
+/// returns the bases of deltas indexed since then, which stay too.
+fn roots_since(
+    session: &Session<'_>,
+    live: &LiveSet,
+    known: &Known<'_>,
+    seen_wal: &mut HashSet<Id>,
+) -> Result<Vec<Id>> {
+    let (repo, index) = (session.repo(), session.index());
     // Snapshots finished since the first listing add their roots. Listed before the index is
     // synced (a writer's segments precede its manifest), read after, so their content lists
     // and their deltas' bases are found.
@@ -113,31 +164,7 @@ pub(super) fn sweep(
     }
     // WAL pushed since the first listing is the newest: kept.
     add_wal_roots(session, live, seen_wal, None, &mut Vec::new(), wal_listing)?;
-    let plans: Vec<Id> = eligible.iter().map(|(id, _)| *id).collect();
-    let packs: Vec<PackBlobs> = eligible.into_iter().flat_map(|(_, p)| p.packs).collect();
-    let revive = revival(index, live, &packs, new_bases, sizes)?;
-    if !revive.is_empty() {
-        rep.packs_revived += revive.len() as u64;
-        let seg = IndexSegment {
-            supersedes: vec![],
-            packs: revive,
-            sketches: vec![],
-        };
-        let sid = repo.save(&seg)?;
-        index.insert_segment(&sid, &seg.packs, &[])?;
-    }
-    let mut delete: HashSet<Id> = HashSet::new();
-    for p in &packs {
-        if !index.pack_indexed(&p.pack)? {
-            delete.insert(p.pack);
-        }
-    }
-    rep.packs_deleted += delete.len() as u64;
-    rep.bytes_freed += delete.iter().filter_map(|p| sizes.get(p)).sum::<u64>();
-    delete_all(repo, delete.iter().map(pack_path).collect())?;
-    delete_all(repo, plans.iter().map(|id| format!("pending/{id}")).collect())?;
-    rep.plans_swept += plans.len() as u64;
-    Ok(())
+    Ok(new_bases)
 }
 
 /// Which entries of the condemned `packs` must be indexed again before the rest is deleted:

@@ -8,6 +8,7 @@
 //! deleted, with deletion plans that cannot be read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -84,47 +85,12 @@ pub fn repair_index(repo: &Repository, opts: &IndexRepairOptions, progress: &dyn
     let planned = read_plans(repo, &mut rep)?;
 
     // Every pack in storage gets its entries from one place.
-    let mut from: BTreeMap<Id, Source> = BTreeMap::new();
-    progress.start("pack headers", Some(sizes.len() as u64));
-    for (pack, &size) in &sizes {
-        progress.advance(1);
-        match named.get(pack) {
-            Some(1) => {
-                from.insert(*pack, Source::Segment);
-            }
-            None if planned.contains(pack) => rep.packs_condemned += 1,
-            _ => match crate::repo::pack_reader::read_pack_header(repo, pack, size) {
-                Ok(entries) => {
-                    from.insert(*pack, Source::Header(entries));
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-                    tracing::warn!(pack = %pack, error = %e, "pack header unreadable: not indexed");
-                    rep.packs_unreadable.push(*pack);
-                }
-                Err(e) => return Err(e),
-            },
-        }
-    }
-    progress.finish();
+    let from = entry_sources(repo, &sizes, &named, &planned, &mut rep, progress)?;
     rep.packs_from_headers = from.values().filter(|s| matches!(s, Source::Header(_))).count() as u64;
     rep.packs_from_segments = from.len() as u64 - rep.packs_from_headers;
 
     // A scratch index of everything, to know which bases stay plainly stored.
-    let scratch = IndexCache::scratch(repo, &opts.work_dir)?;
-    let mut batch: Vec<PackBlobs> = Vec::new();
-    let mut n = 0u64;
-    let mut flush = |batch: &mut Vec<PackBlobs>| {
-        n += 1;
-        scratch.insert_segment(&Id::of_stored(&n.to_le_bytes()), &std::mem::take(batch), &[])
-    };
-    each_pack(repo, &readable, &from, |p, _| {
-        batch.push(p);
-        if batch.len() >= 256 {
-            flush(&mut batch)?;
-        }
-        Ok(())
-    })?;
-    flush(&mut batch)?;
+    let scratch = scratch_index(repo, &opts.work_dir, &readable, &from)?;
 
     let mut segs = (!opts.dry_run).then(|| Batcher::new(repo, ObjectKind::Index));
     let mut sketches = Vec::new();
@@ -160,6 +126,67 @@ pub fn repair_index(repo: &Repository, opts: &IndexRepairOptions, progress: &dyn
     delete_all(repo, segments.iter().map(|s| format!("index/{s}")).collect())?;
     delete_all(repo, rep.plans_damaged.iter().map(|p| format!("pending/{p}")).collect())?;
     Ok(rep)
+}
+
+/// Where each pack in storage gets its entries: the one readable segment naming it, or its
+/// own header (named by none or by several). Condemned and unreadable packs go into `rep`.
+fn entry_sources(
+    repo: &Repository,
+    sizes: &BTreeMap<Id, u64>,
+    named: &HashMap<Id, u32>,
+    planned: &HashSet<Id>,
+    rep: &mut IndexRepair,
+    progress: &dyn Progress,
+) -> Result<BTreeMap<Id, Source>> {
+    let mut from: BTreeMap<Id, Source> = BTreeMap::new();
+    progress.start("pack headers", Some(sizes.len() as u64));
+    for (pack, &size) in sizes {
+        progress.advance(1);
+        match named.get(pack) {
+            Some(1) => {
+                from.insert(*pack, Source::Segment);
+            }
+            None if planned.contains(pack) => rep.packs_condemned += 1,
+            _ => match crate::repo::pack_reader::read_pack_header(repo, pack, size) {
+                Ok(entries) => {
+                    from.insert(*pack, Source::Header(entries));
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                    tracing::warn!(pack = %pack, error = %e, "pack header unreadable: not indexed");
+                    rep.packs_unreadable.push(*pack);
+                }
+                Err(e) => return Err(e),
+            },
+        }
+    }
+    progress.finish();
+    Ok(from)
+}
+
+/// A scratch index in `work_dir` of every entry `from` names.
+fn scratch_index(
+    repo: &Repository,
+    work_dir: &Path,
+    readable: &[Id],
+    from: &BTreeMap<Id, Source>,
+) -> Result<IndexCache> {
+    let scratch = IndexCache::scratch(repo, work_dir)?;
+    let mut batch: Vec<PackBlobs> = Vec::new();
+    let mut n = 0u64;
+    let mut flush = |batch: &mut Vec<PackBlobs>| {
+        n += 1;
+        scratch.insert_segment(&Id::of_stored(&n.to_le_bytes()), &std::mem::take(batch), &[])
+    };
+    each_pack(repo, readable, from, |p, _| {
+        batch.push(p);
+        if batch.len() >= 256 {
+            flush(&mut batch)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut batch)?;
+
+    Ok(scratch)
 }
 
 /// Read every segment once: which are readable, and how many readable segments name each

@@ -82,7 +82,7 @@ pub fn repair_snapshots(session: &Session<'_>, dry_run: bool, progress: &dyn Pro
             if let Some(err) = entry_problem(session, e, &packs)? {
                 lost.push(LostEntry {
                     path: e.path.clone(),
-                    error: what(&err),
+                    error: err.to_string(),
                 });
             }
         }
@@ -117,15 +117,6 @@ pub fn repair_snapshots(session: &Session<'_>, dry_run: bool, progress: &dyn Pro
     progress.finish();
     repair_wal(session, &packs, dry_run, &mut rep)?;
     Ok(rep)
-}
-
-/// What is wrong, without the advice to run `check` (this is what check would find).
-fn what(e: &Error) -> String {
-    let s = e.to_string();
-    match s.find("; run `dbbackup check") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 /// Why entry `e` cannot be restored, or `None`.
@@ -197,7 +188,7 @@ fn repair_wal(session: &Session<'_>, packs: &BTreeSet<Id>, dry_run: bool, rep: &
             Err(e) => return Err(e),
         };
         if let Some(err) = entry_problem(session, &e.data, packs)? {
-            doomed.insert(format!("{dir}/{id}"), (e.file.clone(), what(&err)));
+            doomed.insert(format!("{dir}/{id}"), (e.file.clone(), err.to_string()));
         }
         Ok(())
     })?;

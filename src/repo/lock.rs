@@ -166,7 +166,8 @@ pub fn live_locks(repo: &Repository, except: &[Id]) -> Result<Vec<Holder>> {
         }
         if h.unreadable.is_some() {
             tracing::warn!(
-                "{}: it counts as held until {} (or until `dbbackup unlock --remove-all` removes it)",
+                "{}: it counts as held until {} (or until an operator who knows no dbbackup process \
+                 runs removes it with `dbbackup unlock`)",
                 h.describe(),
                 h.lock.time + STALE_AFTER
             );

@@ -210,6 +210,22 @@ impl WorkCtx<'_> {
         }))
     }
 
+    /// The size chunk `c` would take stored plainly: estimated from its bases' compression
+    /// ratio (`found`) when a delta of `delta_len` is clearly smaller anyway, else measured by
+    /// compressing it (and the compressed bytes, to store if the delta loses).
+    fn plain_size(&self, found: &[(Id, BlobLocation)], c: &[u8], delta_len: u64) -> Result<(u64, Option<Vec<u8>>)> {
+        let (stored, raw) = found.iter().fold((0u64, 0u64), |(s, r), (_, l)| {
+            (s + u64::from(l.length), r + u64::from(l.raw_length))
+        });
+        let estimate = stored * c.len() as u64 / raw.max(1);
+        if delta_len * DELTA_SURE <= estimate {
+            return Ok((estimate, None));
+        }
+        let z = compress_chunk(c, self.level)?;
+        let n = z.len().min(c.len()) as u64 + crate::crypto::OVERHEAD as u64;
+        Ok((n, Some(z)))
+    }
+
     /// Store a chunk whose bases were read (`plains`, in the order found) as a delta against
     /// them if that is clearly smaller (repo-format §5.1), else plainly.
     pub(super) fn finish_delta(&self, n: NeedBases, plains: Result<Vec<Arc<Vec<u8>>>>) -> Result<Work> {
@@ -231,19 +247,8 @@ impl WorkCtx<'_> {
                 let bases: Vec<Id> = found.iter().map(|(b, _)| *b).collect();
                 let overhead = (crate::crypto::OVERHEAD + 1 + 32 * bases.len()) as u64;
                 let delta_len = frame.len() as u64 + overhead;
-                // The bases' own compression ratio estimates this chunk's plain size.
-                let (stored, raw) = found.iter().fold((0u64, 0u64), |(s, r), (_, l)| {
-                    (s + u64::from(l.length), r + u64::from(l.raw_length))
-                });
-                let estimate = stored * c.len() as u64 / raw.max(1);
-                let plain_len = if delta_len * DELTA_SURE <= estimate {
-                    estimate
-                } else {
-                    let z = compress_chunk(&c, self.level)?;
-                    let n = z.len().min(c.len()) as u64 + crate::crypto::OVERHEAD as u64;
-                    plain_z = Some(z);
-                    n
-                };
+                let (plain_len, z) = self.plain_size(&found, &c, delta_len)?;
+                plain_z = z;
                 // Drift, judged first as if every byte of the delta were drift (the most
                 // that storing the chunk whole could save); only then is the floor measured.
                 let growth = growth(delta_len, predecessor.as_ref().map(|p| &p.1), c.len() as u64);

@@ -129,40 +129,11 @@ pub fn dump_databases(
             Err(e) => return Err(e),
         }
     }
-    let queue = Mutex::new(dbs.iter());
-    let stop = AtomicBool::new(false);
-    let results: Mutex<Vec<(String, Result<DatabaseInfo>)>> = Mutex::default();
-    let threads = match opts.selection {
-        Selection::All => opts.jobs.clamp(1, dbs.len()),
-        Selection::One(_) => 1,
-    };
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                if stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Some(db) = queue.lock().ok().and_then(|mut q| q.next()) else {
-                    return;
-                };
-                tracing::info!(database = %db.name, "dumping");
-                let r = dump_one(w, engine, db, opts, progress);
-                if let Err(e) = &r {
-                    tracing::warn!(database = %db.name, "dump failed: {e}");
-                    if !opts.continue_on_error {
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                }
-                if let Ok(mut v) = results.lock() {
-                    v.push((db.name.clone(), r));
-                }
-            });
-        }
-    });
+    let results = dump_each(w, engine, &dbs, opts, progress)?;
     progress.finish();
     let mut databases = Vec::new();
     let mut first_err = None;
-    for (name, r) in results.into_inner().unwrap_or_default() {
+    for (name, r) in results {
         match r {
             Ok(info) => databases.push(info),
             Err(e) => {
@@ -199,6 +170,48 @@ pub fn dump_databases(
         failed,
         warnings,
     })
+}
+
+/// Dump `dbs`, `opts.jobs` at once with `All`; after a failure the others not yet started
+/// are skipped unless `continue_on_error`. Each database's name and result, in finishing order.
+fn dump_each(
+    w: &SnapshotWriter,
+    engine: &dyn DumpEngine,
+    dbs: &[DatabaseInfo],
+    opts: &DumpOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<(String, Result<DatabaseInfo>)>> {
+    let queue = Mutex::new(dbs.iter());
+    let stop = AtomicBool::new(false);
+    let results: Mutex<Vec<(String, Result<DatabaseInfo>)>> = Mutex::default();
+    let threads = match opts.selection {
+        Selection::All => opts.jobs.clamp(1, dbs.len()),
+        Selection::One(_) => 1,
+    };
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Some(db) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                    return;
+                };
+                tracing::info!(database = %db.name, "dumping");
+                let r = dump_one(w, engine, db, opts, progress);
+                if let Err(e) = &r {
+                    tracing::warn!(database = %db.name, "dump failed: {e}");
+                    if !opts.continue_on_error {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+                if let Ok(mut v) = results.lock() {
+                    v.push((db.name.clone(), r));
+                }
+            });
+        }
+    });
+    crate::util::into_inner_or_fail(results, "the dump results")
 }
 
 /// Stream a started tool's stdout into entry `path`, then check how it ended. On any failure

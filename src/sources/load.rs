@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::dump::TempDumpDir;
 use super::process::{Failure, Process};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest};
 use crate::progress::Progress;
 use crate::repo::session::Session;
@@ -80,10 +80,10 @@ pub trait LoadEngine {
 pub fn database_source(m: &Manifest) -> Result<&DatabaseSource> {
     match &m.source {
         crate::format::snapshot::Source::Database(d) => Ok(d),
-        _ => Err(Error::usage(
-            "this snapshot is not a database dump taken by `dbbackup snapshot DBNAME`; \
-             restore it with --target and load it by hand",
-        )),
+        _ => Err(
+            Error::usage("this snapshot is not a database dump taken by `dbbackup snapshot DBNAME`")
+                .with_hint(Hint::LoadByHand),
+        ),
     }
 }
 
@@ -98,10 +98,11 @@ pub fn pick<'a>(src: &'a DatabaseSource, name: Option<&str>) -> Result<&'a Datab
         None => match src.databases.as_slice() {
             [one] => Ok(one),
             many => Err(Error::usage(format!(
-                "the snapshot holds {} databases ({}); choose one with --database or restore all with --all",
+                "the snapshot holds {} databases ({})",
                 many.len(),
                 many.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
-            ))),
+            ))
+            .with_hint(Hint::ChooseDatabase)),
         },
     }
 }
@@ -174,6 +175,24 @@ fn feed(session: &Session<'_>, e: &Entry, mut p: Process, progress: &dyn Progres
     }
 }
 
+/// Make sure `target` may be loaded into: create it (`opts.create`) when it is missing;
+/// refuse one that holds objects unless `opts.force`.
+fn prepare_target(engine: &dyn LoadEngine, db: &DatabaseInfo, target: &str, opts: &LoadOptions) -> Result<()> {
+    match engine.state(target)? {
+        TargetState::Missing if opts.create => engine.create(target, db),
+        TargetState::Missing => Err(
+            Error::not_found(format!("database `{target}` does not exist on the server"))
+                .with_hint(Hint::CreateDatabase),
+        ),
+        TargetState::NonEmpty(n) if !opts.force => Err(Error::new(
+            ErrorKind::CantCreate,
+            format!("database `{target}` is not empty ({n} objects); refusing to restore into it"),
+        )
+        .with_hint(Hint::LoadIntoNonEmpty)),
+        TargetState::Empty | TargetState::NonEmpty(_) => Ok(()),
+    }
+}
+
 fn load_database(l: &Loader<'_>, db: &DatabaseInfo, target: &str, opts: &LoadOptions) -> Result<()> {
     let Loader {
         session,
@@ -183,26 +202,7 @@ fn load_database(l: &Loader<'_>, db: &DatabaseInfo, target: &str, opts: &LoadOpt
     } = *l;
     let src = database_source(m)?;
     engine.check_options(opts)?;
-    match engine.state(target)? {
-        TargetState::Missing if opts.create => engine.create(target, db)?,
-        TargetState::Missing => {
-            return Err(Error::not_found(format!(
-                "database `{target}` does not exist on the server; add --create to create it"
-            )))
-        }
-        TargetState::Empty => {}
-        TargetState::NonEmpty(n) if !opts.force => {
-            return Err(Error::new(
-                ErrorKind::CantCreate,
-                format!(
-                    "database `{target}` is not empty ({n} objects); refusing to restore into it. \
-                     Restore into a new database (--create), or pass --force (with --clean to drop \
-                     the dumped objects first)"
-                ),
-            ))
-        }
-        TargetState::NonEmpty(_) => {}
-    }
+    prepare_target(engine, db, target, opts)?;
     let fail = |f: Failure| {
         let mut e = engine.classify(f, target);
         if opts.create {

@@ -7,7 +7,7 @@ use super::load::{LoadEngine, LoadInput, LoadOptions, TargetState};
 use super::mysql::{classify, Mysql};
 use super::names::{my_ident, my_literal};
 use super::process::{program_name, Failure, Process};
-use crate::error::{Error, Result};
+use crate::error::{Error, Hint, Result};
 use crate::format::snapshot::DatabaseInfo;
 
 /// A character set or collation name safe to put in SQL unquoted.
@@ -61,9 +61,10 @@ impl LoadEngine for Mysql {
     fn check_options(&self, opts: &LoadOptions) -> Result<()> {
         if opts.no_owner {
             return Err(Error::usage(
-                "--no-owner applies to PostgreSQL; MySQL/MariaDB dumps keep their DEFINER clauses \
+                "MySQL/MariaDB dumps keep their DEFINER clauses: ownership cannot be left out \
                  (the restoring user needs SET USER or SUPER for definers other than itself)",
-            ));
+            )
+            .with_hint(Hint::NoOwnerIsPostgres));
         }
         Ok(())
     }
@@ -78,7 +79,7 @@ impl LoadEngine for Mysql {
         }
         if opts.clean {
             // Every table, view, routine and event in a dump is preceded by its DROP ... IF EXISTS.
-            tracing::info!("MySQL/MariaDB dumps drop each object before recreating it; --clean adds nothing");
+            tracing::info!("MySQL/MariaDB dumps drop each object before recreating it; cleaning first adds nothing");
         }
         let mut c = self.conn.client();
         c.args(["--batch", "--max-allowed-packet=1G", "--default-character-set=utf8mb4"])

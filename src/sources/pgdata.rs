@@ -169,19 +169,9 @@ pub fn files_backup(
     progress: &dyn Progress,
 ) -> Result<(PhysicalSource, FilesReport)> {
     let session = w.session();
-    let (repo, index) = (session.repo(), session.index());
     let (server_version, system_id, wal_segment_size) = server_info(conn)?;
-    let mut ctl = [0u8; 8];
-    std::fs::File::open(pgdata.join("global/pg_control"))
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut ctl))
-        .map_err(|e| Error::io(format!("cannot read {}/global/pg_control", pgdata.display()), e))?;
-    if u64::from_le_bytes(ctl).to_string() != system_id {
-        return Err(Error::usage(format!(
-            "{} is not the data directory of the server connected to (system identifier {system_id})",
-            pgdata.display()
-        )));
-    }
-    let parent = choose_parent(repo, name, &system_id, requested)?;
+    check_system_id(pgdata, &system_id)?;
+    let parent = choose_parent(session.repo(), name, &system_id, requested)?;
     let mode = if parent.is_some() { requested } else { Mode::Full };
     let parent_map = match &parent {
         Some((_, m, _)) => parent_files(session, m)?,
@@ -192,94 +182,23 @@ pub fn files_backup(
     let started = jiff::Timestamp::now();
     psql.row("select pg_backup_start('dbbackup', true)")?;
     let list = list_pgdata(pgdata)?;
-    let mut report = FilesReport {
-        mode,
-        ..FilesReport::default()
-    };
     // Files modified less than a second before the parent started may have changed again
     // within the same timestamp: those are read.
     let cutoff = parent
         .as_ref()
         .map(|(_, _, p)| p.started.as_nanosecond() as i64 - 1_000_000_000);
-    for f in &list.files {
-        let path = format!("{PREFIX}{}", f.path);
-        if let (Some((pf, pe)), Some(cut)) = (parent_map.get(&f.path), cutoff) {
-            if pf == f && f.mtime_ns < cut && w.reusable(pe)? {
-                let mut e = pe.clone();
-                e.path = path;
-                report.files_reused += 1;
-                report.bytes_reused += e.size;
-                progress.advance(e.size);
-                w.add_existing(e)?;
-                continue;
-            }
-        }
-        let file = match std::fs::File::open(pgdata.join(&f.path)) {
-            Ok(file) => file,
-            // Dropped since it was listed: replay recreates or removes it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(format!("cannot open {}/{}", pgdata.display(), f.path), e)),
-        };
-        w.add_stream(&path, file, progress)?;
-        report.files_read += 1;
-    }
-    let stop = psql.row(
-        "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
-         encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') from pg_backup_stop(true)",
-    )?;
-    drop(psql);
+    let mut report = read_files(w, pgdata, &list, &parent_map, cutoff, progress)?;
+    report.mode = mode;
+    let (stop_lsn, label_text) = stop_backup(psql)?;
     let finished = jiff::Timestamp::now();
-    let [lsn, label_hex, map_hex] = stop.as_slice() else {
-        return Err(Error::general(format!("pg_backup_stop returned {stop:?}")));
-    };
-    let stop_lsn: Lsn = lsn.parse()?;
-    let label_text = hex::decode(label_hex)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| Error::general("pg_backup_stop returned an unreadable backup label"))?;
-    if !map_hex.is_empty() {
-        return Err(Error::usage(
-            "the cluster has tablespaces, which file-by-file backups do not support yet",
-        ));
-    }
     let l = parse_label(&label_text)?;
     w.add_stream(&format!("{PREFIX}backup_label"), label_text.as_bytes(), progress)?;
-
-    // The WAL from start to stop, from the archive: the same chunks, referenced again.
     let first = WalFile::parse(&l.start_wal)?
         .segno(wal_segment_size)
         .ok_or_else(|| Error::general("the backup label names no start segment"))?;
     let last = stop_lsn.0.saturating_sub(1).max(l.start_lsn.0) / u64::from(wal_segment_size.max(1));
     for segno in first..=last {
-        let name = segment_name(l.timeline, segno, wal_segment_size);
-        let found = catalog::find(repo, &name)?;
-        let Some((_, e)) = found.into_iter().next() else {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "{name}, needed to make this backup consistent, is not archived in this repository; \
-                     file-by-file backups need archive_command = 'dbbackup wal push %p' into the same repository. \
-                     Nothing was recorded"
-                ),
-            ));
-        };
-        let mut d = e.data;
-        d.path = format!("{PREFIX}pg_wal/{name}");
-        // Segments archived while this snapshot ran are not in its index yet: sync once.
-        let mut reusable = w.reusable(&d)?;
-        if !reusable {
-            index.sync(repo)?;
-            reusable = w.reusable(&d)?;
-        }
-        if reusable {
-            w.add_existing(d)?;
-        } else {
-            // A prune is moving its chunks: store the segment again, read from the archive.
-            let mut tmp = tempfile::tempfile().map_err(|er| Error::io("cannot create a temporary file", er))?;
-            crate::restore::restore_entry(session, &d, &mut tmp, &crate::progress::NoProgress)?;
-            std::io::Seek::rewind(&mut tmp).map_err(|er| Error::io("cannot read a temporary file", er))?;
-            w.add_stream(&d.path, tmp, progress)?;
-        }
+        add_wal_segment(w, &segment_name(l.timeline, segno, wal_segment_size), progress)?;
     }
     let json = serde_json::to_vec(&list).map_err(|e| Error::general(format!("cannot encode the file list: {e}")))?;
     w.add_stream(FILE_LIST, json.as_slice(), progress)?;
@@ -307,6 +226,113 @@ pub fn files_backup(
         },
         report,
     ))
+}
+
+/// Refuse a `pgdata` whose pg_control names another cluster than `system_id`.
+fn check_system_id(pgdata: &Path, system_id: &str) -> Result<()> {
+    let mut ctl = [0u8; 8];
+    std::fs::File::open(pgdata.join("global/pg_control"))
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut ctl))
+        .map_err(|e| Error::io(format!("cannot read {}/global/pg_control", pgdata.display()), e))?;
+    if u64::from_le_bytes(ctl).to_string() != system_id {
+        return Err(Error::usage(format!(
+            "{} is not the data directory of the server connected to (system identifier {system_id})",
+            pgdata.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Read the listed files into `w`, or record the parent's entry for a file unchanged since
+/// before `cutoff` (nanoseconds).
+fn read_files(
+    w: &SnapshotWriter,
+    pgdata: &Path,
+    list: &FileList,
+    parent_map: &HashMap<String, (FileMeta, Entry)>,
+    cutoff: Option<i64>,
+    progress: &dyn Progress,
+) -> Result<FilesReport> {
+    let mut report = FilesReport::default();
+    for f in &list.files {
+        let path = format!("{PREFIX}{}", f.path);
+        if let (Some((pf, pe)), Some(cut)) = (parent_map.get(&f.path), cutoff) {
+            if pf == f && f.mtime_ns < cut && w.reusable(pe)? {
+                let mut e = pe.clone();
+                e.path = path;
+                report.files_reused += 1;
+                report.bytes_reused += e.size;
+                progress.advance(e.size);
+                w.add_existing(e)?;
+                continue;
+            }
+        }
+        let file = match std::fs::File::open(pgdata.join(&f.path)) {
+            Ok(file) => file,
+            // Dropped since it was listed: replay recreates or removes it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("cannot open {}/{}", pgdata.display(), f.path), e)),
+        };
+        w.add_stream(&path, file, progress)?;
+        report.files_read += 1;
+    }
+    Ok(report)
+}
+
+/// End the backup: its stop LSN and backup label. Ends the psql session.
+fn stop_backup(mut psql: BackupSession) -> Result<(Lsn, String)> {
+    let stop = psql.row(
+        "select lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), \
+         encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') from pg_backup_stop(true)",
+    )?;
+    drop(psql);
+    let [lsn, label_hex, map_hex] = stop.as_slice() else {
+        return Err(Error::general(format!("pg_backup_stop returned {stop:?}")));
+    };
+    let stop_lsn: Lsn = lsn.parse()?;
+    let label_text = hex::decode(label_hex)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| Error::general("pg_backup_stop returned an unreadable backup label"))?;
+    if !map_hex.is_empty() {
+        return Err(Error::usage(
+            "the cluster has tablespaces, which file-by-file backups do not support yet",
+        ));
+    }
+    Ok((stop_lsn, label_text))
+}
+
+/// Add WAL segment `name` from this repository's archive: the same chunks, referenced again.
+fn add_wal_segment(w: &SnapshotWriter, name: &str, progress: &dyn Progress) -> Result<()> {
+    let session = w.session();
+    let (repo, index) = (session.repo(), session.index());
+    let found = catalog::find(repo, name)?;
+    let Some((_, e)) = found.into_iter().next() else {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "{name}, needed to make this backup consistent, is not archived in this repository; \
+                 file-by-file backups need archive_command = 'dbbackup wal push %p' into the same repository. \
+                 Nothing was recorded"
+            ),
+        ));
+    };
+    let mut d = e.data;
+    d.path = format!("{PREFIX}pg_wal/{name}");
+    // Segments archived while this snapshot ran are not in its index yet: sync once.
+    let mut reusable = w.reusable(&d)?;
+    if !reusable {
+        index.sync(repo)?;
+        reusable = w.reusable(&d)?;
+    }
+    if reusable {
+        return w.add_existing(d);
+    }
+    // A prune is moving its chunks: store the segment again, read from the archive.
+    let mut tmp = tempfile::tempfile().map_err(|er| Error::io("cannot create a temporary file", er))?;
+    crate::restore::restore_entry(session, &d, &mut tmp, &crate::progress::NoProgress)?;
+    std::io::Seek::rewind(&mut tmp).map_err(|er| Error::io("cannot read a temporary file", er))?;
+    w.add_stream(&d.path, tmp, progress).map(|_| ())
 }
 
 /// The snapshot an incremental (newest file-by-file one) or differential (newest full one)

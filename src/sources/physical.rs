@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::{Manifest, PhysicalSource, Source};
 use crate::progress::Progress;
 use crate::repo::session::Session;
@@ -185,13 +185,10 @@ pub fn prepare_pgdata(dir: &Path, force: bool) -> Result<()> {
     if dir.exists() {
         let mut rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
         if rd.next().is_some() && !force {
-            return Err(Error::new(
-                ErrorKind::CantCreate,
-                format!(
-                    "{} is not empty; restore into an empty directory, or pass --force to write over it",
-                    dir.display()
-                ),
-            ));
+            return Err(
+                Error::new(ErrorKind::CantCreate, format!("{} is not empty", dir.display()))
+                    .with_hint(Hint::PgdataNotEmpty),
+            );
         }
     }
     crate::util::create_dir_private(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
@@ -205,7 +202,7 @@ pub fn prepare_pgdata(dir: &Path, force: bool) -> Result<()> {
 pub fn restore_pgdata(session: &Session<'_>, m: &Manifest, dir: &Path, progress: &dyn Progress) -> Result<u64> {
     let Source::Physical(_) = &m.source else {
         return Err(Error::usage(
-            "--pgdata restores physical snapshots (`snapshot --physical`); this one is not",
+            "this snapshot is not a physical one: only physical snapshots restore into a data directory",
         ));
     };
     if m.entries.iter().any(|e| e.path == crate::sources::pgdata::FILE_LIST) {

@@ -10,7 +10,7 @@ use super::dump::DumpEngine;
 use super::load::TargetState;
 use super::names::{pg_conninfo_dbname, sql_literal};
 use super::process::{version_line, Failure, Process};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::DatabaseInfo;
 
 /// Field and record separators for query output (never in names).
@@ -164,11 +164,9 @@ pub fn classify(f: Failure, db: &str) -> Error {
         || has("authentication failed")
         || (has("role \"") && has("does not exist"))
     {
-        return f.into_error(
-            ErrorKind::Permission,
-            "authentication failed: check the user (--user, PGUSER) and its password in PGPASSWORD, \
-             ~/.pgpass (PGPASSFILE) or the service file, and the server's pg_hba.conf",
-        );
+        return f
+            .into_error(ErrorKind::Permission, "authentication failed")
+            .with_hint(Hint::PgCredentials);
     }
     if has("permission denied") || has("must be superuser") || has("must be owner") {
         return f.into_error(
@@ -193,10 +191,9 @@ pub fn classify(f: Failure, db: &str) -> Error {
         || has("Network is unreachable")
         || (has("connection to server") && has("failed"))
     {
-        return f.into_error(
-            ErrorKind::Unavailable,
-            "the server cannot be reached: check --host/--port (PGHOST/PGPORT) and that it is running",
-        );
+        return f
+            .into_error(ErrorKind::Unavailable, "the server cannot be reached")
+            .with_hint(Hint::PgAddress);
     }
     if has("No space left on device") {
         return f.into_error(ErrorKind::Io, "the disk is full");

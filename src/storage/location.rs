@@ -54,14 +54,31 @@ pub fn parse_location(s: &str) -> Result<Location> {
         options.insert(k.into_owned(), v.into_owned());
     }
     refuse_unknown_options(scheme, &options)?;
-    let host = url.host_str().unwrap_or("").to_string();
-    let path = url.path().trim_start_matches('/').to_string();
-    let root = format!("/{path}");
+    if scheme == "fs" || scheme == "file" {
+        return local(PathBuf::from(format!("/{}", url.path().trim_start_matches('/'))), s);
+    }
     let display = {
         let mut u = url.clone();
         let _ = u.set_password(None);
         u.to_string()
     };
+    backend_options(scheme, &url, &mut options)?;
+    let scheme = if scheme == "webdavs" { "webdav" } else { scheme };
+    Ok(Location {
+        scheme: scheme.to_string(),
+        local: None,
+        options,
+        display,
+    })
+}
+
+/// Fill in what a `scheme://host/path` location means for OpenDAL (bucket, root, endpoint)
+/// and the credentials its usual environment variables hold; options given in the query
+/// string win.
+fn backend_options(scheme: &str, url: &url::Url, options: &mut HashMap<String, String>) -> Result<()> {
+    let host = url.host_str().unwrap_or("").to_string();
+    let path = url.path().trim_start_matches('/').to_string();
+    let root = format!("/{path}");
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let mut set = |k: &str, v: Option<String>| {
         if let Some(v) = v {
@@ -69,7 +86,6 @@ pub fn parse_location(s: &str) -> Result<Location> {
         }
     };
     match scheme {
-        "fs" | "file" => return local(PathBuf::from(format!("/{}", url.path().trim_start_matches('/'))), s),
         "memory" => set("root", Some(root)),
         "s3" => {
             set("bucket", Some(host.clone()));
@@ -118,13 +134,7 @@ pub fn parse_location(s: &str) -> Result<Location> {
             )))
         }
     }
-    let scheme = if scheme == "webdavs" { "webdav" } else { scheme };
-    Ok(Location {
-        scheme: scheme.to_string(),
-        local: None,
-        options,
-        display,
-    })
+    Ok(())
 }
 
 /// The options OpenDAL's configuration of `scheme` takes (read off its config type, so the

@@ -151,8 +151,8 @@ pub fn problems(records: &Records, files: u64, clusters: &Clusters) -> Vec<(Stri
                 format!("{dir}/{id}"),
                 format!(
                     "the WAL archive's record names cluster {}, but the archive holds WAL of another ({}): \
-                     the record or those files came from another cluster; `dbbackup repair wal-archive \
-                     --system-id ID` (ID: the cluster this repository backs up) writes the record again \
+                     the record or those files came from another cluster; `dbbackup repair wal-archive`, given \
+                     the system identifier of the cluster this repository backs up, writes the record again \
                      and removes the other cluster's files from the catalog",
                     a.system_id,
                     describe(&foreign)

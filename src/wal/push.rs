@@ -284,6 +284,46 @@ pub fn push_many(
 /// A file's catalog entry to save, and its hash for a spool marker; or why it failed.
 type Stored = Result<(WalEntry, FileHash)>;
 
+/// Store one file through `writer`; its catalog entry and hash. Fails when the file changed
+/// while it was read.
+fn store_one(writer: &SnapshotWriter, local: &Local, progress: &dyn Progress) -> Stored {
+    let mut src = Hashing {
+        inner: open_wal_file(&local.path)?,
+        h: blake3::Hasher::new(),
+        size: 0,
+    };
+    let (entry, counts) = writer.add_stream_counted(&local.name, &mut src, progress)?;
+    let hash = FileHash {
+        size: src.size,
+        blake3: src.h.finalize(),
+    };
+    let now = std::fs::metadata(&local.path).ok();
+    if entry.size != local.size
+        || now.as_ref().map(|m| m.len()) != Some(local.size)
+        || now.and_then(|m| m.modified().ok()) != local.modified
+    {
+        return Err(Error::new(
+            ErrorKind::Temporary,
+            format!(
+                "{} changed while it was being archived; nothing was recorded",
+                local.name
+            ),
+        ));
+    }
+    let e = WalEntry {
+        version: FORMAT_VERSION,
+        file: local.name.clone(),
+        system_id: local.system_id.map(|s| s.to_string()).unwrap_or_default(),
+        timeline: local.kind.timeline(),
+        time: jiff::Timestamp::now(),
+        hostname: crate::util::hostname(),
+        data: entry,
+        bytes_new: counts.bytes_new,
+        bytes_stored: counts.bytes_stored,
+    };
+    Ok((e, hash))
+}
+
 /// Store the files of `todo` (index in the caller's list, file) and record them.
 fn store_new(
     session: &Session<'_>,
@@ -300,58 +340,19 @@ fn store_new(
     progress.start(todo.first().map(|(_, l)| l.name.as_str()).unwrap_or("WAL"), Some(total));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Stored)>> = Mutex::default();
-    let store_one = |local: &Local| -> Result<(WalEntry, FileHash)> {
-        let mut src = Hashing {
-            inner: open_wal_file(&local.path)?,
-            h: blake3::Hasher::new(),
-            size: 0,
-        };
-        let (entry, counts) = writer.add_stream_counted(&local.name, &mut src, progress)?;
-        let hash = FileHash {
-            size: src.size,
-            blake3: src.h.finalize(),
-        };
-        let now = std::fs::metadata(&local.path).ok();
-        if entry.size != local.size
-            || now.as_ref().map(|m| m.len()) != Some(local.size)
-            || now.and_then(|m| m.modified().ok()) != local.modified
-        {
-            return Err(Error::new(
-                ErrorKind::Temporary,
-                format!(
-                    "{} changed while it was being archived; nothing was recorded",
-                    local.name
-                ),
-            ));
-        }
-        let e = WalEntry {
-            version: FORMAT_VERSION,
-            file: local.name.clone(),
-            system_id: local.system_id.map(|s| s.to_string()).unwrap_or_default(),
-            timeline: local.kind.timeline(),
-            time: jiff::Timestamp::now(),
-            hostname: crate::util::hostname(),
-            data: entry,
-            bytes_new: counts.bytes_new,
-            bytes_stored: counts.bytes_stored,
-        };
-        Ok((e, hash))
-    };
     std::thread::scope(|s| {
         for _ in 0..PARALLEL_FILES.min(todo.len()) {
             s.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 let Some((i, local)) = todo.get(k) else { return };
-                let r = store_one(local);
+                let r = store_one(&writer, local, progress);
                 if let Ok(mut v) = results.lock() {
                     v.push((*i, r));
                 }
             });
         }
     });
-    let results = results
-        .into_inner()
-        .map_err(|_| Error::general("push state poisoned by an earlier panic"))?;
+    let results = crate::util::into_inner_or_fail(results, "push state")?;
     // Every stream's chunks durable and indexed before any file is recorded.
     writer.finish_data()?;
     progress.finish();

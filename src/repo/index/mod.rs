@@ -137,6 +137,20 @@ fn u32_at(v: &[u8; 22], i: usize) -> u32 {
     u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]])
 }
 
+/// Whether copy `b` of a chunk, in `pack`, replaces the indexed copy `cur` (whose pack id
+/// `cur_pack` reads). Of several copies of a chunk, a plainly stored one wins over a delta (a
+/// base must be plain: delta depth 1), then the lowest (pack id, offset): the choice does not
+/// depend on the order segments are read in, so every cache of the repository reads the same
+/// copy.
+fn replaces(pack: &Id, b: &BlobEntry, cur: &[u8; 22], cur_pack: impl FnOnce() -> Result<[u8; 32]>) -> Result<bool> {
+    let cur_delta = cur[9] == Encoding::ZstdDelta as u8;
+    let new_delta = !b.bases.is_empty();
+    if cur_delta != new_delta {
+        return Ok(cur_delta);
+    }
+    Ok((pack.0, b.offset) < (cur_pack()?, u32_at(cur, 10)))
+}
+
 impl IndexCache {
     /// Open (or create, or start afresh) the cache of `repo` in `cache_dir`. It is synced by
     /// the [`crate::repo::session::Session`] that uses it, after the session's lock is taken.
@@ -428,27 +442,16 @@ impl IndexCache {
                 };
                 marks.insert(no, ()).map_err(|x| e(x.into()))?;
                 for b in &p.blobs {
-                    // Of several copies of a chunk, a plainly stored one wins over a delta (a
-                    // base must be plain: delta depth 1), then the lowest (pack id, offset):
-                    // the choice does not depend on the order segments are read in, so every
-                    // cache of the repository reads the same copy.
                     let cur = blobs.get(b.id.0).map_err(|x| e(x.into()))?.map(|v| v.value());
                     let replace = match cur {
                         None => true,
-                        Some(cur) => {
-                            let cur_delta = cur[9] == Encoding::ZstdDelta as u8;
-                            let new_delta = !b.bases.is_empty();
-                            if cur_delta != new_delta {
-                                cur_delta
-                            } else {
-                                let cur_pack = pid
-                                    .get(pack_no(&cur))
-                                    .map_err(|x| e(x.into()))?
-                                    .map(|v| v.value())
-                                    .unwrap_or([0xff; 32]);
-                                (p.pack.0, b.offset) < (cur_pack, u32_at(&cur, 10))
-                            }
-                        }
+                        Some(cur) => replaces(&p.pack, b, &cur, || {
+                            Ok(pid
+                                .get(pack_no(&cur))
+                                .map_err(|x| e(x.into()))?
+                                .map(|v| v.value())
+                                .unwrap_or([0xff; 32]))
+                        })?,
                     };
                     if replace {
                         blobs.insert(b.id.0, encode_value(no, b)).map_err(|x| e(x.into()))?;
