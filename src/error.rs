@@ -43,6 +43,22 @@ impl ErrorKind {
             ErrorKind::Config => 78,
         }
     }
+
+    /// The kind's name in JSON output and logs (stable: scripts match on it).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::General => "general",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::CantCreate => "cant_create",
+            ErrorKind::Io => "io",
+            ErrorKind::Temporary => "temporary",
+            ErrorKind::Permission => "permission",
+            ErrorKind::Config => "config",
+        }
+    }
 }
 
 /// The library's error: a kind plus a message that says what failed, on which object, and

@@ -90,6 +90,15 @@ fn policy_dry_run_refusals_and_removal() {
         ]
     );
     assert_eq!(ids(h, &repo).len(), 21);
+    // It names what it would forget in the same field a real run and `prune` use.
+    let dropped = groups
+        .iter()
+        .flat_map(|g| g["decisions"].as_array().unwrap())
+        .filter(|d| d["keep"] == false)
+        .count();
+    assert!(dropped > 0);
+    assert_eq!(v["forgotten"].as_array().unwrap().len(), dropped, "{v}");
+    assert_eq!(v["operation"], "forget");
 
     // A rule set that keeps nothing of a group (audit has no `nightly` tag) is refused, and
     // nothing is removed; so is an empty policy and mixing ids with rules.
@@ -105,7 +114,7 @@ fn policy_dry_run_refusals_and_removal() {
     // The real thing: 4 of shop kept, audit kept by its tag.
     let out = forget(h, &repo, &[&POLICY[..], &["--keep-tag", "legal"]].concat());
     let v = json(&out);
-    assert_eq!(v["removed"].as_array().unwrap().len(), 16);
+    assert_eq!(v["forgotten"].as_array().unwrap().len(), 16);
     let left = ids(h, &repo);
     assert_eq!(left.len(), 5);
     assert!(left.contains(&audit));
@@ -122,12 +131,12 @@ fn policy_dry_run_refusals_and_removal() {
 
     // By id: a prefix removes exactly that snapshot; an unknown id is 66.
     let out = forget(h, &repo, &[&audit[..10]]);
-    assert_eq!(json(&out)["removed"][0], audit.as_str());
+    assert_eq!(json(&out)["forgotten"][0], audit.as_str());
     assert_eq!(ids(h, &repo).len(), 4);
     let out = forget(h, &repo, &["deadbeef"]);
     assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
     // Emptying a group when told to.
     let out = forget(h, &repo, &["--keep-tag", "none", "--allow-remove-all"]);
-    assert_eq!(json(&out)["removed"].as_array().unwrap().len(), 4);
+    assert_eq!(json(&out)["forgotten"].as_array().unwrap().len(), 4);
     assert!(ids(h, &repo).is_empty());
 }

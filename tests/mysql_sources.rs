@@ -392,7 +392,9 @@ fn five_databases_in_parallel_small_change_and_failures() {
     assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
     assert!(stderr(&out).contains("db3"), "{}", stderr(&out));
     let out = as_dumper(&["--json", "--continue-on-error", "-j", "2"]);
-    let v = json(&out);
+    assert_eq!(out.status.code(), Some(3), "partly done: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "partial");
     let meta = &v["snapshot"]["source"];
     assert_eq!(meta["failed"][0]["name"], "db3");
     assert_eq!(meta["databases"].as_array().unwrap().len(), 4);

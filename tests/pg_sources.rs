@@ -388,7 +388,15 @@ fn whole_cluster_in_parallel_and_failures_reported() {
         ])
         .output()
         .unwrap();
-    let v = json(&out);
+    // Partly done is its own exit status (3), told on stderr, and `status` in the JSON.
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("dbbackup: partly done: 1 of 6 failed (db3)"),
+        "{}",
+        stderr(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "partial");
     let src_meta = &v["snapshot"]["source"];
     assert_eq!(src_meta["failed"][0]["name"], "db3");
     assert_eq!(src_meta["databases"].as_array().unwrap().len(), 5);

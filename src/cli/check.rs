@@ -34,57 +34,77 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let session = ctx.read_session(&repo, &index, dbbackup::repo::lock::Operation::Check, &a.lock)?;
     let bar = ctx.progress();
     let rep = dbbackup::check::check(&session, read, &bar)?;
-    if ctx.g.json {
+    if ctx.g.json && rep.errors.is_empty() {
         output::json(&rep)?;
+    } else if ctx.g.json {
+        output::with_failure(&rep)?;
     } else {
-        println!(
-            "checked {} snapshots, {} index segments, {} packs{}",
-            rep.snapshots,
-            rep.index_segments,
-            rep.packs,
-            if read != ReadData::None {
-                format!(
-                    "; read {} packs, {} blobs ({})",
-                    rep.packs_read,
-                    rep.blobs_read,
-                    human_bytes(rep.bytes_read)
-                )
-            } else {
-                String::new()
-            }
-        );
-        if !rep.orphan_packs.is_empty() {
-            println!(
-                "{} unindexed packs (left by interrupted snapshots, or being written by running ones; prune removes them)",
-                rep.orphan_packs.len()
-            );
-        }
-        if rep.pending_packs > 0 {
-            println!("{} packs condemned by prune, waiting to be deleted", rep.pending_packs);
-        }
-        for p in &rep.warnings {
-            println!("warning {}: {}", p.object, p.message);
-        }
-        for p in &rep.errors {
-            let affects: Vec<String> = p.affects.iter().map(|i| i.short()).collect();
-            println!(
-                "DAMAGED {}: {}{}",
-                p.object,
-                p.message,
-                if affects.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (affects snapshots {})", affects.join(", "))
-                }
-            );
-        }
+        print_report(&rep, read);
     }
+    tracing::info!(
+        target: super::outcome::RESULT,
+        operation = "check",
+        status = if rep.errors.is_empty() { "ok" } else { "failed" },
+        read_data = read != ReadData::None,
+        problems = rep.errors.len(),
+        warnings = rep.warnings.len(),
+        snapshots = rep.snapshots,
+        packs = rep.packs,
+        packs_read = rep.packs_read,
+        bytes_read = rep.bytes_read,
+        "repository checked"
+    );
     if rep.errors.is_empty() {
         if !ctx.g.json {
-            println!("no errors found");
+            say!("no errors found");
         }
         Ok(())
     } else {
         Err(Error::new(ErrorKind::Corrupt, format!("check found {} problems", rep.errors.len())).into())
+    }
+}
+
+/// The lines saying what `check` read and found.
+fn print_report(rep: &dbbackup::check::Report, read: ReadData) {
+    say!(
+        "checked {} snapshots, {} index segments, {} packs{}",
+        rep.snapshots,
+        rep.index_segments,
+        rep.packs,
+        if read != ReadData::None {
+            format!(
+                "; read {} packs, {} blobs ({})",
+                rep.packs_read,
+                rep.blobs_read,
+                human_bytes(rep.bytes_read)
+            )
+        } else {
+            String::new()
+        }
+    );
+    if !rep.orphan_packs.is_empty() {
+        say!(
+            "{} unindexed packs (left by interrupted snapshots, or being written by running ones; prune removes them)",
+            rep.orphan_packs.len()
+        );
+    }
+    if rep.pending_packs > 0 {
+        say!("{} packs condemned by prune, waiting to be deleted", rep.pending_packs);
+    }
+    for p in &rep.warnings {
+        say!("warning {}: {}", p.object, p.message);
+    }
+    for p in &rep.errors {
+        let affects: Vec<String> = p.affects.iter().map(|i| i.short()).collect();
+        say!(
+            "DAMAGED {}: {}{}",
+            p.object,
+            p.message,
+            if affects.is_empty() {
+                String::new()
+            } else {
+                format!(" (affects snapshots {})", affects.join(", "))
+            }
+        );
     }
 }

@@ -129,7 +129,7 @@ pub struct Args {
 pub fn print_plan(plans: &[GroupPlan], tz: &TimeZone) {
     for g in plans {
         let keep = g.decisions.iter().filter(|d| d.keep).count();
-        println!("{}: keep {keep}, remove {}", g.group, g.decisions.len() - keep);
+        say!("{}: keep {keep}, remove {}", g.group, g.decisions.len() - keep);
         let rows: Vec<Vec<String>> = g
             .decisions
             .iter()
@@ -144,9 +144,9 @@ pub fn print_plan(plans: &[GroupPlan], tz: &TimeZone) {
             .collect();
         output::table(&["ID", "Time", "Action", "Reasons"], &rows);
         if g.removes_all() {
-            println!("warning: this removes every snapshot of the group");
+            say!("warning: this removes every snapshot of the group");
         }
-        println!();
+        say!();
     }
 }
 
@@ -169,15 +169,28 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let lock = lock::acquire(&repo, lock::Operation::Forget)?;
     let f = forget(&repo, &lock, &req)?;
+    tracing::info!(
+        target: super::outcome::RESULT,
+        operation = "forget",
+        status = "ok",
+        dry_run = a.dry_run,
+        forgotten = f.ids.len(),
+        "snapshots forgotten"
+    );
     let Some((plans, tz)) = &f.groups else {
         if ctx.g.json {
-            return output::json(&serde_json::json!({ "dry_run": a.dry_run, "removed": f.ids }));
+            return output::json(&serde_json::json!({
+                "operation": "forget",
+                "status": "ok",
+                "dry_run": a.dry_run,
+                "forgotten": f.ids,
+            }));
         }
         for id in &f.ids {
-            println!("{} {}", if a.dry_run { "would remove" } else { "removed" }, id.short());
+            say!("{} {}", if a.dry_run { "would remove" } else { "removed" }, id.short());
         }
         if !a.dry_run {
-            println!(
+            say!(
                 "removed {} snapshots; run `dbbackup prune` to free their space",
                 f.ids.len()
             );
@@ -186,17 +199,19 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     };
     if ctx.g.json {
         return output::json(&serde_json::json!({
+            "operation": "forget",
+            "status": "ok",
             "dry_run": a.dry_run,
             "time_zone": tz.iana_name(),
             "groups": plans,
-            "removed": if a.dry_run { Vec::new() } else { f.ids.clone() },
+            "forgotten": f.ids,
         }));
     }
     print_plan(plans, tz);
     if a.dry_run {
-        println!("dry run: {} snapshots would be removed", f.ids.len());
+        say!("dry run: {} snapshots would be removed", f.ids.len());
     } else {
-        println!(
+        say!(
             "removed {} snapshots; run `dbbackup prune` to free their space",
             f.ids.len()
         );

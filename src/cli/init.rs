@@ -81,12 +81,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             "config": repo.config(),
         }))?;
     } else {
-        println!(
+        say!(
             "created repository {} at {}",
             repo.config().id.short(),
             repo.store().display()
         );
-        println!("keep the password safe: without it the data cannot be recovered");
+        say!("keep the password safe: without it the data cannot be recovered");
     }
     Ok(())
 }

@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<()> {
             if ctx.g.json {
                 output::json(&serde_json::json!({ "added": id }))?;
             } else {
-                println!("added key {}", id.short());
+                say!("added key {}", id.short());
             }
         }
         KeyCmd::Passwd(n) => {
@@ -66,7 +66,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<()> {
             if ctx.g.json {
                 output::json(&serde_json::json!({ "added": id, "removed": repo.key_id() }))?;
             } else {
-                println!(
+                say!(
                     "password changed: key {} replaces {}",
                     id.short(),
                     repo.key_id().short()
@@ -98,7 +98,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<()> {
             if ctx.g.json {
                 output::json(&serde_json::json!({ "removed": id }))?;
             } else {
-                println!("removed key {}", id.short());
+                say!("removed key {}", id.short());
             }
         }
     }

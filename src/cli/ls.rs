@@ -46,7 +46,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             .collect();
         return output::json(&serde_json::json!({ "id": id, "name": m.name, "time": m.time, "entries": entries }));
     }
-    println!(
+    say!(
         "snapshot {} of `{}` taken {} on {}",
         id.short(),
         m.name,
@@ -54,9 +54,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         m.hostname
     );
     if let Source::Database(d) = &m.source {
-        println!(
+        say!(
             "{} {} dumped with {} ({} format)",
-            d.engine, d.server_version, d.dump_tool, d.format
+            d.engine,
+            d.server_version,
+            d.dump_tool,
+            d.format
         );
     }
     let rows: Vec<Vec<String>> = m
@@ -76,10 +79,10 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     output::table(&["Entry", "Database", "Size", "Bytes", "Chunks", "SHA-256"], &rows);
     if let Source::Database(d) = &m.source {
         for f in &d.failed {
-            println!("failed: {} ({})", f.name, f.error.lines().next().unwrap_or(""));
+            say!("failed: {} ({})", f.name, f.error.lines().next().unwrap_or(""));
         }
         for w in &d.warnings {
-            println!("warning: {w}");
+            say!("warning: {w}");
         }
     }
     Ok(())

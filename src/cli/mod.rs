@@ -1,13 +1,24 @@
 //! Command-line front end: global options, settings resolution (flags > environment > config
 //! file > defaults), passwords, progress bars, output, and exit codes.
 
+/// Print a result line on stdout, unless `-q` silenced them.
+macro_rules! say {
+    ($($t:tt)*) => {
+        if !$crate::cli::output::quiet() {
+            println!($($t)*);
+        }
+    };
+}
+
 mod check;
+mod config;
 mod db;
 mod forget;
 mod hints;
 mod init;
 mod key;
 mod ls;
+mod outcome;
 mod output;
 mod owner;
 pub mod password;
@@ -74,7 +85,7 @@ pub struct Global {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Never draw progress bars
-    #[arg(long, env = "DBBACKUP_NO_PROGRESS", global = true)]
+    #[arg(long, env = "DBBACKUP_NO_PROGRESS", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_progress: bool,
     /// How long storage may leave a request unanswered, over all its attempts, before the
     /// command fails (e.g. 60s, 5m; each of the attempts gets an equal share)
@@ -91,7 +102,7 @@ pub struct Global {
     pub storage_retries: usize,
     /// Let a local repository owned by another OS user be written (its new files will belong
     /// to the user running this command)
-    #[arg(long, env = "DBBACKUP_ALLOW_OTHER_OWNER", global = true)]
+    #[arg(long, env = "DBBACKUP_ALLOW_OTHER_OWNER", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_other_owner: bool,
 }
 
@@ -158,6 +169,25 @@ enum Cmd {
 }
 
 impl Cmd {
+    /// The operation's name in JSON output and logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Cmd::Init(_) => "init",
+            Cmd::Key(_) => "key",
+            Cmd::Snapshot(_) => "snapshot",
+            Cmd::Restore(_) => "restore",
+            Cmd::Snapshots(_) => "snapshots",
+            Cmd::Forget(_) => "forget",
+            Cmd::Prune(_) => "prune",
+            Cmd::Ls(_) => "ls",
+            Cmd::Stats(_) => "stats",
+            Cmd::Check(_) => "check",
+            Cmd::Wal(c) => c.name(),
+            Cmd::Repair(_) => "repair",
+            Cmd::Unlock(_) => "unlock",
+        }
+    }
+
     /// Does the command write to an existing repository (`Some(true)`), only read it
     /// (`Some(false)`), or neither (`init`: the ownership guard does not apply)?
     fn writes(&self) -> Option<bool> {
@@ -172,16 +202,6 @@ impl Cmd {
     }
 }
 
-/// Settings from the configuration file.
-#[derive(serde::Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    repository: Option<String>,
-    password_file: Option<PathBuf>,
-    password_command: Option<String>,
-    cache_dir: Option<PathBuf>,
-}
-
 /// Everything a command needs to reach the repository.
 pub struct Ctx {
     /// Resolved global options.
@@ -191,6 +211,8 @@ pub struct Ctx {
     /// The local repository belongs to another OS user (and that was not allowed): this
     /// command only reads, and takes no lock.
     pub other_owner: bool,
+    /// Why the command did only part of its work, when it did (exit status 3).
+    pub partial: std::cell::RefCell<Option<String>>,
 }
 
 impl Ctx {
@@ -325,30 +347,6 @@ fn log_sync(st: &dbbackup::repo::index::SyncStats) {
     }
 }
 
-fn load_config_file(g: &mut Global) -> anyhow::Result<()> {
-    let (path, explicit) = match &g.config {
-        Some(p) => (p.clone(), true),
-        None => match dirs::config_dir() {
-            Some(d) => (d.join("dbbackup").join("config.toml"), false),
-            None => return Ok(()),
-        },
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(()),
-        Err(e) => {
-            return Err(Error::io(format!("cannot read config file {}", path.display()), e).into());
-        }
-    };
-    let fc: FileConfig =
-        toml::from_str(&text).map_err(|e| Error::config(format!("config file {}: {e}", path.display())))?;
-    g.repo = g.repo.take().or(fc.repository);
-    g.password_file = g.password_file.take().or(fc.password_file);
-    g.password_command = g.password_command.take().or(fc.password_command);
-    g.cache_dir = g.cache_dir.take().or(fc.cache_dir);
-    Ok(())
-}
-
 /// A closed standard output (`dbbackup ls latest | head -2`) ends the command quietly, as a
 /// process killed by SIGPIPE would (status 141), after the same cleanup as an interruption
 /// (locks removed), instead of a panic. SIGPIPE itself stays ignored so that a child that
@@ -368,43 +366,6 @@ fn quiet_on_closed_stdout() {
         }
         default(info);
     }));
-}
-
-fn init_logging(g: &Global) {
-    use tracing_subscriber::EnvFilter;
-    let default = if g.quiet {
-        "error"
-    } else {
-        match g.verbose {
-            0 => "warn",
-            1 => "info",
-            _ => "debug",
-        }
-    };
-    // The SFTP client logs its own connections' ends as errors (with session internals);
-    // what matters reaches dbbackup as an error of the request, so it speaks only at -vv.
-    let default = if g.verbose >= 2 {
-        default.to_string()
-    } else {
-        format!("{default},openssh_sftp_client=off")
-    };
-    let filter = EnvFilter::try_from_env("DBBACKUP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    let _ = match g.log_format {
-        LogFormat::Json => b.json().try_init(),
-        LogFormat::Text => b.without_time().try_init(),
-    };
-}
-
-/// Exit code for an error chain: the library's kind when present.
-fn exit_code(e: &anyhow::Error) -> u8 {
-    hints::library_error(e)
-        .map_or(ErrorKind::General, |err| err.kind())
-        .exit_code() as u8
 }
 
 /// The status the interrupted process exits with (130 / 143), once a signal arrived.
@@ -440,10 +401,15 @@ pub fn run() -> ExitCode {
     std::mem::forget(dbbackup::interrupt::on_interrupt(
         dbbackup::storage::ssh::stop_own_ssh_until_quiet,
     ));
-    let mut cli = Cli::parse();
-    init_logging(&cli.global);
-    let r = (|| -> anyhow::Result<()> {
-        load_config_file(&mut cli.global)?;
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return bad_arguments(e),
+    };
+    output::set_quiet(cli.global.quiet);
+    outcome::init_logging(&cli.global);
+    let operation = cli.cmd.name();
+    let r = (|| -> anyhow::Result<Option<String>> {
+        config::load_config_file(&mut cli.global)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
             .max_blocking_threads(3)
@@ -455,6 +421,7 @@ pub fn run() -> ExitCode {
             g: cli.global.clone(),
             rt,
             other_owner: false,
+            partial: Default::default(),
         };
         ctx.guard_owner(cli.cmd.writes())?;
         match cli.cmd {
@@ -471,7 +438,8 @@ pub fn run() -> ExitCode {
             Cmd::Wal(c) => wal::run(&ctx, c),
             Cmd::Repair(c) => repair::run(&ctx, c),
             Cmd::Unlock(a) => unlock::run(&ctx, a),
-        }
+        }?;
+        Ok(ctx.partial.take())
     })();
     // The repository (and its SFTP connections) are closed: stop what ssh left running.
     dbbackup::storage::ssh::stop_own_ssh();
@@ -484,16 +452,34 @@ pub fn run() -> ExitCode {
         }
         return ExitCode::from(SIGNAL_STATUS.load(std::sync::atomic::Ordering::SeqCst));
     }
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let code = exit_code(&e);
-            let root: &(dyn std::error::Error + 'static) = e.as_ref();
-            eprintln!("dbbackup: error: {}", dbbackup::error::one_line(root));
-            if let Some(hint) = hints::library_error(&e).and_then(|err| err.hint()) {
-                eprintln!("dbbackup: hint: {}", hints::say(hint));
-            }
-            ExitCode::from(code)
-        }
+    ExitCode::from(match r {
+        Ok(None) => 0,
+        Ok(Some(why)) => outcome::partial(&cli.global, operation, &why),
+        Err(e) => outcome::failed(&cli.global, operation, &e),
+    })
+}
+
+/// Arguments clap refused: its own message (and help or version, which are no error); with
+/// `--json` among the arguments, also the JSON error object every failure prints.
+fn bad_arguments(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
     }
+    if std::env::args_os().any(|a| a == "--json") {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        let _ = output::json(&serde_json::json!({
+            "operation": null,
+            "status": "failed",
+            "exit_code": 2,
+            "error": { "kind": ErrorKind::Usage.name(), "message": message, "hint": null },
+        }));
+    }
+    let _ = e.print();
+    ExitCode::from(2)
 }

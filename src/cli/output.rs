@@ -1,6 +1,7 @@
 //! Output helpers: the progress bar, tables, and JSON.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dbbackup::progress::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -48,6 +49,34 @@ impl Progress for Bar {
     }
 }
 
+/// `-q`: result lines are not printed (JSON asked for with `--json` still is).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Silence result lines (`-q`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether result lines are silenced.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A `--json` result that goes out with the error when the command fails (`check` that
+/// found damage): one JSON object on stdout either way.
+static ON_FAILURE: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+
+/// Keep `v` (a JSON object) to be printed with the error the command is about to return.
+pub fn with_failure<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    *dbbackup::util::lock_anyway(&ON_FAILURE) = Some(serde_json::to_value(v)?);
+    Ok(())
+}
+
+/// What [`with_failure`] kept.
+pub fn take_failure_result() -> Option<serde_json::Value> {
+    dbbackup::util::lock_anyway(&ON_FAILURE).take()
+}
+
 /// Print a value as pretty JSON on stdout.
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -70,7 +99,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<width$}", width = w[i]))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        say!("{}", s.join("  ").trim_end());
     };
     line(header.to_vec());
     line(

@@ -50,8 +50,22 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         ignore: if a.dry_run { forgotten.clone() } else { vec![] },
     };
     let rep = prune(&session, &opts, &bar)?;
+    tracing::info!(
+        target: super::outcome::RESULT,
+        operation = "prune",
+        status = "ok",
+        dry_run = a.dry_run,
+        forgotten = forgotten.len(),
+        packs_deleted = rep.packs_deleted,
+        bytes_freed = rep.bytes_freed,
+        packs_repacked = rep.repacked_packs,
+        packs_condemned = rep.unused_packs + rep.unindexed_packs + rep.repacked_packs,
+        "repository pruned"
+    );
     if ctx.g.json {
         return output::json(&serde_json::json!({
+            "operation": "prune",
+            "status": "ok",
             "dry_run": a.dry_run,
             "forgotten": forgotten,
             "groups": plans.as_ref().map(|(p, _)| p),
@@ -60,7 +74,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     }
     if let Some((p, tz)) = &plans {
         print_plan(p, tz);
-        println!(
+        say!(
             "{} {} snapshots",
             if a.dry_run { "would remove" } else { "removed" },
             forgotten.len()
@@ -71,7 +85,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
 }
 
 fn print_report(r: &PruneReport) {
-    println!(
+    say!(
         "{} snapshots reference {} chunks; {} packs, {} ({} used, {} unused)",
         r.snapshots,
         r.chunks_referenced,
@@ -81,7 +95,7 @@ fn print_report(r: &PruneReport) {
         human_bytes(r.unused_bytes)
     );
     if r.wal_files > 0 || r.wal_files_expired > 0 {
-        println!(
+        say!(
             "WAL archive: {} files kept; {} {} files older than the oldest kept physical snapshot",
             r.wal_files,
             if r.dry_run { "would remove" } else { "removed" },
@@ -89,7 +103,7 @@ fn print_report(r: &PruneReport) {
         );
     }
     let verb = if r.dry_run { "would condemn" } else { "condemned" };
-    println!(
+    say!(
         "{verb}: {} unused packs ({}), {} unindexed packs ({}); {} {} partly used packs ({}), copying {}",
         r.unused_packs,
         human_bytes(r.unused_packs_bytes),
@@ -102,16 +116,16 @@ fn print_report(r: &PruneReport) {
     );
     if r.dry_run {
         if r.pending_packs > 0 {
-            println!(
+            say!(
                 "{} packs ({}) are already condemned, waiting to be deleted",
                 r.pending_packs,
                 human_bytes(r.pending_bytes)
             );
         }
-        println!("dry run: nothing changed");
+        say!("dry run: nothing changed");
         return;
     }
-    println!(
+    say!(
         "deleted {} packs, freed {}{}",
         r.packs_deleted,
         human_bytes(r.bytes_freed),
@@ -125,13 +139,13 @@ fn print_report(r: &PruneReport) {
         }
     );
     if r.manifests_repaired > 0 {
-        println!(
+        say!(
             "restored {} lost snapshot manifest copies from their twins",
             r.manifests_repaired
         );
     }
     if r.pending_packs > 0 {
-        println!(
+        say!(
             "{} packs ({}) wait to be deleted by a later prune, once these have finished: {}",
             r.pending_packs,
             human_bytes(r.pending_bytes),

@@ -83,7 +83,7 @@ pub fn run(ctx: &Ctx, cmd: RepairCmd) -> anyhow::Result<()> {
 /// The lines saying what `repair index` did.
 fn print_index(r: &IndexRepair) {
     let verb = if r.dry_run { "would index" } else { "indexed" };
-    println!(
+    say!(
         "read {} index segments ({} damaged); {} packs in storage: {} from segments, {} from their headers",
         r.segments_read,
         r.segments_damaged.len(),
@@ -92,21 +92,21 @@ fn print_index(r: &IndexRepair) {
         r.packs_from_headers
     );
     for p in &r.packs_unreadable {
-        println!("pack data/{p}: header cannot be read; left unindexed (see `dbbackup check --read-data`)");
+        say!("pack data/{p}: header cannot be read; left unindexed (see `dbbackup check --read-data`)");
     }
     for p in &r.packs_missing {
-        println!("pack data/{p}: named by the index but missing from storage; its chunks are dropped");
+        say!("pack data/{p}: named by the index but missing from storage; its chunks are dropped");
     }
     if r.dangling_deltas_dropped > 0 {
-        println!(
+        say!(
             "{} deltas whose bases are gone left out of the index",
             r.dangling_deltas_dropped
         );
     }
     if !r.plans_damaged.is_empty() {
-        println!("{} damaged deletion plans removed", r.plans_damaged.len());
+        say!("{} damaged deletion plans removed", r.plans_damaged.len());
     }
-    println!(
+    say!(
         "{verb} {} chunks{}",
         r.chunks,
         if r.dry_run {
@@ -115,7 +115,7 @@ fn print_index(r: &IndexRepair) {
             format!(" in {} new index segments", r.segments_written)
         }
     );
-    println!("next: `dbbackup check`; `dbbackup repair snapshots` if it names snapshots that lost chunks");
+    say!("next: `dbbackup check`; `dbbackup repair snapshots` if it names snapshots that lost chunks");
 }
 
 /// The lines saying what `repair snapshots` did.
@@ -127,28 +127,28 @@ fn print_snapshots(r: &SnapshotRepair) {
     };
     for s in &r.rewritten {
         let new = s.replaced_by.map(|i| format!(" {}", i.short())).unwrap_or_default();
-        println!("snapshot {} ({}): {rewrite}{new} without:", s.id.short(), s.name);
+        say!("snapshot {} ({}): {rewrite}{new} without:", s.id.short(), s.name);
         for l in &s.lost {
-            println!("  {}: {}", l.path, l.error);
+            say!("  {}: {}", l.path, l.error);
         }
     }
     for s in &r.forgotten {
-        println!(
+        say!(
             "snapshot {} ({}): {forget}, nothing restorable left:",
             s.id.short(),
             s.name
         );
         for l in &s.lost {
-            println!("  {}: {}", l.path, l.error);
+            say!("  {}: {}", l.path, l.error);
         }
     }
     for w in &r.wal_files_removed {
-        println!("WAL file {}: removed from the archive: {}", w.path, w.error);
+        say!("WAL file {}: removed from the archive: {}", w.path, w.error);
     }
     for (id, e) in &r.unreadable {
-        println!("snapshot {}: manifest unreadable, left alone ({e})", id.short());
+        say!("snapshot {}: manifest unreadable, left alone ({e})", id.short());
     }
-    println!(
+    say!(
         "{} snapshots: {} intact, {} repaired, {} forgotten",
         r.snapshots,
         r.intact,
@@ -156,7 +156,7 @@ fn print_snapshots(r: &SnapshotRepair) {
         r.forgotten.len()
     );
     if !r.dry_run && (!r.rewritten.is_empty() || !r.forgotten.is_empty() || !r.wal_files_removed.is_empty()) {
-        println!("next: `dbbackup prune` frees what nothing needs any more");
+        say!("next: `dbbackup prune` frees what nothing needs any more");
     }
 }
 
@@ -164,9 +164,9 @@ fn print_wal_archive(r: &ArchiveRepair) {
     let Some(sys) = &r.system_id else {
         let verb = if r.dry_run { "would remove" } else { "removed" };
         for o in &r.records_removed {
-            println!("{o}: damaged, {verb}");
+            say!("{o}: damaged, {verb}");
         }
-        println!("no WAL archived: the next push records its cluster");
+        say!("no WAL archived: the next push records its cluster");
         return;
     };
     let (write, remove) = if r.dry_run {
@@ -175,17 +175,17 @@ fn print_wal_archive(r: &ArchiveRepair) {
         ("wrote", "removed")
     };
     for o in &r.records_removed {
-        println!("{o}: {remove}");
+        say!("{o}: {remove}");
     }
     for f in &r.files_removed {
-        println!("WAL file {f}: of another cluster, {remove} from the catalog");
+        say!("WAL file {f}: of another cluster, {remove} from the catalog");
     }
     match (r.record_kept, r.record_written) {
-        (Some(id), _) => println!("wal-archive/{id}: intact record for cluster {sys}, kept"),
-        (None, Some(id)) => println!("wal-archive/{id}: {write} for cluster {sys}"),
-        (None, None) => println!("{write} a new record for cluster {sys}"),
+        (Some(id), _) => say!("wal-archive/{id}: intact record for cluster {sys}, kept"),
+        (None, Some(id)) => say!("wal-archive/{id}: {write} for cluster {sys}"),
+        (None, None) => say!("{write} a new record for cluster {sys}"),
     }
     if !r.dry_run && !r.files_removed.is_empty() {
-        println!("next: `dbbackup prune` frees what the removed files held");
+        say!("next: `dbbackup prune` frees what the removed files held");
     }
 }

@@ -132,9 +132,19 @@ fn load(ctx: &Ctx, session: &Session<'_>, id: &Id, m: &Manifest, a: &Args) -> an
     };
     for (db, to) in targets {
         loader.database(db, &to, &opts)?;
+        tracing::info!(
+            target: super::outcome::RESULT,
+            operation = "restore",
+            status = "ok",
+            snapshot_id = %id,
+            source = %m.name,
+            database = %db.name,
+            into = %to,
+            "database restored"
+        );
         loaded.push(serde_json::json!({ "database": db.name, "into": to }));
         if !ctx.g.json {
-            println!(
+            say!(
                 "restored database `{}` into `{to}` from snapshot {}, every chunk verified",
                 db.name,
                 id.short()
@@ -150,7 +160,7 @@ fn load(ctx: &Ctx, session: &Session<'_>, id: &Id, m: &Manifest, a: &Args) -> an
         } else {
             "accounts, roles, grants"
         };
-        println!("restored the globals ({what})");
+        say!("restored the globals ({what})");
     }
     Ok(())
 }
@@ -163,6 +173,16 @@ fn write_out(ctx: &Ctx, session: &Session<'_>, id: &Id, m: &Manifest, t: &str, o
         Target::Path(PathBuf::from(t))
     };
     let done = restore_snapshot(session, m, &target, overwrite, &ctx.progress())?;
+    tracing::info!(
+        target: super::outcome::RESULT,
+        operation = "restore",
+        status = "ok",
+        snapshot_id = %id,
+        source = %m.name,
+        files = done.len(),
+        bytes = done.iter().map(|(_, n)| n).sum::<u64>(),
+        "snapshot restored"
+    );
     if matches!(target, Target::Stdout) {
         return Ok(());
     }
@@ -174,7 +194,7 @@ fn write_out(ctx: &Ctx, session: &Session<'_>, id: &Id, m: &Manifest, t: &str, o
         return output::json(&serde_json::json!({ "snapshot": id, "files": files }));
     }
     for (p, n) in &done {
-        println!(
+        say!(
             "restored {} ({}) from snapshot {}, SHA-256 verified",
             p.display(),
             human_bytes(*n),

@@ -148,6 +148,16 @@ pub fn run(
     if let Some(n) = note {
         tracing::warn!("{n}");
     }
+    tracing::info!(
+        target: super::outcome::RESULT,
+        operation = "restore",
+        status = "ok",
+        snapshot_id = %id,
+        source = %m.name,
+        bytes = n,
+        pitr = a.pitr,
+        "physical snapshot restored"
+    );
     if ctx.g.json {
         return output::json(&serde_json::json!({
             "snapshot": id,
@@ -166,7 +176,7 @@ pub fn run(
 
 /// The lines saying what was restored and how the server will start.
 fn print_restored(id: &dbbackup::format::Id, p: &PhysicalSource, n: u64, dir: &Path, goal: Option<&RecoveryTarget>) {
-    println!(
+    say!(
         "restored physical snapshot {} ({}, taken {}) into {}, every chunk verified",
         id.short(),
         human_bytes(n),
@@ -174,7 +184,7 @@ fn print_restored(id: &dbbackup::format::Id, p: &PhysicalSource, n: u64, dir: &P
         dir.display()
     );
     if let Some(goal) = goal {
-        println!(
+        say!(
             "recovery is set up (restore_command, recovery.signal): start PostgreSQL on {} and it replays the archive {}",
             dir.display(),
             match goal {
@@ -185,6 +195,6 @@ fn print_restored(id: &dbbackup::format::Id, p: &PhysicalSource, n: u64, dir: &P
             }
         );
     } else {
-        println!("start PostgreSQL on it: it recovers to the end of the backup from the WAL the snapshot holds");
+        say!("start PostgreSQL on it: it recovers to the end of the backup from the WAL the snapshot holds");
     }
 }

@@ -352,6 +352,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let bar = ctx.progress();
     let source = read(&w, what, &name, &bar)?;
     let (id, m) = w.finish(source)?;
+    let mut status = "ok";
     if let Source::Database(d) = &m.source {
         for f in &d.failed {
             tracing::warn!(database = %f.name, "not in snapshot {}: {}", id.short(), f.error);
@@ -359,18 +360,61 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         for warning in &d.warnings {
             tracing::warn!("{warning}");
         }
+        if !d.failed.is_empty() {
+            status = "partial";
+            let names: Vec<&str> = d.failed.iter().map(|f| f.name.as_str()).collect();
+            *ctx.partial.borrow_mut() = Some(format!(
+                "{} of {} failed ({}); snapshot {} holds the others",
+                d.failed.len(),
+                d.failed.len() + d.databases.len(),
+                names.join(", "),
+                id.short()
+            ));
+        }
     }
+    saved_event(&id, &m, status);
     if ctx.g.json {
-        return output::json(&serde_json::json!({ "id": id, "snapshot": m }));
+        return output::json(&serde_json::json!({
+            "operation": "snapshot",
+            "status": status,
+            "id": id,
+            "snapshot": m,
+        }));
     }
     print_saved(&id, &m);
     Ok(())
 }
 
+/// The `result` log event of a saved snapshot.
+fn saved_event(id: &dbbackup::format::Id, m: &dbbackup::format::snapshot::Manifest, status: &str) {
+    let s = &m.summary;
+    let failed = match &m.source {
+        Source::Database(d) => d.failed.len(),
+        _ => 0,
+    };
+    tracing::info!(
+        target: super::outcome::RESULT,
+        operation = "snapshot",
+        status,
+        snapshot_id = %id,
+        source = %m.name,
+        engine = m.source.engine().unwrap_or(""),
+        host = %m.hostname,
+        bytes_read = s.bytes_read,
+        bytes_new = s.bytes_new,
+        bytes_stored = s.bytes_stored,
+        chunks_total = s.chunks_total,
+        chunks_new = s.chunks_new,
+        duration_seconds = s.duration_ms as f64 / 1000.0,
+        databases_failed = failed,
+        "snapshot saved"
+    );
+}
+
 /// The lines saying what a snapshot saved.
 fn print_saved(id: &dbbackup::format::Id, m: &dbbackup::format::snapshot::Manifest) {
     let s = &m.summary;
-    println!(
+    say!(
         "snapshot {} of `{}` saved: {} read, {} new in {} of {} chunks, {} stored, {:.1}s",
         id.short(),
         m.name,
@@ -382,15 +426,19 @@ fn print_saved(id: &dbbackup::format::Id, m: &dbbackup::format::snapshot::Manife
         s.duration_ms as f64 / 1000.0
     );
     if let Source::Physical(p) = &m.source {
-        println!(
+        say!(
             "  cluster {} timeline {}, WAL {} .. {} (replay starts in {})",
-            p.system_id, p.timeline, p.start_lsn, p.stop_lsn, p.start_wal
+            p.system_id,
+            p.timeline,
+            p.start_lsn,
+            p.stop_lsn,
+            p.start_wal
         );
     }
     if let Source::Database(d) = &m.source {
         for db in &d.databases {
             let dumped: u64 = m.entries.iter().filter(|e| db.holds(&e.path)).map(|e| e.size).sum();
-            println!(
+            say!(
                 "  ok      {:<30} {} on the server, {} dump",
                 db.name,
                 human_bytes(db.size),
@@ -398,10 +446,10 @@ fn print_saved(id: &dbbackup::format::Id, m: &dbbackup::format::snapshot::Manife
             );
         }
         if let Some(g) = &d.globals {
-            println!("  ok      (globals)                      {g}");
+            say!("  ok      (globals)                      {g}");
         }
         for f in &d.failed {
-            println!("  FAILED  {:<30} {}", f.name, f.error.lines().next().unwrap_or(""));
+            say!("  FAILED  {:<30} {}", f.name, f.error.lines().next().unwrap_or(""));
         }
     }
 }

@@ -51,6 +51,6 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         &["ID", "Time", "Host", "Name", "Source", "Tags", "Size", "Added"],
         &rows,
     );
-    println!("{} snapshots", list.len());
+    say!("{} snapshots", list.len());
     output::unreadable_manifests(&unreadable)
 }

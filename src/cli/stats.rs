@@ -22,20 +22,20 @@ pub fn run(ctx: &Ctx, _a: Args) -> anyhow::Result<()> {
         output::json(&s)?;
         return output::unreadable_manifests(&unreadable);
     }
-    println!("repository        {}", repo.store().display());
-    println!("snapshots         {}", s.snapshots);
-    println!("logical size      {}", human_bytes(s.logical_bytes));
-    println!(
+    say!("repository        {}", repo.store().display());
+    say!("snapshots         {}", s.snapshots);
+    say!("logical size      {}", human_bytes(s.logical_bytes));
+    say!(
         "unique data       {} in {} chunks",
         human_bytes(s.unique_bytes),
         s.chunks
     );
-    println!("stored            {} in {} packs", human_bytes(s.stored_bytes), s.packs);
-    println!("dedup ratio       {:.2}x", s.dedup_ratio);
-    println!("compression ratio {:.2}x", s.compression_ratio);
-    println!("total ratio       {:.2}x", s.total_ratio);
+    say!("stored            {} in {} packs", human_bytes(s.stored_bytes), s.packs);
+    say!("dedup ratio       {:.2}x", s.dedup_ratio);
+    say!("compression ratio {:.2}x", s.compression_ratio);
+    say!("total ratio       {:.2}x", s.total_ratio);
     if s.delta_chunks > 0 {
-        println!(
+        say!(
             "delta chunks      {} taking {}, saving {} (estimated)",
             s.delta_chunks,
             human_bytes(s.delta_stored_bytes),

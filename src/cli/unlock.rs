@@ -45,9 +45,9 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         return output::json(&serde_json::json!({ "removed": v }));
     }
     for h in &removed {
-        println!("removed lock {}: {}", h.id.short(), h.describe());
+        say!("removed lock {}: {}", h.id.short(), h.describe());
     }
     let left = lock::list(&repo)?.len();
-    println!("{} locks removed, {left} left", removed.len());
+    say!("{} locks removed, {left} left", removed.len());
     Ok(())
 }

@@ -29,6 +29,16 @@ pub enum WalCmd {
 }
 
 impl WalCmd {
+    /// The operation's name in JSON output and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WalCmd::Push(_) => "wal_push",
+            WalCmd::Fetch(_) => "wal_fetch",
+            WalCmd::List => "wal_list",
+            WalCmd::Stats => "wal_stats",
+        }
+    }
+
     /// Does the subcommand write to the repository?
     pub fn writes(&self) -> bool {
         matches!(self, WalCmd::Push(_))
@@ -100,17 +110,32 @@ fn push(ctx: &Ctx, a: PushArgs) -> anyhow::Result<()> {
 }
 
 fn report(ctx: &Ctx, r: &Pushed) -> anyhow::Result<()> {
-    if ctx.g.json {
-        return output::json(r);
-    }
     match r {
         Pushed::Stored {
             file,
             bytes,
+            bytes_new,
             bytes_stored,
-            ..
-        } => tracing::info!(%file, bytes, bytes_stored, "archived"),
-        Pushed::AlreadyArchived { file } => tracing::info!(%file, "already archived with the same content"),
+        } => tracing::info!(
+            target: super::outcome::RESULT,
+            operation = "wal_push",
+            status = "ok",
+            %file,
+            bytes_read = bytes,
+            bytes_new,
+            bytes_stored,
+            "archived"
+        ),
+        Pushed::AlreadyArchived { file } => tracing::info!(
+            target: super::outcome::RESULT,
+            operation = "wal_push",
+            status = "ok",
+            %file,
+            "already archived with the same content"
+        ),
+    }
+    if ctx.g.json {
+        return output::json(r);
     }
     Ok(())
 }
@@ -215,7 +240,7 @@ fn list(ctx: &Ctx) -> anyhow::Result<()> {
         })
         .collect();
     output::table(&["File", "Size", "Added", "Pushed"], &rows);
-    println!("{} files", entries.len());
+    say!("{} files", entries.len());
     Ok(())
 }
 
@@ -227,15 +252,19 @@ fn stats(ctx: &Ctx) -> anyhow::Result<()> {
     if ctx.g.json {
         return output::json(&s);
     }
-    println!(
+    say!(
         "cluster           {}",
         s.system_id.as_deref().unwrap_or("(no WAL pushed yet)")
     );
-    println!(
+    say!(
         "files             {} ({} segments, {} partial, {} history, {} backup labels)",
-        s.files, s.segments, s.partial, s.history, s.backup
+        s.files,
+        s.segments,
+        s.partial,
+        s.history,
+        s.backup
     );
-    println!(
+    say!(
         "size              {}, {} stored ({:.1}% saved by compression and dedup)",
         human_bytes(s.bytes),
         human_bytes(s.bytes_stored),
@@ -246,10 +275,10 @@ fn stats(ctx: &Ctx) -> anyhow::Result<()> {
         }
     );
     if let (Some(o), Some(n)) = (s.oldest, s.newest) {
-        println!("pushed            {o} .. {n}");
+        say!("pushed            {o} .. {n}");
     }
     for t in &s.timelines {
-        println!(
+        say!(
             "timeline {:<8} {} .. {} ({} segments){}",
             t.timeline,
             t.first,
@@ -262,7 +291,7 @@ fn stats(ctx: &Ctx) -> anyhow::Result<()> {
             }
         );
         for g in &t.gaps {
-            println!("  missing {} .. {}", g.from, g.to);
+            say!("  missing {} .. {}", g.from, g.to);
         }
     }
     Ok(())

@@ -1,0 +1,105 @@
+//! How a run ends, told the same way by every command: the exit status (0 done, 3 partly
+//! done, else the error kind's sysexits code), the error as text on stderr, as a JSON object
+//! on stdout with `--json`, and as a JSON log event with `--log-format json`; and the logging
+//! that carries one `result` event per finished operation (docs/usage.md, "Exit status and
+//! machine-readable output").
+
+use dbbackup::ErrorKind;
+
+use super::{hints, output, Global, LogFormat};
+
+/// The exit status of a run that did part of its work: some databases of `snapshot --all
+/// --continue-on-error` failed. Distinct from every failure status (restic uses 3 alike).
+pub const PARTIAL: u8 = 3;
+
+/// The log target of result events: on at info level with `--log-format json` (unless `-q`),
+/// so a log shipper sees each result without `-v`.
+pub const RESULT: &str = "result";
+
+/// Tell that `operation` failed with `e`; the exit status to end with.
+pub fn failed(g: &Global, operation: &str, e: &anyhow::Error) -> u8 {
+    let lib = hints::library_error(e);
+    let kind = lib.map_or(ErrorKind::General, |err| err.kind());
+    let code = kind.exit_code() as u8;
+    let root: &(dyn std::error::Error + 'static) = e.as_ref();
+    let message = dbbackup::error::one_line(root);
+    let hint = lib.and_then(|err| err.hint()).map(hints::say);
+    if g.json {
+        // The result the command had (check's report) with the error beside it, as one object.
+        let mut v = match output::take_failure_result() {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        v.insert("operation".into(), operation.into());
+        v.insert("status".into(), "failed".into());
+        v.insert("exit_code".into(), code.into());
+        v.insert(
+            "error".into(),
+            serde_json::json!({ "kind": kind.name(), "message": message, "hint": hint }),
+        );
+        let _ = output::json(&v);
+    }
+    if g.log_format == LogFormat::Json {
+        tracing::error!(
+            target: RESULT,
+            operation,
+            status = "failed",
+            exit_code = code,
+            kind = kind.name(),
+            hint = hint.unwrap_or(""),
+            "{message}"
+        );
+    } else {
+        eprintln!("dbbackup: error: {message}");
+        if let Some(h) = hint {
+            eprintln!("dbbackup: hint: {h}");
+        }
+    }
+    code
+}
+
+/// Tell that `operation` did only part of its work, and why; the exit status to end with.
+pub fn partial(g: &Global, operation: &str, why: &str) -> u8 {
+    if g.log_format == LogFormat::Json {
+        tracing::error!(target: RESULT, operation, status = "partial", exit_code = PARTIAL, "{why}");
+    } else {
+        eprintln!("dbbackup: partly done: {why}");
+    }
+    PARTIAL
+}
+
+/// Logging on stderr as `-v`/`-q`, `DBBACKUP_LOG` and `--log-format` say.
+pub fn init_logging(g: &Global) {
+    use tracing_subscriber::EnvFilter;
+    let default = if g.quiet {
+        "error"
+    } else {
+        match g.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    // The SFTP client logs its own connections' ends as errors (with session internals);
+    // what matters reaches dbbackup as an error of the request, so it speaks only at -vv.
+    let default = if g.verbose >= 2 {
+        default.to_string()
+    } else {
+        format!("{default},openssh_sftp_client=off")
+    };
+    let default = if g.log_format == LogFormat::Json && !g.quiet && g.verbose == 0 {
+        format!("{default},{RESULT}=info")
+    } else {
+        default
+    };
+    let filter = EnvFilter::try_from_env("DBBACKUP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // JSON: one flat object per event, its target telling `result` events from the rest.
+    let _ = match g.log_format {
+        LogFormat::Json => b.json().flatten_event(true).with_target(true).try_init(),
+        LogFormat::Text => b.with_target(false).without_time().try_init(),
+    };
+}
