@@ -180,8 +180,10 @@ fn snapshots_lists_what_it_can_read_and_exits_65_for_the_rest() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
-    let listed: Vec<String> = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .unwrap()
+    // One JSON document: the failure, with the list it could read as its `result`.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "corrupt", "{v}");
+    let listed: Vec<String> = v["result"]
         .as_array()
         .unwrap()
         .iter()

@@ -216,7 +216,7 @@ fn archive_snapshot_and_recover_to_a_point_in_time() {
         std::fs::write(p, b).unwrap();
     }
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(r["snapshot"], snap["id"], "{r}");
+    assert_eq!(r["snapshot_id"], snap["id"], "{r}");
     assert!(data.join("recovery.signal").exists());
     let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
     assert!(
@@ -333,7 +333,7 @@ fn recover_onto_a_new_timeline_and_again_within_it() {
         "--pgdata",
         data.to_str().unwrap(),
     ]);
-    assert_eq!(r["snapshot"], snap["id"], "{r}");
+    assert_eq!(r["snapshot_id"], snap["id"], "{r}");
     let c = recover(c_dir);
     assert_eq!(
         c.sql("postgres", "select string_agg(i::text, ',' order by i) from marker"),

@@ -26,9 +26,11 @@ pub fn failed(g: &Global, operation: &str, e: &anyhow::Error) -> u8 {
     let hint = lib.and_then(|err| err.hint()).map(hints::say);
     if g.json {
         // The result the command had (check's report) with the error beside it, as one object.
+        // (A list goes under `result`.)
         let mut v = match output::take_failure_result() {
             Some(serde_json::Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
+            Some(other) => serde_json::Map::from_iter([("result".to_string(), other)]),
+            None => serde_json::Map::new(),
         };
         v.insert("operation".into(), operation.into());
         v.insert("status".into(), "failed".into());

@@ -72,6 +72,17 @@ pub fn with_failure<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Print `v` as the `--json` result, unless `then` is an error: then `v` goes out with it.
+pub fn json_unless<T: serde::Serialize>(v: &T, then: anyhow::Result<()>) -> anyhow::Result<()> {
+    match then {
+        Ok(()) => json(v),
+        Err(e) => {
+            with_failure(v)?;
+            Err(e)
+        }
+    }
+}
+
 /// What [`with_failure`] kept.
 pub fn take_failure_result() -> Option<serde_json::Value> {
     dbbackup::util::lock_anyway(&ON_FAILURE).take()

@@ -152,7 +152,13 @@ fn load(ctx: &Ctx, session: &Session<'_>, id: &Id, m: &Manifest, a: &Args) -> an
         }
     }
     if ctx.g.json {
-        return output::json(&serde_json::json!({ "snapshot": id, "globals": globals, "databases": loaded }));
+        return output::json(&serde_json::json!({
+            "operation": "restore",
+            "status": "ok",
+            "snapshot_id": id,
+            "globals": globals,
+            "databases": loaded,
+        }));
     }
     if globals {
         let what = if src.engine == "postgresql" {
@@ -191,7 +197,12 @@ fn write_out(ctx: &Ctx, session: &Session<'_>, id: &Id, m: &Manifest, t: &str, o
             .iter()
             .map(|(p, n)| serde_json::json!({ "path": p, "bytes": n }))
             .collect();
-        return output::json(&serde_json::json!({ "snapshot": id, "files": files }));
+        return output::json(&serde_json::json!({
+            "operation": "restore",
+            "status": "ok",
+            "snapshot_id": id,
+            "files": files,
+        }));
     }
     for (p, n) in &done {
         say!(

@@ -92,6 +92,28 @@ pub fn target(a: &PgArgs) -> anyhow::Result<RecoveryTarget> {
     })
 }
 
+/// Check that physical snapshot `id` can start a recovery to `goal`; the newest timeline
+/// the archive holds for it.
+fn pitr_base(
+    session: &Session<'_>,
+    id: &dbbackup::format::Id,
+    p: &PhysicalSource,
+    goal: &RecoveryTarget,
+) -> anyhow::Result<u32> {
+    let newest_tli = pitr::check_timeline(session, p)?;
+    if let RecoveryTarget::Time(t) = goal {
+        if p.finished >= *t {
+            return Err(Error::usage(format!(
+                "snapshot {} finished at {}, after the target {t}; choose an older one",
+                id.short(),
+                p.finished
+            ))
+            .into());
+        }
+    }
+    Ok(newest_tli)
+}
+
 /// Run a physical or point-in-time restore.
 pub fn run(
     ctx: &Ctx,
@@ -117,20 +139,11 @@ pub fn run(
         ))
         .into());
     };
-    let mut newest_tli = p.timeline;
-    if a.pitr {
-        newest_tli = pitr::check_timeline(session, p)?;
-        if let RecoveryTarget::Time(t) = &goal {
-            if p.finished >= *t {
-                return Err(Error::usage(format!(
-                    "snapshot {} finished at {}, after the target {t}; choose an older one",
-                    id.short(),
-                    p.finished
-                ))
-                .into());
-            }
-        }
-    }
+    let newest_tli = if a.pitr {
+        pitr_base(session, &id, p, &goal)?
+    } else {
+        p.timeline
+    };
     dbbackup::preflight::ensure_readable(session, &m.entries)?;
     prepare_pgdata(dir, force)?;
     let n = restore_pgdata(session, &m, dir, &ctx.progress())?;
@@ -160,7 +173,9 @@ pub fn run(
     );
     if ctx.g.json {
         return output::json(&serde_json::json!({
-            "snapshot": id,
+            "operation": "restore",
+            "status": "ok",
+            "snapshot_id": id,
             "pgdata": dir,
             "bytes": n,
             "start_lsn": p.start_lsn,

@@ -29,8 +29,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
             .iter()
             .map(|(id, m)| serde_json::json!({ "id": id, "snapshot": m }))
             .collect();
-        output::json(&v)?;
-        return output::unreadable_manifests(&unreadable);
+        return output::json_unless(&v, output::unreadable_manifests(&unreadable));
     }
     let rows: Vec<Vec<String>> = list
         .iter()

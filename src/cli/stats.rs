@@ -19,8 +19,7 @@ pub fn run(ctx: &Ctx, _a: Args) -> anyhow::Result<()> {
     let session = Session::begin_reading(&repo, &index, Operation::Check, ReadLock::Skip)?;
     let dbbackup::stats::Computed { stats: s, unreadable } = dbbackup::stats::compute(&session)?;
     if ctx.g.json {
-        output::json(&s)?;
-        return output::unreadable_manifests(&unreadable);
+        return output::json_unless(&s, output::unreadable_manifests(&unreadable));
     }
     say!("repository        {}", repo.store().display());
     say!("snapshots         {}", s.snapshots);
