@@ -57,6 +57,7 @@ pub mod retention;
 pub mod snapshot;
 pub mod sources;
 pub mod stats;
+pub mod status;
 pub mod storage;
 pub mod util;
 pub mod wal;

@@ -3,6 +3,7 @@
 //! Regenerate (only when the spec changes): `cargo test --test format_vectors -- --ignored`.
 
 use dbbackup::crypto::{self, KdfParams, MasterKey, NONCE_LEN};
+use dbbackup::format::check::{CheckRecord, ReadDataClass};
 use dbbackup::format::config::{ChunkerParams, Config};
 use dbbackup::format::index::{IndexSegment, PackBlobs};
 use dbbackup::format::keyfile::{wrap_aad, Kdf, KeyFile};
@@ -260,6 +261,26 @@ fn build() -> Value {
     let b_nonce = [0xbcu8; NONCE_LEN];
     let b_stored = seal(&keys, &b_nonce, ObjectKind::WalArchive.aad(), &b_z);
 
+    let check = CheckRecord {
+        version: 1,
+        repository: repo_id,
+        time: "2026-01-02T04:00:00Z".parse().unwrap(),
+        hostname: "db1".into(),
+        tool_version: "0.1.0".into(),
+        read_data: ReadDataClass::Subset,
+        subset: Some("1/5".into()),
+        snapshots: 1,
+        packs: 1,
+        packs_read: 1,
+        bytes_read: pack.len() as u64,
+        problems: 0,
+        warnings: 0,
+    };
+    let c_payload = check.encode().unwrap();
+    let c_z = zstd::bulk::compress(&c_payload, 3).unwrap();
+    let c_nonce = [0xccu8; NONCE_LEN];
+    let c_stored = seal(&keys, &c_nonce, ObjectKind::Check.aad(), &c_z);
+
     let kf_bytes = kf.encode().unwrap();
     json!({
         "comment": "dbbackup repository format v1 test vectors; see repo-format/README.md. Hex unless noted.",
@@ -290,6 +311,7 @@ fn build() -> Value {
         "wal_entry": { "folder": keys.wal_name_hash(&wal.file), "name": Id::of_stored(&w_stored), "payload_text": String::from_utf8(w_payload).unwrap(), "zstd": hex::encode(&w_z), "nonce": hex::encode(w_nonce), "stored": hex::encode(&w_stored) },
         "wal_archive": { "name": Id::of_stored(&a_stored), "payload_text": String::from_utf8(a_payload).unwrap(), "zstd": hex::encode(&a_z), "nonce": hex::encode(a_nonce), "stored": hex::encode(&a_stored) },
         "wal_archive_bound": { "name": Id::of_stored(&b_stored), "payload_text": String::from_utf8(b_payload).unwrap(), "zstd": hex::encode(&b_z), "nonce": hex::encode(b_nonce), "stored": hex::encode(&b_stored) },
+        "check_record": { "name": Id::of_stored(&c_stored), "payload_text": String::from_utf8(c_payload).unwrap(), "zstd": hex::encode(&c_z), "nonce": hex::encode(c_nonce), "stored": hex::encode(&c_stored) },
     })
 }
 
@@ -397,6 +419,7 @@ fn vectors_decode_and_reencode_byte_for_byte() {
         ("wal_entry", ObjectKind::Wal),
         ("wal_archive", ObjectKind::WalArchive),
         ("wal_archive_bound", ObjectKind::WalArchive),
+        ("check_record", ObjectKind::Check),
     ] {
         let ov = &v[name];
         let stored = h(&ov["stored"]);
@@ -417,6 +440,7 @@ fn vectors_decode_and_reencode_byte_for_byte() {
                 e.encode().unwrap()
             }
             ObjectKind::WalArchive => ArchiveInfo::decode(oname, &payload).unwrap().encode().unwrap(),
+            ObjectKind::Check => CheckRecord::decode(oname, &payload).unwrap().encode().unwrap(),
             _ => serde_json::to_vec(&serde_json::from_slice::<Lock>(&payload).unwrap()).unwrap(),
         };
         assert_eq!(reencoded, payload, "{name} re-encodes byte for byte");

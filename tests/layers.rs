@@ -28,6 +28,7 @@ const LAYERS: &[&[&str]] = &[
         "repair",
         "retention",
         "stats",
+        "status",
         "snapshot",
         "wal",
     ],

@@ -10,6 +10,7 @@
 
 mod affected;
 mod read_data;
+pub mod record;
 mod structure;
 mod wal;
 

@@ -34,6 +34,7 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let session = ctx.read_session(&repo, &index, dbbackup::repo::lock::Operation::Check, &a.lock)?;
     let bar = ctx.progress();
     let rep = dbbackup::check::check(&session, read, &bar)?;
+    record(ctx, &repo, &rep, read);
     if ctx.g.json && rep.errors.is_empty() {
         output::json(&rep)?;
     } else if ctx.g.json {
@@ -106,5 +107,19 @@ fn print_report(rep: &dbbackup::check::Report, read: ReadData) {
                 format!(" (affects snapshots {})", affects.join(", "))
             }
         );
+    }
+}
+
+/// Record the run for `status` and metrics on every host. Not in another OS user's local
+/// repository (its files would belong to this user), nor in one this user may only read.
+fn record(ctx: &Ctx, repo: &dbbackup::repo::Repository, rep: &dbbackup::check::Report, read: ReadData) {
+    if ctx.other_owner {
+        tracing::info!("check not recorded: the repository belongs to another OS user");
+        return;
+    }
+    match dbbackup::check::record::save(repo, rep, read) {
+        Ok(id) => tracing::debug!(record = %id, "check recorded"),
+        Err(e) if e.kind() == ErrorKind::Permission => tracing::info!("check not recorded: {e}"),
+        Err(e) => tracing::warn!("check not recorded: {e}"),
     }
 }

@@ -29,6 +29,7 @@ mod restore_pg;
 mod snapshot;
 mod snapshots;
 mod stats;
+mod status;
 mod unlock;
 mod wal;
 
@@ -158,6 +159,9 @@ enum Cmd {
     Stats(stats::Args),
     /// Verify the repository's structure and, with --read-data, every byte
     Check(check::Args),
+    /// Per source the newest snapshot and its age, the last checks, WAL archiving; with
+    /// --max-age and friends a monitoring probe (exit 4 when something needs attention)
+    Status(status::Args),
     /// PostgreSQL WAL archiving: push (archive_command), fetch (restore_command), list, stats
     #[command(subcommand)]
     Wal(wal::WalCmd),
@@ -182,6 +186,7 @@ impl Cmd {
             Cmd::Ls(_) => "ls",
             Cmd::Stats(_) => "stats",
             Cmd::Check(_) => "check",
+            Cmd::Status(_) => "status",
             Cmd::Wal(c) => c.name(),
             Cmd::Repair(_) => "repair",
             Cmd::Unlock(_) => "unlock",
@@ -193,7 +198,9 @@ impl Cmd {
     fn writes(&self) -> Option<bool> {
         match self {
             Cmd::Init(_) => None,
-            Cmd::Restore(_) | Cmd::Snapshots(_) | Cmd::Ls(_) | Cmd::Stats(_) | Cmd::Check(_) => Some(false),
+            Cmd::Restore(_) | Cmd::Snapshots(_) | Cmd::Ls(_) | Cmd::Stats(_) | Cmd::Check(_) | Cmd::Status(_) => {
+                Some(false)
+            }
             Cmd::Wal(c) => Some(c.writes()),
             Cmd::Key(_) | Cmd::Snapshot(_) | Cmd::Forget(_) | Cmd::Prune(_) | Cmd::Repair(_) | Cmd::Unlock(_) => {
                 Some(true)
@@ -211,8 +218,10 @@ pub struct Ctx {
     /// The local repository belongs to another OS user (and that was not allowed): this
     /// command only reads, and takes no lock.
     pub other_owner: bool,
-    /// Why the command did only part of its work, when it did (exit status 3).
-    pub partial: std::cell::RefCell<Option<String>>,
+    /// The configuration file's sections that commands read.
+    pub file: config::FileSettings,
+    /// The command did only part of its work (exit status 3), or found problems (4).
+    pub unfinished: std::cell::RefCell<Option<outcome::Unfinished>>,
 }
 
 impl Ctx {
@@ -408,8 +417,8 @@ pub fn run() -> ExitCode {
     output::set_quiet(cli.global.quiet);
     outcome::init_logging(&cli.global);
     let operation = cli.cmd.name();
-    let r = (|| -> anyhow::Result<Option<String>> {
-        config::load_config_file(&mut cli.global)?;
+    let r = (|| -> anyhow::Result<Option<outcome::Unfinished>> {
+        let file = config::load_config_file(&mut cli.global)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
             .max_blocking_threads(3)
@@ -421,7 +430,8 @@ pub fn run() -> ExitCode {
             g: cli.global.clone(),
             rt,
             other_owner: false,
-            partial: Default::default(),
+            file,
+            unfinished: Default::default(),
         };
         ctx.guard_owner(cli.cmd.writes())?;
         match cli.cmd {
@@ -435,11 +445,12 @@ pub fn run() -> ExitCode {
             Cmd::Ls(a) => ls::run(&ctx, a),
             Cmd::Stats(a) => stats::run(&ctx, a),
             Cmd::Check(a) => check::run(&ctx, a),
+            Cmd::Status(a) => status::run(&ctx, a),
             Cmd::Wal(c) => wal::run(&ctx, c),
             Cmd::Repair(c) => repair::run(&ctx, c),
             Cmd::Unlock(a) => unlock::run(&ctx, a),
         }?;
-        Ok(ctx.partial.take())
+        Ok(ctx.unfinished.take())
     })();
     // The repository (and its SFTP connections) are closed: stop what ssh left running.
     dbbackup::storage::ssh::stop_own_ssh();
@@ -454,7 +465,7 @@ pub fn run() -> ExitCode {
     }
     ExitCode::from(match r {
         Ok(None) => 0,
-        Ok(Some(why)) => outcome::partial(&cli.global, operation, &why),
+        Ok(Some(u)) => outcome::unfinished(&cli.global, operation, &u),
         Err(e) => outcome::failed(&cli.global, operation, &e),
     })
 }

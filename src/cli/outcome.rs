@@ -12,6 +12,19 @@ use super::{hints, output, Global, LogFormat};
 /// --continue-on-error` failed. Distinct from every failure status (restic uses 3 alike).
 pub const PARTIAL: u8 = 3;
 
+/// The exit status of `status` when it found a problem (a stale backup, a failed check, ...):
+/// the command worked, the repository needs attention.
+pub const PROBLEMS: u8 = 4;
+
+/// How a command that did not fail still did not end well.
+#[derive(Debug)]
+pub enum Unfinished {
+    /// It did part of its work; why.
+    Partial(String),
+    /// It found problems; how many, in a few words.
+    Problems(String),
+}
+
 /// The log target of result events: on at info level with `--log-format json` (unless `-q`),
 /// so a log shipper sees each result without `-v`.
 pub const RESULT: &str = "result";
@@ -60,14 +73,18 @@ pub fn failed(g: &Global, operation: &str, e: &anyhow::Error) -> u8 {
     code
 }
 
-/// Tell that `operation` did only part of its work, and why; the exit status to end with.
-pub fn partial(g: &Global, operation: &str, why: &str) -> u8 {
+/// Tell how `operation` ended when it did not end well; the exit status to end with.
+pub fn unfinished(g: &Global, operation: &str, u: &Unfinished) -> u8 {
+    let (status, code, said, why) = match u {
+        Unfinished::Partial(why) => ("partial", PARTIAL, "partly done", why),
+        Unfinished::Problems(why) => ("problems", PROBLEMS, "problems found", why),
+    };
     if g.log_format == LogFormat::Json {
-        tracing::error!(target: RESULT, operation, status = "partial", exit_code = PARTIAL, "{why}");
+        tracing::error!(target: RESULT, operation, status, exit_code = code, "{why}");
     } else {
-        eprintln!("dbbackup: partly done: {why}");
+        eprintln!("dbbackup: {said}: {why}");
     }
-    PARTIAL
+    code
 }
 
 /// Logging on stderr as `-v`/`-q`, `DBBACKUP_LOG` and `--log-format` say.

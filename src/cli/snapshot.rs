@@ -363,13 +363,13 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         if !d.failed.is_empty() {
             status = "partial";
             let names: Vec<&str> = d.failed.iter().map(|f| f.name.as_str()).collect();
-            *ctx.partial.borrow_mut() = Some(format!(
+            *ctx.unfinished.borrow_mut() = Some(super::outcome::Unfinished::Partial(format!(
                 "{} of {} failed ({}); snapshot {} holds the others",
                 d.failed.len(),
                 d.failed.len() + d.databases.len(),
                 names.join(", "),
                 id.short()
-            ));
+            )));
         }
     }
     saved_event(&id, &m, status);

@@ -1,6 +1,7 @@
 //! The repository's on-storage format, version 1: object kinds, associated data, and the codecs
 //! of every object. `repo-format/` is the normative text; this module implements it.
 
+pub mod check;
 pub mod config;
 pub mod index;
 pub mod keyfile;
@@ -44,6 +45,8 @@ pub enum ObjectKind {
     Wal,
     /// `wal-archive/` WAL archive records (which cluster the archive belongs to).
     WalArchive,
+    /// `checks/` records of check runs.
+    Check,
 }
 
 impl ObjectKind {
@@ -57,6 +60,7 @@ impl ObjectKind {
             ObjectKind::Pending => b"dbbackup/v1/pending",
             ObjectKind::Wal => b"dbbackup/v1/wal",
             ObjectKind::WalArchive => b"dbbackup/v1/wal-archive",
+            ObjectKind::Check => b"dbbackup/v1/check",
         }
     }
 
@@ -70,6 +74,7 @@ impl ObjectKind {
             ObjectKind::Pending => "pending",
             ObjectKind::Wal => "wal",
             ObjectKind::WalArchive => "wal-archive",
+            ObjectKind::Check => "checks",
         }
     }
 }
