@@ -124,6 +124,8 @@ pub enum Hint {
     LoadIntoNonEmpty,
     /// Leaving ownership out is PostgreSQL's; MySQL/MariaDB dumps keep their definers.
     NoOwnerIsPostgres,
+    /// `latest` would be a guess between hosts or engines: say which, or give an id.
+    ChooseSource,
 }
 
 impl fmt::Display for Error {

@@ -564,7 +564,10 @@ fn a_copy_of_a_database_in_the_same_cluster_is_stored_as_deltas() {
     let s = &v["snapshot"]["summary"];
     let (new, delta) = (s["chunks_new"].as_u64().unwrap(), s["chunks_delta"].as_u64().unwrap());
     eprintln!("summary: {s}");
-    assert!(delta * 3 >= new, "{s}");
+    // Deltas are 0.32-0.46 of the new chunks over 6 runs: the chunker key is random per
+    // repository, and on this repetitive data it moves the chunk count from ~550 to ~1050
+    // (CI once saw 264 deltas of 815 new chunks against a bound of a third).
+    assert!(delta * 4 >= new, "{s}");
 
     let dst = Pg::start();
     let out = db_cli(h, &repo, &dst)

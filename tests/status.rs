@@ -188,3 +188,43 @@ fn checks_are_recorded_for_every_host_and_judged() {
     let (code, _) = status(h, &repo, &[]);
     assert_eq!(code, Some(4));
 }
+
+#[test]
+fn wal_archiving_is_judged_by_its_newest_file_and_its_holes() {
+    let (home, repo) = cli_repo();
+    let h = home.path();
+    let (code, v) = status(h, &repo, &["--max-wal-age", "1h"]);
+    assert_eq!(code, Some(4));
+    assert_eq!(kinds(&v), [("wal_stale".to_string(), "wal".to_string())]);
+    assert!(v["wal"].is_null());
+
+    // Synthetic segments 1, 2 and 4 of timeline 1 (no server needed): 3 is missing.
+    let sysid: u64 = 7_311_234_567_890_123_457;
+    let data = h.join("data");
+    std::fs::create_dir_all(data.join("pg_wal")).unwrap();
+    std::fs::create_dir_all(data.join("global")).unwrap();
+    std::fs::write(data.join("global/pg_control"), sysid.to_le_bytes()).unwrap();
+    for segno in [1, 2, 4] {
+        let name = common::wal::segment_name(segno);
+        std::fs::write(
+            data.join("pg_wal").join(&name),
+            common::wal::segment_bytes(sysid, segno),
+        )
+        .unwrap();
+        let o = cli(h)
+            .current_dir(&data)
+            .args(["-r", repo.to_str().unwrap(), "wal", "push", &format!("pg_wal/{name}")])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let (code, v) = status(h, &repo, &["--max-wal-age", "1h"]);
+    assert_eq!(code, Some(4), "{v}");
+    assert_eq!(v["wal"]["files"], 3);
+    assert_eq!(v["wal"]["newest_segment"], common::wal::segment_name(4).as_str());
+    assert!(v["wal"]["newest_age_seconds"].as_i64().unwrap() < 3600, "{v}");
+    assert_eq!(kinds(&v), [("wal_gap".to_string(), "wal".to_string())]);
+    let gap = &v["wal"]["gaps"][0];
+    assert_eq!(gap["from"], common::wal::segment_name(3).as_str());
+    assert_eq!(gap["to"], common::wal::segment_name(3).as_str());
+}

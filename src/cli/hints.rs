@@ -44,6 +44,7 @@ pub fn say(hint: Hint) -> &'static str {
             "restore into a new database (--create), or pass --force (with --clean to drop the dumped objects first)"
         }
         Hint::NoOwnerIsPostgres => "--no-owner applies to PostgreSQL; leave it out",
+        Hint::ChooseSource => "choose with --snapshot-host, --engine or --name, or give the snapshot's id",
     }
 }
 

@@ -11,15 +11,17 @@ use super::{output, Ctx};
 pub struct Args {
     /// Snapshot id, unique id prefix, or `latest`
     snapshot: String,
-    /// With `latest`: the newest snapshot of this source name
-    #[arg(long)]
-    name: Option<String>,
+    #[command(flatten)]
+    select: super::select::SelectArgs,
+    /// Only snapshots of this database engine
+    #[arg(long, value_enum)]
+    engine: Option<super::db::Engine>,
 }
 
 /// Run `ls`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
-    let (id, m) = repo.find_snapshot(&a.snapshot, a.name.as_deref())?;
+    let (id, m) = repo.select_snapshot(&a.snapshot, &a.select.filter(a.engine))?;
     let db_of = |path: &str| -> String {
         let Source::Database(d) = &m.source else {
             return String::new();

@@ -26,6 +26,7 @@ mod prune;
 mod repair;
 mod restore;
 mod restore_pg;
+mod select;
 mod snapshot;
 mod snapshots;
 mod stats;

@@ -28,9 +28,8 @@ pub struct Args {
     /// Restore a physical snapshot into this (empty) PostgreSQL data directory
     #[arg(long, value_name = "DIR")]
     pgdata: Option<PathBuf>,
-    /// With `latest`: the newest snapshot of this source name
-    #[arg(long)]
-    name: Option<String>,
+    #[command(flatten)]
+    select: super::select::SelectArgs,
     /// Replace existing files
     #[arg(long)]
     overwrite: bool,
@@ -89,10 +88,15 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let index = ctx.index(&repo)?;
     let session = ctx.read_session(&repo, &index, dbbackup::repo::lock::Operation::Restore, &a.lock)?;
     if let Some(dir) = &a.pgdata {
-        return super::restore_pg::run(ctx, &session, a.snapshot.as_deref(), dir, a.force, &a.pg, goal);
+        let which = super::restore_pg::Which {
+            snapshot: a.snapshot.as_deref(),
+            filter: a.select.filter(None),
+        };
+        return super::restore_pg::run(ctx, &session, which, dir, a.force, &a.pg, goal);
     }
     let spec = a.snapshot.as_deref().unwrap_or("latest");
-    let (id, m) = repo.find_snapshot(spec, a.name.as_deref())?;
+    // `--engine` says which snapshots too: a MariaDB snapshot is never loaded by mistake.
+    let (id, m) = repo.select_snapshot(spec, &a.select.filter(a.conn.engine))?;
     dbbackup::preflight::ensure_readable(&session, &m.entries)?;
     match &a.target {
         Some(t) => write_out(ctx, &session, &id, &m, t, a.overwrite),

@@ -114,19 +114,28 @@ fn pitr_base(
     Ok(newest_tli)
 }
 
+/// The snapshot asked for: an id, `latest`, or none (PITR picks the base), among those the
+/// filter passes.
+pub struct Which<'a> {
+    /// As given.
+    pub snapshot: Option<&'a str>,
+    /// `--name`, `--snapshot-host`, `--tag`.
+    pub filter: dbbackup::repo::select::SnapshotFilter,
+}
+
 /// Run a physical or point-in-time restore.
 pub fn run(
     ctx: &Ctx,
     session: &Session<'_>,
-    snapshot: Option<&str>,
+    which: Which<'_>,
     dir: &Path,
     force: bool,
     a: &PgArgs,
     goal: RecoveryTarget,
 ) -> anyhow::Result<()> {
     let repo = session.repo();
-    let (id, m) = match snapshot {
-        Some(s) => repo.find_snapshot(s, None)?,
+    let (id, m) = match which.snapshot {
+        Some(s) => repo.select_snapshot(s, &which.filter)?,
         None => {
             let (id, m, _) = pitr::choose_base(repo, &goal)?;
             (id, m)

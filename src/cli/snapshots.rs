@@ -1,4 +1,5 @@
-//! `dbbackup snapshots [--name N] [--json]`: list snapshots.
+//! `dbbackup snapshots [--name N] [--snapshot-host H] [--engine E] [--tag T]... [--json]`:
+//! list snapshots.
 
 use dbbackup::util::human_bytes;
 
@@ -7,23 +8,19 @@ use super::{output, Ctx};
 /// Arguments of `snapshots`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Only snapshots of this source name
-    #[arg(long)]
-    name: Option<String>,
-    /// Only snapshots with this tag
-    #[arg(long)]
-    tag: Option<String>,
+    #[command(flatten)]
+    select: super::select::SelectArgs,
+    /// Only snapshots of this database engine
+    #[arg(long, value_enum)]
+    engine: Option<super::db::Engine>,
 }
 
 /// Run `snapshots`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let repo = ctx.open()?;
     let (all, unreadable) = repo.readable_manifests()?;
-    let list: Vec<_> = all
-        .into_iter()
-        .filter(|(_, m)| a.name.as_ref().is_none_or(|n| &m.name == n))
-        .filter(|(_, m)| a.tag.as_ref().is_none_or(|t| m.tags.contains(t)))
-        .collect();
+    let filter = a.select.filter(a.engine);
+    let list: Vec<_> = all.into_iter().filter(|(_, m)| filter.matches(m)).collect();
     if ctx.g.json {
         let v: Vec<_> = list
             .iter()

@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::Manifest;
 use crate::format::{open_object_in, seal, Id, ObjectKind, RepoObject};
 use crate::repo::manifest_cache::ManifestCache;
+use crate::repo::select::SnapshotFilter;
 use crate::repo::Repository;
 
 /// Folder of the manifests' registry copies (repo-format §8.3): one byte-identical copy of
@@ -254,6 +255,12 @@ impl Repository {
     /// (from the local cache where it can), and fails when one cannot be read, since that one
     /// might be the newest.
     pub fn find_snapshot(&self, spec: &str, name: Option<&str>) -> Result<(Id, Manifest)> {
+        self.select_snapshot(spec, &SnapshotFilter::named(name))
+    }
+
+    /// Resolve `latest`, a full id, or a unique id prefix among the snapshots `filter` passes.
+    /// `latest` refuses (usage error) when they come from more than one host or engine.
+    pub fn select_snapshot(&self, spec: &str, filter: &SnapshotFilter) -> Result<(Id, Manifest)> {
         let spec_l = spec.to_ascii_lowercase();
         let latest = spec == "latest";
         if !latest && (spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit())) {
@@ -275,14 +282,9 @@ impl Repository {
                 false => e,
             });
         }
-        matching.retain(|(_, m)| name.is_none_or(|n| m.name == n));
+        matching.retain(|(_, m)| filter.matches(m));
         if latest {
-            return matching.pop().ok_or_else(|| {
-                Error::not_found(match name {
-                    Some(n) => format!("no snapshot named `{n}` in repository {}", self.store.display()),
-                    None => format!("repository {} has no snapshots", self.store.display()),
-                })
-            });
+            return crate::repo::select::latest(self, matching, filter);
         }
         match matching.len() {
             0 => Err(Error::not_found(format!(

@@ -16,6 +16,7 @@ pub mod objects;
 pub mod operation;
 pub mod pack_reader;
 pub mod packer;
+pub mod select;
 pub mod session;
 
 use std::sync::atomic::AtomicU64;
