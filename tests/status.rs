@@ -185,8 +185,10 @@ fn checks_are_recorded_for_every_host_and_judged() {
         .unwrap()
         .path();
     std::fs::write(&rec, b"garbage").unwrap();
-    let (code, _) = status(h, &repo, &[]);
-    assert_eq!(code, Some(4));
+    // (4 while the failed run's record is intact, 0 when it was the one damaged.)
+    let (code, v) = status(h, &repo, &[]);
+    assert!(matches!(code, Some(0 | 4)), "{code:?} {v}");
+    assert_eq!(v["operation"], "status");
 }
 
 #[test]
