@@ -485,12 +485,7 @@ fn bad_arguments(e: clap::Error) -> ExitCode {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or_default();
         let message = first.strip_prefix("error: ").unwrap_or(first);
-        let _ = output::json(&serde_json::json!({
-            "operation": null,
-            "status": "failed",
-            "exit_code": 2,
-            "error": { "kind": ErrorKind::Usage.name(), "message": message, "hint": null },
-        }));
+        outcome::print_failure(None, ErrorKind::Usage, message, None);
     }
     let _ = e.print();
     ExitCode::from(2)

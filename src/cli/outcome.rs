@@ -38,21 +38,7 @@ pub fn failed(g: &Global, operation: &str, e: &anyhow::Error) -> u8 {
     let message = dbbackup::error::one_line(root);
     let hint = lib.and_then(|err| err.hint()).map(hints::say);
     if g.json {
-        // The result the command had (check's report) with the error beside it, as one object.
-        // (A list goes under `result`.)
-        let mut v = match output::take_failure_result() {
-            Some(serde_json::Value::Object(m)) => m,
-            Some(other) => serde_json::Map::from_iter([("result".to_string(), other)]),
-            None => serde_json::Map::new(),
-        };
-        v.insert("operation".into(), operation.into());
-        v.insert("status".into(), "failed".into());
-        v.insert("exit_code".into(), code.into());
-        v.insert(
-            "error".into(),
-            serde_json::json!({ "kind": kind.name(), "message": message, "hint": hint }),
-        );
-        let _ = output::json(&v);
+        print_failure(Some(operation), kind, &message, hint);
     }
     if g.log_format == LogFormat::Json {
         tracing::error!(
@@ -71,6 +57,24 @@ pub fn failed(g: &Global, operation: &str, e: &anyhow::Error) -> u8 {
         }
     }
     code
+}
+
+/// The `--json` document of a failure: the result the command had (check's report; a list
+/// goes under `result`) with the failure's fields beside it, as one object.
+pub fn print_failure(operation: Option<&str>, kind: ErrorKind, message: &str, hint: Option<&str>) {
+    let mut v = match output::take_failure_result() {
+        Some(serde_json::Value::Object(m)) => m,
+        Some(other) => serde_json::Map::from_iter([("result".to_string(), other)]),
+        None => serde_json::Map::new(),
+    };
+    v.insert("operation".into(), operation.into());
+    v.insert("status".into(), "failed".into());
+    v.insert("exit_code".into(), kind.exit_code().into());
+    v.insert(
+        "error".into(),
+        serde_json::json!({ "kind": kind.name(), "message": message, "hint": hint }),
+    );
+    let _ = output::json(&v);
 }
 
 /// Tell how `operation` ended when it did not end well; the exit status to end with.
