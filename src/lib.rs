@@ -47,6 +47,7 @@ pub mod error;
 pub mod format;
 pub mod id;
 pub mod interrupt;
+pub mod metrics;
 pub mod preflight;
 pub mod progress;
 pub mod prune;

@@ -27,6 +27,7 @@ const LAYERS: &[&[&str]] = &[
         "prune",
         "repair",
         "retention",
+        "metrics",
         "stats",
         "status",
         "snapshot",

@@ -18,6 +18,7 @@ struct FileConfig {
     password_file: Option<PathBuf>,
     password_command: Option<String>,
     cache_dir: Option<PathBuf>,
+    metrics_file: Option<PathBuf>,
     #[serde(default)]
     status: StatusConfig,
 }
@@ -89,5 +90,6 @@ pub fn load_config_file(g: &mut Global) -> anyhow::Result<FileSettings> {
     g.password_file = g.password_file.take().or(fc.password_file);
     g.password_command = g.password_command.take().or(fc.password_command);
     g.cache_dir = g.cache_dir.take().or(fc.cache_dir);
+    g.metrics_file = g.metrics_file.take().or(fc.metrics_file);
     Ok(FileSettings { status: fc.status })
 }

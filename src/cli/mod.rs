@@ -18,6 +18,7 @@ mod hints;
 mod init;
 mod key;
 mod ls;
+mod metrics;
 mod outcome;
 mod output;
 mod owner;
@@ -27,6 +28,7 @@ mod repair;
 mod restore;
 mod restore_pg;
 mod select;
+mod signals;
 mod snapshot;
 mod snapshots;
 mod stats;
@@ -106,6 +108,10 @@ pub struct Global {
     /// to the user running this command)
     #[arg(long, env = "DBBACKUP_ALLOW_OTHER_OWNER", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_other_owner: bool,
+    /// After the command, add its run (status, duration, figures) to this Prometheus text
+    /// file, for node_exporter's textfile collector (config: `metrics_file`)
+    #[arg(long, env = "DBBACKUP_METRICS_FILE", global = true, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// A duration such as `60s`, `5m`, `1h 30m` or `PT90S`.
@@ -171,6 +177,9 @@ enum Cmd {
     Repair(repair::RepairCmd),
     /// Remove stale locks (of killed processes, or unreadable and older than the lock timeout)
     Unlock(unlock::Args),
+    /// Prometheus metrics of the repository: print them once, or serve them over HTTP
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCmd),
 }
 
 impl Cmd {
@@ -191,6 +200,7 @@ impl Cmd {
             Cmd::Wal(c) => c.name(),
             Cmd::Repair(_) => "repair",
             Cmd::Unlock(_) => "unlock",
+            Cmd::Metrics(_) => "metrics",
         }
     }
 
@@ -199,9 +209,13 @@ impl Cmd {
     fn writes(&self) -> Option<bool> {
         match self {
             Cmd::Init(_) => None,
-            Cmd::Restore(_) | Cmd::Snapshots(_) | Cmd::Ls(_) | Cmd::Stats(_) | Cmd::Check(_) | Cmd::Status(_) => {
-                Some(false)
-            }
+            Cmd::Restore(_)
+            | Cmd::Snapshots(_)
+            | Cmd::Ls(_)
+            | Cmd::Stats(_)
+            | Cmd::Check(_)
+            | Cmd::Status(_)
+            | Cmd::Metrics(_) => Some(false),
             Cmd::Wal(c) => Some(c.writes()),
             Cmd::Key(_) | Cmd::Snapshot(_) | Cmd::Forget(_) | Cmd::Prune(_) | Cmd::Repair(_) | Cmd::Unlock(_) => {
                 Some(true)
@@ -357,56 +371,9 @@ fn log_sync(st: &dbbackup::repo::index::SyncStats) {
     }
 }
 
-/// A closed standard output (`dbbackup ls latest | head -2`) ends the command quietly, as a
-/// process killed by SIGPIPE would (status 141), after the same cleanup as an interruption
-/// (locks removed), instead of a panic. SIGPIPE itself stays ignored so that a child that
-/// dies (pg_restore) gives an error, not a silent death.
-fn quiet_on_closed_stdout() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let p = info.payload();
-        let msg = p
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| p.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
-            dbbackup::interrupt::run_hooks();
-            std::process::exit(128 + libc::SIGPIPE);
-        }
-        default(info);
-    }));
-}
-
-/// The status the interrupted process exits with (130 / 143), once a signal arrived.
-static SIGNAL_STATUS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-/// On SIGINT or SIGTERM: undo what the running command registered (partial files, its lock,
-/// child commands), then exit 130 / 143 as shells do.
-fn watch_signals(rt: tokio::runtime::Handle) {
-    std::thread::spawn(move || {
-        use tokio::signal::unix::{signal, SignalKind};
-        let code = rt.block_on(async {
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-                return None;
-            };
-            tokio::select! {
-                _ = int.recv() => Some(130),
-                _ = term.recv() => Some(143),
-            }
-        });
-        if let Some(code) = code {
-            SIGNAL_STATUS.store(code, std::sync::atomic::Ordering::SeqCst);
-            eprintln!("dbbackup: interrupted; cleaning up");
-            dbbackup::interrupt::run_hooks();
-            std::process::exit(i32::from(code));
-        }
-    });
-}
-
 /// Parse arguments and run the command.
 pub fn run() -> ExitCode {
-    quiet_on_closed_stdout();
+    signals::quiet_on_closed_stdout();
     // Registered first, so it runs last on interruption: after the locks are removed.
     std::mem::forget(dbbackup::interrupt::on_interrupt(
         dbbackup::storage::ssh::stop_own_ssh_until_quiet,
@@ -418,6 +385,7 @@ pub fn run() -> ExitCode {
     output::set_quiet(cli.global.quiet);
     outcome::init_logging(&cli.global);
     let operation = cli.cmd.name();
+    let started = std::time::Instant::now();
     let r = (|| -> anyhow::Result<Option<outcome::Unfinished>> {
         let file = config::load_config_file(&mut cli.global)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -426,7 +394,7 @@ pub fn run() -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        watch_signals(rt.handle().clone());
+        signals::watch_signals(rt.handle().clone());
         let mut ctx = Ctx {
             g: cli.global.clone(),
             rt,
@@ -450,6 +418,7 @@ pub fn run() -> ExitCode {
             Cmd::Wal(c) => wal::run(&ctx, c),
             Cmd::Repair(c) => repair::run(&ctx, c),
             Cmd::Unlock(a) => unlock::run(&ctx, a),
+            Cmd::Metrics(c) => metrics::run(&ctx, c),
         }?;
         Ok(ctx.unfinished.take())
     })();
@@ -462,13 +431,15 @@ pub fn run() -> ExitCode {
         for _ in 0..300 {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        return ExitCode::from(SIGNAL_STATUS.load(std::sync::atomic::Ordering::SeqCst));
+        return ExitCode::from(signals::SIGNAL_STATUS.load(std::sync::atomic::Ordering::SeqCst));
     }
-    ExitCode::from(match r {
+    let code = match r {
         Ok(None) => 0,
         Ok(Some(u)) => outcome::unfinished(&cli.global, operation, &u),
         Err(e) => outcome::failed(&cli.global, operation, &e),
-    })
+    };
+    metrics::record_run(&cli.global, operation, started, code);
+    ExitCode::from(code)
 }
 
 /// Arguments clap refused: its own message (and help or version, which are no error); with

@@ -93,7 +93,9 @@ pub fn unfinished(g: &Global, operation: &str, u: &Unfinished) -> u8 {
 
 /// Logging on stderr as `-v`/`-q`, `DBBACKUP_LOG` and `--log-format` say.
 pub fn init_logging(g: &Global) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{filter, EnvFilter, Layer, Registry};
     let default = if g.quiet {
         "error"
     } else {
@@ -116,13 +118,18 @@ pub fn init_logging(g: &Global) {
         default
     };
     let filter = EnvFilter::try_from_env("DBBACKUP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // JSON: one flat object per event, its target telling `result` events from the rest.
-    let _ = match g.log_format {
-        LogFormat::Json => b.json().flatten_event(true).with_target(true).try_init(),
-        LogFormat::Text => b.with_target(false).without_time().try_init(),
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match g.log_format {
+        LogFormat::Json => fmt.json().flatten_event(true).with_target(true).boxed(),
+        LogFormat::Text => fmt.with_target(false).without_time().boxed(),
     };
+    // Result events reach the metrics file whatever the log level.
+    let capture = super::metrics::Capture.with_filter(filter::filter_fn(|m| m.target() == RESULT));
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(capture)
+        .try_init();
 }

@@ -238,6 +238,8 @@ impl Request {
             ));
         }
         let name = source_name(&a)?;
+        // A run that fails before it saves anything is still recorded under its source.
+        super::metrics::note_source(a.hostname.as_deref(), &name);
         // The databases of a cluster often resemble each other (copies, tenants).
         let streams_as_bases = a.all && a.format != Format::Directory;
         let what = if a.physical {
@@ -398,7 +400,7 @@ fn saved_event(id: &dbbackup::format::Id, m: &dbbackup::format::snapshot::Manife
         status,
         snapshot_id = %id,
         source = %m.name,
-        engine = m.source.engine().unwrap_or(""),
+        engine = m.source.engine().unwrap_or(m.source.kind()),
         host = %m.hostname,
         bytes_read = s.bytes_read,
         bytes_new = s.bytes_new,

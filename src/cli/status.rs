@@ -31,10 +31,10 @@ fn age(s: &str) -> Result<SignedDuration, String> {
     parse_age(s).map_err(|e| e.to_string())
 }
 
-/// Run `status`.
-pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
+/// The limits: flags, else the config file's `[status]`.
+pub fn limits(ctx: &Ctx, a: &Args) -> Limits {
     let file = &ctx.file.status;
-    let limits = Limits {
+    Limits {
         max_age: a.max_age.or(file.max_age),
         source_max_age: file
             .sources
@@ -44,7 +44,12 @@ pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
         max_check_age: a.max_check_age.or(file.max_check_age),
         max_read_data_age: a.max_read_data_age.or(file.max_read_data_age),
         max_wal_age: a.max_wal_age.or(file.max_wal_age),
-    };
+    }
+}
+
+/// Run `status`.
+pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
+    let limits = limits(ctx, &a);
     let repo = ctx.open()?;
     let s = status(&repo)?;
     let found = problems(&s, &limits);
