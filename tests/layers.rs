@@ -33,7 +33,7 @@ const LAYERS: &[&[&str]] = &[
         "snapshot",
         "wal",
     ],
-    &["sources"],
+    &["sources", "hooks", "notify"],
 ];
 
 /// Upward uses that exist today: (room, the room above it that it uses).

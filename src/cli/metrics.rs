@@ -1,15 +1,11 @@
-//! Metrics: `--metrics-file` records every command's run (its result event's figures, caught
-//! by a tracing layer, with the exit status and duration) for node_exporter's textfile
-//! collector; `dbbackup metrics print [--output FILE]` writes the repository's figures once;
-//! `dbbackup metrics serve --listen ADDR` serves them over HTTP with `/health` and `/ready`.
+//! `dbbackup metrics print [--output FILE]` writes the repository's figures once in
+//! Prometheus's text format; `dbbackup metrics serve --listen ADDR` serves them over HTTP with
+//! `/health` and `/ready`. (`--metrics-file`, the figures of each run, is in `after.rs`.)
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dbbackup::metrics::repository::{self, RepoFigures};
-use dbbackup::metrics::runs::{Run, RunStatus};
 use dbbackup::metrics::serve::{Served, Shared};
 use dbbackup::repo::index::IndexCache;
 use dbbackup::repo::lock::Operation;
@@ -18,10 +14,8 @@ use dbbackup::repo::Repository;
 use dbbackup::status::Limits;
 use dbbackup::util::lock_anyway;
 use dbbackup::{Error, ErrorKind};
-use tracing::field::{Field, Visit};
 
-use super::outcome::{PARTIAL, PROBLEMS, RESULT};
-use super::{Ctx, Global};
+use super::Ctx;
 
 /// `dbbackup metrics`.
 #[derive(clap::Subcommand, Debug)]
@@ -162,84 +156,5 @@ fn publish(shared: &Shared, got: dbbackup::Result<RepoFigures>, took: Duration, 
     match repository::render(f, &extra) {
         Ok(page) => s.metrics = Some(page),
         Err(e) => tracing::warn!(error = %e, "cannot render the metrics page"),
-    }
-}
-
-/// What the result events of this run said: numbers summed by field, words by field.
-#[derive(Default)]
-struct Captured {
-    numbers: BTreeMap<String, u64>,
-    words: BTreeMap<String, String>,
-}
-
-static CAPTURED: Mutex<Captured> = Mutex::new(Captured {
-    numbers: BTreeMap::new(),
-    words: BTreeMap::new(),
-});
-
-impl Visit for Captured {
-    fn record_u64(&mut self, f: &Field, v: u64) {
-        *self.numbers.entry(f.name().to_string()).or_default() += v;
-    }
-    fn record_i64(&mut self, f: &Field, v: i64) {
-        if let Ok(v) = u64::try_from(v) {
-            self.record_u64(f, v);
-        }
-    }
-    fn record_str(&mut self, f: &Field, v: &str) {
-        self.words.insert(f.name().to_string(), v.to_string());
-    }
-    fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
-        self.words.insert(f.name().to_string(), format!("{v:?}"));
-    }
-}
-
-/// A tracing layer that keeps the fields of result events for the metrics file.
-pub struct Capture;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() == RESULT {
-            event.record(&mut *lock_anyway(&CAPTURED));
-        }
-    }
-}
-
-/// The source this run is about, known before it has a result (which says the same).
-pub fn note_source(host: Option<&str>, name: &str) {
-    let mut c = lock_anyway(&CAPTURED);
-    if let Some(h) = host {
-        c.words.insert("host".into(), h.to_string());
-    }
-    c.words.insert("source".into(), name.to_string());
-}
-
-/// Add this run to `--metrics-file`, when one is set; a failure to is a warning, never the
-/// command's failure.
-pub fn record_run(g: &Global, operation: &str, started: Instant, exit_code: u8) {
-    let Some(path) = &g.metrics_file else { return };
-    if operation == "metrics" {
-        return;
-    }
-    let c = std::mem::take(&mut *lock_anyway(&CAPTURED));
-    let word = |k: &str| c.words.get(k).cloned().unwrap_or_default();
-    let status = match exit_code {
-        0 => RunStatus::Ok,
-        PARTIAL => RunStatus::Partial,
-        PROBLEMS => RunStatus::Problems,
-        _ => RunStatus::Failed,
-    };
-    let run = Run {
-        operation: operation.to_string(),
-        host: c.words.get("host").cloned().unwrap_or_else(dbbackup::util::hostname),
-        name: word("source"),
-        status,
-        exit_code,
-        finished: jiff::Timestamp::now(),
-        duration: started.elapsed(),
-        figures: c.numbers,
-    };
-    if let Err(e) = dbbackup::metrics::runs::record(path, &run) {
-        tracing::warn!(error = %dbbackup::error::one_line(&e), "metrics file not written");
     }
 }

@@ -10,6 +10,7 @@ macro_rules! say {
     };
 }
 
+mod after;
 mod check;
 mod config;
 mod db;
@@ -19,6 +20,7 @@ mod init;
 mod key;
 mod ls;
 mod metrics;
+mod notify;
 mod outcome;
 mod output;
 mod owner;
@@ -386,42 +388,22 @@ pub fn run() -> ExitCode {
     outcome::init_logging(&cli.global);
     let operation = cli.cmd.name();
     let started = std::time::Instant::now();
-    let r = (|| -> anyhow::Result<Option<outcome::Unfinished>> {
-        let file = config::load_config_file(&mut cli.global)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .max_blocking_threads(3)
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        signals::watch_signals(rt.handle().clone());
-        let mut ctx = Ctx {
-            g: cli.global.clone(),
-            rt,
-            other_owner: false,
-            file,
-            unfinished: Default::default(),
-        };
-        ctx.guard_owner(cli.cmd.writes())?;
-        match cli.cmd {
-            Cmd::Init(a) => init::run(&ctx, a),
-            Cmd::Key(k) => key::run(&ctx, k),
-            Cmd::Snapshot(a) => snapshot::run(&ctx, a),
-            Cmd::Restore(a) => restore::run(&ctx, a),
-            Cmd::Snapshots(a) => snapshots::run(&ctx, a),
-            Cmd::Forget(a) => forget::run(&ctx, a),
-            Cmd::Prune(a) => prune::run(&ctx, a),
-            Cmd::Ls(a) => ls::run(&ctx, a),
-            Cmd::Stats(a) => stats::run(&ctx, a),
-            Cmd::Check(a) => check::run(&ctx, a),
-            Cmd::Status(a) => status::run(&ctx, a),
-            Cmd::Wal(c) => wal::run(&ctx, c),
-            Cmd::Repair(c) => repair::run(&ctx, c),
-            Cmd::Unlock(a) => unlock::run(&ctx, a),
-            Cmd::Metrics(c) => metrics::run(&ctx, c),
-        }?;
-        Ok(ctx.unfinished.take())
-    })();
+    let mut ctx = match setup(&mut cli.global) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let code = outcome::failed(&cli.global, operation, &e);
+            let message = Some(dbbackup::error::one_line(e.as_ref()));
+            let end = after::Ended {
+                operation,
+                started,
+                code,
+                message,
+            };
+            after::finish(&cli.global, None, None, &end);
+            return ExitCode::from(code);
+        }
+    };
+    let r = dispatch(&mut ctx, cli.cmd, operation);
     // The repository (and its SFTP connections) are closed: stop what ssh left running.
     dbbackup::storage::ssh::stop_own_ssh();
     if dbbackup::interrupt::interrupted() {
@@ -433,13 +415,66 @@ pub fn run() -> ExitCode {
         }
         return ExitCode::from(signals::SIGNAL_STATUS.load(std::sync::atomic::Ordering::SeqCst));
     }
-    let code = match r {
-        Ok(None) => 0,
-        Ok(Some(u)) => outcome::unfinished(&cli.global, operation, &u),
-        Err(e) => outcome::failed(&cli.global, operation, &e),
+    let (code, message) = match r {
+        Ok(None) => (0, None),
+        Ok(Some(u)) => (outcome::unfinished(&ctx.g, operation, &u), Some(u.why().to_string())),
+        Err(e) => (
+            outcome::failed(&ctx.g, operation, &e),
+            Some(dbbackup::error::one_line(e.as_ref())),
+        ),
     };
-    metrics::record_run(&cli.global, operation, started, code);
+    let end = after::Ended {
+        operation,
+        started,
+        code,
+        message,
+    };
+    after::finish(&ctx.g, Some(&ctx.file), Some(&ctx.rt), &end);
     ExitCode::from(code)
+}
+
+/// The configuration file read, the async runtime started, signals watched.
+fn setup(global: &mut Global) -> anyhow::Result<Ctx> {
+    let file = config::load_config_file(global)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .max_blocking_threads(3)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    signals::watch_signals(rt.handle().clone());
+    Ok(Ctx {
+        g: global.clone(),
+        rt,
+        other_owner: false,
+        file,
+        unfinished: Default::default(),
+    })
+}
+
+/// The owner guard, the `before` hook, then the command; how it ended unless it failed.
+fn dispatch(ctx: &mut Ctx, cmd: Cmd, operation: &str) -> anyhow::Result<Option<outcome::Unfinished>> {
+    ctx.guard_owner(cmd.writes())?;
+    after::before(&ctx.file, operation)?;
+    let ctx = &*ctx;
+    match cmd {
+        Cmd::Init(a) => init::run(ctx, a),
+        Cmd::Key(k) => key::run(ctx, k),
+        Cmd::Snapshot(a) => snapshot::run(ctx, a),
+        Cmd::Restore(a) => restore::run(ctx, a),
+        Cmd::Snapshots(a) => snapshots::run(ctx, a),
+        Cmd::Forget(a) => forget::run(ctx, a),
+        Cmd::Prune(a) => prune::run(ctx, a),
+        Cmd::Ls(a) => ls::run(ctx, a),
+        Cmd::Stats(a) => stats::run(ctx, a),
+        Cmd::Check(a) => check::run(ctx, a),
+        Cmd::Status(a) => status::run(ctx, a),
+        Cmd::Wal(c) => wal::run(ctx, c),
+        Cmd::Repair(c) => repair::run(ctx, c),
+        Cmd::Unlock(a) => unlock::run(ctx, a),
+        Cmd::Metrics(c) => metrics::run(ctx, c),
+    }?;
+    Ok(ctx.unfinished.take())
 }
 
 /// Arguments clap refused: its own message (and help or version, which are no error); with
@@ -456,7 +491,7 @@ fn bad_arguments(e: clap::Error) -> ExitCode {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or_default();
         let message = first.strip_prefix("error: ").unwrap_or(first);
-        outcome::print_failure(None, ErrorKind::Usage, message, None);
+        outcome::print_failure(None, ErrorKind::Usage.name(), 2, message, None);
     }
     let _ = e.print();
     ExitCode::from(2)

@@ -25,6 +25,15 @@ pub enum Unfinished {
     Problems(String),
 }
 
+impl Unfinished {
+    /// Why, in a few words.
+    pub fn why(&self) -> &str {
+        match self {
+            Unfinished::Partial(w) | Unfinished::Problems(w) => w,
+        }
+    }
+}
+
 /// The log target of result events: on at info level with `--log-format json` (unless `-q`),
 /// so a log shipper sees each result without `-v`.
 pub const RESULT: &str = "result";
@@ -33,12 +42,18 @@ pub const RESULT: &str = "result";
 pub fn failed(g: &Global, operation: &str, e: &anyhow::Error) -> u8 {
     let lib = hints::library_error(e);
     let kind = lib.map_or(ErrorKind::General, |err| err.kind());
-    let code = kind.exit_code() as u8;
+    let hook = e.downcast_ref::<super::after::BeforeHookFailed>().is_some();
+    let code = if hook {
+        super::after::BEFORE_HOOK
+    } else {
+        kind.exit_code() as u8
+    };
+    let kind_name = if hook { "before_hook" } else { kind.name() };
     let root: &(dyn std::error::Error + 'static) = e.as_ref();
     let message = dbbackup::error::one_line(root);
     let hint = lib.and_then(|err| err.hint()).map(hints::say);
     if g.json {
-        print_failure(Some(operation), kind, &message, hint);
+        print_failure(Some(operation), kind_name, code, &message, hint);
     }
     if g.log_format == LogFormat::Json {
         tracing::error!(
@@ -46,7 +61,7 @@ pub fn failed(g: &Global, operation: &str, e: &anyhow::Error) -> u8 {
             operation,
             status = "failed",
             exit_code = code,
-            kind = kind.name(),
+            kind = kind_name,
             hint = hint.unwrap_or(""),
             "{message}"
         );
@@ -61,7 +76,7 @@ pub fn failed(g: &Global, operation: &str, e: &anyhow::Error) -> u8 {
 
 /// The `--json` document of a failure: the result the command had (check's report; a list
 /// goes under `result`) with the failure's fields beside it, as one object.
-pub fn print_failure(operation: Option<&str>, kind: ErrorKind, message: &str, hint: Option<&str>) {
+pub fn print_failure(operation: Option<&str>, kind: &str, code: u8, message: &str, hint: Option<&str>) {
     let mut v = match output::take_failure_result() {
         Some(serde_json::Value::Object(m)) => m,
         Some(other) => serde_json::Map::from_iter([("result".to_string(), other)]),
@@ -69,10 +84,10 @@ pub fn print_failure(operation: Option<&str>, kind: ErrorKind, message: &str, hi
     };
     v.insert("operation".into(), operation.into());
     v.insert("status".into(), "failed".into());
-    v.insert("exit_code".into(), kind.exit_code().into());
+    v.insert("exit_code".into(), code.into());
     v.insert(
         "error".into(),
-        serde_json::json!({ "kind": kind.name(), "message": message, "hint": hint }),
+        serde_json::json!({ "kind": kind, "message": message, "hint": hint }),
     );
     let _ = output::json(&v);
 }
@@ -127,7 +142,7 @@ pub fn init_logging(g: &Global) {
         LogFormat::Text => fmt.with_target(false).without_time().boxed(),
     };
     // Result events reach the metrics file whatever the log level.
-    let capture = super::metrics::Capture.with_filter(filter::filter_fn(|m| m.target() == RESULT));
+    let capture = super::after::Capture.with_filter(filter::filter_fn(|m| m.target() == RESULT));
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(capture)

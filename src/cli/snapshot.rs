@@ -239,7 +239,7 @@ impl Request {
         }
         let name = source_name(&a)?;
         // A run that fails before it saves anything is still recorded under its source.
-        super::metrics::note_source(a.hostname.as_deref(), &name);
+        super::after::note_source(a.hostname.as_deref(), &name);
         // The databases of a cluster often resemble each other (copies, tenants).
         let streams_as_bases = a.all && a.format != Format::Directory;
         let what = if a.physical {

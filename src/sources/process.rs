@@ -204,6 +204,41 @@ impl Process {
         Ok((status.success(), self.failure(how)))
     }
 
+    /// Wait for the tool at most `limit`; past it, stop its whole group (SIGTERM, then
+    /// SIGKILL after 5 s) and report the timeout as its failure.
+    pub fn wait_timeout(mut self, limit: std::time::Duration) -> Result<std::result::Result<(), Failure>> {
+        drop(self.child.stdin.take());
+        let deadline = std::time::Instant::now() + limit;
+        let mut stopped_at = None;
+        loop {
+            let status = self
+                .child
+                .try_wait()
+                .map_err(|e| Error::io(format!("cannot wait for {}", self.label), e))?;
+            let now = std::time::Instant::now();
+            match (status, stopped_at) {
+                (Some(_), None) => return self.wait(),
+                (Some(_), Some(_)) => {
+                    let _ = self.child.wait();
+                    if let Some(h) = self.stderr_thread.take() {
+                        let _ = h.join();
+                    }
+                    let how = format!("did not end within {}s and was stopped", limit.as_secs());
+                    return Ok(Err(self.failure(how)));
+                }
+                (None, None) if now >= deadline => {
+                    signal_group(self.child.id(), libc::SIGTERM);
+                    stopped_at = Some(now);
+                }
+                (None, Some(t)) if now >= t + std::time::Duration::from_secs(5) => {
+                    signal_group(self.child.id(), libc::SIGKILL);
+                }
+                _ => {}
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Wait and collect all of stdout (for short query output).
     pub fn output(mut self) -> Result<std::result::Result<Vec<u8>, Failure>> {
         let mut out = Vec::new();
