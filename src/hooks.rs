@@ -1,6 +1,7 @@
 //! Hooks: the operator's commands run around a dbbackup command (`before`, `after`,
 //! `on_success`, `on_failure`), each through `sh -c` in a process group of its own, with
-//! the facts of the run in `DBBACKUP_*` variables, none of dbbackup's secrets, stdin and
+//! the facts of the run in `DBBACKUP_*` variables, none of dbbackup's secrets (the repository
+//! password, storage credentials), stdin and
 //! stdout closed, stderr logged, and a time limit past which the whole group is stopped.
 
 use std::process::Command;
@@ -39,6 +40,10 @@ impl When {
 pub fn run(when: When, operation: &str, command: &str, env: &[(String, String)], timeout: Duration) -> Result<()> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(command);
+    // Process::spawn removes dbbackup's own secrets; storage credentials go too.
+    for k in crate::storage::CREDENTIAL_ENV {
+        cmd.env_remove(k);
+    }
     cmd.env("DBBACKUP_HOOK", when.as_str())
         .env("DBBACKUP_OPERATION", operation);
     for (k, v) in env {

@@ -81,7 +81,20 @@ fn hooks_run_around_a_command_with_its_facts_and_no_secret() {
             out("failure")
         ),
     );
-    let o = snapshot(h, &repo, &["--json"]);
+    let o = cli(h)
+        .env("AWS_SECRET_ACCESS_KEY", "storage-s3cret")
+        .args([
+            "-r",
+            repo.to_str().unwrap(),
+            "--json",
+            "snapshot",
+            "--stdin",
+            "--name",
+            "shop",
+        ])
+        .write_stdin(vec![5u8; 20_000])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let id = common::json(&o)["id"].as_str().unwrap().to_string();
     let before = env_file(&h.join("before"));
@@ -100,8 +113,8 @@ fn hooks_run_around_a_command_with_its_facts_and_no_secret() {
         let env = env_file(&h.join(f));
         assert!(
             env.iter()
-                .all(|(k, v)| k != "DBBACKUP_PASSWORD" && v != common::PASSWORD),
-            "{f} hook saw the repository password"
+                .all(|(k, v)| k != "DBBACKUP_PASSWORD" && v != common::PASSWORD && v != "storage-s3cret"),
+            "{f} hook saw the repository password or a storage credential: {env:?}"
         );
     }
 

@@ -72,6 +72,20 @@ pub fn parse_location(s: &str) -> Result<Location> {
     })
 }
 
+/// Environment variables that hold storage credentials (read here or by OpenDAL): secrets of
+/// the repository, kept from the operator's hooks.
+pub const CREDENTIAL_ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "B2_APPLICATION_KEY_ID",
+    "B2_APPLICATION_KEY",
+    "DBBACKUP_WEBDAV_PASSWORD",
+];
+
 /// Fill in what a `scheme://host/path` location means for OpenDAL (bucket, root, endpoint)
 /// and the credentials its usual environment variables hold; options given in the query
 /// string win.

@@ -8,7 +8,7 @@ mod retry;
 pub mod ssh;
 #[cfg(feature = "test-hooks")]
 use faults::{damage_point, fault_point};
-pub use location::{parse_location, Location};
+pub use location::{parse_location, Location, CREDENTIAL_ENV};
 pub use retry::StorageLimits;
 use retry::{backoff, retry_warning, unauthorized, unreachable, warn_retry};
 
