@@ -36,7 +36,9 @@ struct ReadData {
 /// Read the repository's figures (the session's index gives the sizes).
 pub fn read(session: &Session<'_>, limits: &Limits) -> Result<RepoFigures> {
     let status = crate::status::status(session.repo())?;
-    let stats = crate::stats::compute(session)?.stats;
+    // Every indexed chunk: re-reading every content list on each refresh would cost a scrape
+    // what a prune's first step costs.
+    let stats = crate::stats::compute(session, None)?.stats;
     let problems = crate::status::problems(&status, limits);
     Ok(RepoFigures {
         status,
@@ -129,11 +131,11 @@ fn sizes(p: &mut Page, s: &Stats) {
             s.logical_bytes,
         ),
         (
-            "dbbackup_repository_unique_bytes",
-            "Plaintext bytes of the distinct chunks",
+            "dbbackup_repository_indexed_bytes",
+            "Plaintext bytes of the indexed data chunks, referenced or not (stats --json: unique_bytes)",
             s.unique_bytes,
         ),
-        ("dbbackup_repository_chunks", "Distinct data chunks", s.chunks),
+        ("dbbackup_repository_chunks", "Indexed data chunks", s.chunks),
         (
             "dbbackup_delta_chunks",
             "Chunks stored as deltas against a similar chunk",

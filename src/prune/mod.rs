@@ -225,6 +225,17 @@ pub fn prune(session: &Session<'_>, opts: &PruneOptions, progress: &dyn Progress
     Ok(rep)
 }
 
+/// The reference set of the repository as it stands: every chunk a snapshot or a WAL file
+/// retention keeps references, in a temporary redb file under `work_dir` (for `stats`; no
+/// lock, nothing deleted), but the snapshots in `ignore` (whose manifests cannot be read).
+/// Syncs the index.
+pub fn reference_set(session: &Session<'_>, work_dir: &std::path::Path, ignore: &[Id]) -> Result<LiveSet> {
+    let live = LiveSet::create(work_dir)?;
+    let mut rep = PruneReport::default();
+    roots::gather(session, &live, ignore, &mut rep, &crate::progress::NoProgress)?;
+    Ok(live)
+}
+
 /// Read the index, claiming each referenced chunk for the first pack holding it, and decide
 /// every pack's fate; keep the bases of every delta that stays indexed.
 fn make_plan(session: &Session<'_>, live: &LiveSet, max_unused: MaxUnused, rep: &mut PruneReport) -> Result<Plan> {
