@@ -31,6 +31,50 @@ fn completions_are_valid_scripts_that_know_the_commands() {
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let o = cli(home.path()).args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
+    // `completion`, as the issue spells it, is the same command.
+    let o = ok(cli(home.path()).args(["completion", "fish"]).output().unwrap(), "alias");
+    assert!(stdout(&o).contains("snapshot"));
+}
+
+/// Every TOML example in the documentation is a configuration file the binary accepts (so the
+/// examples cannot drift from the keys): `config show` reads each, with each profile it names.
+#[test]
+fn the_configuration_examples_of_the_docs_are_accepted() {
+    let home = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for doc in ["docs/usage.md", "docs/operations.md"] {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for (i, block) in text.split("```toml\n").skip(1).enumerate() {
+            let toml = block.split("```").next().unwrap();
+            let path = home.path().join(format!("example-{seen}.toml"));
+            std::fs::write(&path, toml).unwrap();
+            let mut profiles = vec![None];
+            for line in toml.lines() {
+                if let Some(p) = line.strip_prefix("[profile.") {
+                    let name = p.split(['.', ']']).next().unwrap().to_string();
+                    if !profiles.contains(&Some(name.clone())) {
+                        profiles.push(Some(name));
+                    }
+                }
+            }
+            for p in profiles {
+                let mut c = cli(home.path());
+                c.arg("--config").arg(&path);
+                if let Some(p) = &p {
+                    c.args(["--profile", p]);
+                }
+                let o = c.args(["config", "show"]).output().unwrap();
+                assert!(
+                    o.status.success(),
+                    "{doc}, TOML block {} (profile {p:?}): {}",
+                    i + 1,
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "{seen} examples");
 }
 
 #[test]

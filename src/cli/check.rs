@@ -1,6 +1,5 @@
 //! `dbbackup check [--read-data]`: verify the repository; exit 65 when damage is found.
 
-use anyhow::Context;
 use dbbackup::check::ReadData;
 use dbbackup::util::human_bytes;
 use dbbackup::{Error, ErrorKind};
@@ -16,7 +15,7 @@ pub struct Args {
     /// Read only some packs: part n of t by pack id (1/5; run 1/5 ... 5/5 to cover all), a
     /// random percentage (10%), or random packs up to a size (500M)
     #[arg(long, value_name = "SUBSET")]
-    read_data_subset: Option<String>,
+    read_data_subset: Option<ReadData>,
     #[command(flatten)]
     lock: super::ReadLockArgs,
 }
@@ -24,7 +23,7 @@ pub struct Args {
 /// Run `check`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
     let read = match (&a.read_data_subset, a.read_data) {
-        (Some(s), _) => s.parse().context("--read-data-subset")?,
+        (Some(s), _) => *s,
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };

@@ -20,6 +20,10 @@ pub struct Global {
     /// Configuration file (TOML) [default: ~/.config/dbbackup/config.toml]
     #[arg(long, env = "DBBACKUP_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// Use the settings of this profile of the configuration file (`[profile.NAME]`) over its
+    /// own
+    #[arg(long, env = "DBBACKUP_PROFILE", global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Directory of the local index cache [default: ~/.cache/dbbackup]
     #[arg(long, env = "DBBACKUP_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,

@@ -100,7 +100,11 @@ enum Cmd {
     /// Prometheus metrics of the repository: print them once, or serve them over HTTP
     #[command(subcommand)]
     Metrics(metrics::MetricsCmd),
+    /// The configuration file: show the effective settings and where each came from
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(alias = "completion")]
     Completions(docs::CompletionsArgs),
     /// Write the man pages
     Man(docs::ManArgs),
@@ -125,6 +129,7 @@ impl Cmd {
             Cmd::Repair(_) => "repair",
             Cmd::Unlock(_) => "unlock",
             Cmd::Metrics(_) => "metrics",
+            Cmd::Config(_) => "config",
             Cmd::Completions(_) => "completions",
             Cmd::Man(_) => "man",
         }
@@ -134,7 +139,7 @@ impl Cmd {
     /// (`Some(false)`), or neither (`init`: the ownership guard does not apply)?
     fn writes(&self) -> Option<bool> {
         match self {
-            Cmd::Init(_) | Cmd::Completions(_) | Cmd::Man(_) => None,
+            Cmd::Init(_) | Cmd::Config(_) | Cmd::Completions(_) | Cmd::Man(_) => None,
             Cmd::Restore(_)
             | Cmd::Snapshots(_)
             | Cmd::Ls(_)
@@ -161,6 +166,8 @@ pub struct Ctx {
     pub other_owner: bool,
     /// The configuration file's sections that commands read.
     pub file: config::FileSettings,
+    /// How the configuration completed the command line (for `config show`).
+    pub config: config::Prepared,
     /// The command did only part of its work (exit status 3), or found problems (4).
     pub unfinished: std::cell::RefCell<Option<outcome::Unfinished>>,
 }
@@ -304,15 +311,29 @@ pub fn run() -> ExitCode {
     std::mem::forget(dbbackup::interrupt::on_interrupt(
         dbbackup::storage::ssh::stop_own_ssh_until_quiet,
     ));
-    let mut cli = match Cli::try_parse() {
+    // The configuration file completes the command line; when it cannot be read, the command
+    // line alone is parsed, for the error to be reported as the command asked (--json, ...).
+    let (prepared, config_error) = match config::prepare(std::env::args_os().collect()) {
+        Ok(p) => (p, None),
+        Err(e) => (config::Prepared::default(), Some(e)),
+    };
+    let argv = match config_error {
+        None => prepared.argv.clone(),
+        Some(_) => std::env::args_os().collect(),
+    };
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
-        Err(e) => return bad_arguments(e),
+        Err(e) => return bad_arguments(e, &prepared),
     };
     output::set_quiet(cli.global.quiet);
     outcome::init_logging(&cli.global);
     let operation = cli.cmd.name();
     let started = std::time::Instant::now();
-    let mut ctx = match setup(&mut cli.global) {
+    let set_up = match config_error {
+        None => setup(&cli.global, prepared),
+        Some(e) => Err(e.into()),
+    };
+    let mut ctx = match set_up {
         Ok(ctx) => ctx,
         Err(e) => {
             let code = outcome::failed(&cli.global, operation, &e);
@@ -357,9 +378,9 @@ pub fn run() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The configuration file read, the async runtime started, signals watched.
-fn setup(global: &mut Global) -> anyhow::Result<Ctx> {
-    let file = config::load_config_file(global)?;
+/// The async runtime started, signals watched.
+fn setup(global: &Global, mut config: config::Prepared) -> anyhow::Result<Ctx> {
+    let file = std::mem::take(&mut config.loaded.sections);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .max_blocking_threads(3)
@@ -372,6 +393,7 @@ fn setup(global: &mut Global) -> anyhow::Result<Ctx> {
         rt,
         other_owner: false,
         file,
+        config,
         unfinished: Default::default(),
     })
 }
@@ -397,6 +419,7 @@ fn dispatch(ctx: &mut Ctx, cmd: Cmd, operation: &str) -> anyhow::Result<Option<o
         Cmd::Repair(c) => repair::run(ctx, c),
         Cmd::Unlock(a) => unlock::run(ctx, a),
         Cmd::Metrics(c) => metrics::run(ctx, c),
+        Cmd::Config(c) => config::run(ctx, c),
         Cmd::Completions(a) => docs::completions(a),
         Cmd::Man(a) => docs::man(a),
     }?;
@@ -405,7 +428,7 @@ fn dispatch(ctx: &mut Ctx, cmd: Cmd, operation: &str) -> anyhow::Result<Option<o
 
 /// Arguments clap refused: its own message (and help or version, which are no error); with
 /// `--json` among the arguments, also the JSON error object every failure prints.
-fn bad_arguments(e: clap::Error) -> ExitCode {
+fn bad_arguments(e: clap::Error, config: &config::Prepared) -> ExitCode {
     use clap::error::ErrorKind as K;
     if matches!(
         e.kind(),
@@ -420,5 +443,12 @@ fn bad_arguments(e: clap::Error) -> ExitCode {
         outcome::print_failure(None, ErrorKind::Usage.name(), 2, message, None);
     }
     let _ = e.print();
+    if let (false, Some(path)) = (config.added.is_empty(), &config.loaded.path) {
+        eprintln!(
+            "note: the configuration file {} gave {}",
+            path.display(),
+            config.added.join(", ")
+        );
+    }
     ExitCode::from(2)
 }

@@ -2,7 +2,6 @@
 //! (as `forget` does), then delete the packs no snapshot needs and repack mostly-unused ones.
 //! Never waits for and never breaks a running snapshot (repo-format §10).
 
-use anyhow::Context;
 use dbbackup::format::Id;
 use dbbackup::prune::{prune, MaxUnused, PruneOptions, PruneReport};
 use dbbackup::repo::lock;
@@ -20,7 +19,7 @@ pub struct Args {
     /// Unused space tolerated in partly used packs before they are repacked: a percentage of
     /// the used space (5%), a size (500M), or `unlimited` (never repack)
     #[arg(long, value_name = "LIMIT", default_value = "5%")]
-    max_unused: String,
+    max_unused: MaxUnused,
     /// Show what would be removed, repacked and freed without changing anything
     #[arg(long, short = 'n')]
     dry_run: bool,
@@ -28,7 +27,7 @@ pub struct Args {
 
 /// Run `prune`.
 pub fn run(ctx: &Ctx, a: Args) -> anyhow::Result<()> {
-    let max_unused: MaxUnused = a.max_unused.parse().context("--max-unused")?;
+    let max_unused = a.max_unused;
     let forget_req = a.keep.request(a.dry_run)?;
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;

@@ -1,30 +1,59 @@
-//! The configuration file (TOML): its keys, and how they fill in what flags and the
-//! environment left unset (flags > environment > file > defaults).
+//! The configuration file's sections that are not command options: `[hooks.OPERATION]`,
+//! `[[notify.webhook]]` and `[status]` (with `[status.sources.NAME]`), typed, and the same in a
+//! profile, which replaces what it names.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use dbbackup::Error;
 use jiff::SignedDuration;
 use serde::Deserialize;
 
-use super::Global;
-
-/// Settings from the configuration file.
+/// The typed sections of the whole file (its other keys, command options, are read by
+/// `keys.rs`; without `flatten`, so that serde's errors keep their line).
 #[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    repository: Option<String>,
-    password_file: Option<PathBuf>,
-    password_command: Option<String>,
-    cache_dir: Option<PathBuf>,
-    metrics_file: Option<PathBuf>,
+pub(super) struct Document {
     #[serde(default)]
     status: StatusConfig,
     #[serde(default)]
     hooks: BTreeMap<String, HookConfig>,
     #[serde(default)]
-    notify: NotifyConfig,
+    notify: Option<NotifyConfig>,
+    /// `[profile.NAME]`: the same sections (`keys.rs` refuses a profile in a profile).
+    #[serde(default)]
+    profile: BTreeMap<String, Document>,
+}
+
+impl Document {
+    /// The sections with `profile`'s over the file's: its hooks replace the file's hooks of the
+    /// same operation, its webhooks (if it has any) all of the file's, its status limits the
+    /// file's limit of the same name.
+    pub(super) fn settle(self, profile: Option<&str>) -> Result<FileSettings, String> {
+        let Document {
+            status,
+            hooks,
+            notify,
+            profile: mut profiles,
+        } = self;
+        let mut out = FileSettings {
+            status,
+            hooks,
+            notify: notify.unwrap_or_default(),
+        };
+        if let Some(s) = profile.and_then(|name| profiles.remove(name)) {
+            out.hooks.extend(s.hooks);
+            if let Some(n) = s.notify {
+                out.notify = n;
+            }
+            let (st, base) = (s.status, &mut out.status);
+            base.max_age = st.max_age.or(base.max_age);
+            base.max_check_age = st.max_check_age.or(base.max_check_age);
+            base.max_read_data_age = st.max_read_data_age.or(base.max_read_data_age);
+            base.max_wal_age = st.max_wal_age.or(base.max_wal_age);
+            base.sources.extend(st.sources);
+        }
+        validate(&out)?;
+        Ok(out)
+    }
 }
 
 /// The file's sections that are not global options: what commands read from it.
@@ -118,7 +147,7 @@ pub const OPERATIONS: &[&str] = &[
 
 const STATUSES: &[&str] = &["ok", "partial", "problems", "failed"];
 
-fn validate(fc: &FileConfig) -> Result<(), String> {
+fn validate(fc: &FileSettings) -> Result<(), String> {
     let known = |what: &str, v: &str, list: &[&str]| {
         if list.contains(&v) {
             Ok(())
@@ -140,9 +169,9 @@ fn validate(fc: &FileConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// `[status]`: the limits of `dbbackup status` (ages such as `26h`, `8d`).
+/// `[status]`: the limits of `dbbackup status` (ages such as `26h`, `8d`), which `metrics serve`
+/// reads too (its other keys are the flags of `status`, read by `keys.rs`).
 #[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
 pub struct StatusConfig {
     /// `--max-age`.
     #[serde(default, deserialize_with = "age")]
@@ -175,36 +204,4 @@ fn age<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SignedDuration>,
     dbbackup::status::parse_age(&s)
         .map(Some)
         .map_err(serde::de::Error::custom)
-}
-
-/// Fill in from the configuration file (`--config`, or the default one when it exists) what
-/// flags and the environment left unset; the sections commands read.
-pub fn load_config_file(g: &mut Global) -> anyhow::Result<FileSettings> {
-    let (path, explicit) = match &g.config {
-        Some(p) => (p.clone(), true),
-        None => match dirs::config_dir() {
-            Some(d) => (d.join("dbbackup").join("config.toml"), false),
-            None => return Ok(FileSettings::default()),
-        },
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(FileSettings::default()),
-        Err(e) => {
-            return Err(Error::io(format!("cannot read config file {}", path.display()), e).into());
-        }
-    };
-    let fc: FileConfig =
-        toml::from_str(&text).map_err(|e| Error::config(format!("config file {}: {e}", path.display())))?;
-    validate(&fc).map_err(|e| Error::config(format!("config file {}: {e}", path.display())))?;
-    g.repo = g.repo.take().or(fc.repository);
-    g.password_file = g.password_file.take().or(fc.password_file);
-    g.password_command = g.password_command.take().or(fc.password_command);
-    g.cache_dir = g.cache_dir.take().or(fc.cache_dir);
-    g.metrics_file = g.metrics_file.take().or(fc.metrics_file);
-    Ok(FileSettings {
-        status: fc.status,
-        hooks: fc.hooks,
-        notify: fc.notify,
-    })
 }
