@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::{Entry, Manifest};
 use crate::format::BlobKind;
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::repo::blob_reader::{fetch_blob, fetch_blob_cached, parse_list, BaseCache, BASE_CACHE_BYTES};
 use crate::repo::session::Session;
 
@@ -126,7 +126,7 @@ pub fn restore_snapshot(
     overwrite: bool,
     progress: &dyn Progress,
 ) -> Result<Vec<(PathBuf, u64)>> {
-    progress.start("restore", Some(m.size()));
+    progress.start("restore", Work::Bytes(Some(m.size())));
     let r = match target {
         Target::Stdout => {
             let [entry] = m.entries.as_slice() else {

@@ -10,6 +10,7 @@ use super::Checker;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::pack::BlobEntry;
 use crate::format::Id;
+use crate::progress::Work;
 use crate::repo::blob::{apply_delta, open_delta};
 use crate::repo::blob_reader::{concat_bases, fetch_base, BaseCache, BASE_CACHE_BYTES};
 use crate::repo::index::BlobLocation;
@@ -123,7 +124,7 @@ impl Checker<'_, '_> {
             return Ok(());
         }
         let (session, progress) = (self.session, self.progress);
-        progress.start("check", Some(to_read.iter().map(|p| p.1).sum()));
+        progress.start("check", Work::Bytes(Some(to_read.iter().map(|p| p.1).sum())));
         let cache = &BaseCache::new(BASE_CACHE_BYTES);
         let results: Vec<(Id, PackResult)> = session.repo().store().runtime().block_on(async {
             futures::stream::iter(to_read.iter().map(|&(id, size)| async move {

@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use dbbackup::progress::Progress;
+use dbbackup::progress::{Progress, Work};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A progress bar drawn on stderr when it is a terminal.
@@ -21,25 +21,36 @@ impl Bar {
     }
 }
 
+/// The bar's look for a phase's work: a bar, a total and an ETA only for an exact byte total;
+/// counts as counts; bytes without a total as bytes and rate.
+pub fn template(work: Work) -> &'static str {
+    match work {
+        Work::Bytes(Some(_)) => {
+            "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+        }
+        Work::Bytes(None) => "{prefix} [{elapsed_precise}] {bytes} {bytes_per_sec}",
+        Work::Count(_) => "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len}",
+    }
+}
+
 impl Progress for Bar {
-    fn start(&self, phase: &str, total: Option<u64>) {
+    fn start(&self, phase: &str, work: Work) {
         if let Some(b) = &self.bar {
-            let tmpl = if total.is_some() {
-                "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-            } else {
-                "{prefix} [{elapsed_precise}] {bytes} {bytes_per_sec}"
-            };
-            if let Ok(st) = ProgressStyle::with_template(tmpl) {
+            if let Ok(st) = ProgressStyle::with_template(template(work)) {
                 b.set_style(st);
             }
-            b.set_length(total.unwrap_or(0));
+            let total = match work {
+                Work::Bytes(t) => t.unwrap_or(0),
+                Work::Count(n) => n,
+            };
+            b.set_length(total);
             b.set_position(0);
             b.set_prefix(phase.to_string());
         }
     }
-    fn advance(&self, bytes: u64) {
+    fn advance(&self, n: u64) {
         if let Some(b) = &self.bar {
-            b.inc(bytes);
+            b.inc(n);
         }
     }
     fn finish(&self) {
@@ -145,6 +156,33 @@ pub fn unreadable_manifests(unreadable: &[(dbbackup::format::Id, dbbackup::Error
                 ),
             )
             .into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dbbackup::progress::Work;
+
+    use super::template;
+
+    /// Counts are never drawn as bytes, and only an exact byte total gets a bar and an ETA.
+    #[test]
+    fn bars_say_only_what_is_known() {
+        let exact = template(Work::Bytes(Some(10)));
+        assert!(exact.contains("{total_bytes}") && exact.contains("{eta}"));
+        let open = template(Work::Bytes(None));
+        assert!(open.contains("{bytes}") && open.contains("{bytes_per_sec}"));
+        for t in ["{total_bytes}", "{eta}", "{wide_bar}", "{len}"] {
+            assert!(!open.contains(t), "{t} without a total");
+        }
+        let count = template(Work::Count(4));
+        assert!(count.contains("{human_pos}/{human_len}"));
+        for t in ["bytes", "{eta}"] {
+            assert!(!count.contains(t), "{t} in a count");
+        }
+        for w in [Work::Bytes(Some(1)), Work::Bytes(None), Work::Count(1)] {
+            assert!(indicatif::ProgressStyle::with_template(template(w)).is_ok());
         }
     }
 }

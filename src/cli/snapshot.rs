@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use dbbackup::format::snapshot::Source;
-use dbbackup::progress::Progress;
+use dbbackup::progress::{Progress, Work};
 use dbbackup::repo::lock;
 use dbbackup::snapshot::{SnapshotOptions, SnapshotWriter};
 use dbbackup::sources::dump::{dump_databases, DumpOptions, Selection};
@@ -298,7 +298,7 @@ impl Request {
 fn read(w: &SnapshotWriter, what: What, name: &str, bar: &output::Bar) -> anyhow::Result<Source> {
     Ok(match what {
         What::Physical { conn, files } => {
-            bar.start("base backup", None);
+            bar.start("base backup", Work::Bytes(None));
             let mut p = match files {
                 Some((mode, dir)) => files_backup(w, &conn, name, mode, &dir, bar)?,
                 None => dbbackup::sources::physical::base_backup(w, &conn, bar)?,
@@ -311,7 +311,7 @@ fn read(w: &SnapshotWriter, what: What, name: &str, bar: &output::Bar) -> anyhow
         }
         What::Databases { db, opts } => Source::Database(Box::new(dump_databases(w, db.dump(), &opts, bar)?)),
         What::Command(cmd) => {
-            bar.start("snapshot", None);
+            bar.start("snapshot", Work::Bytes(None));
             let (child, stdout) = dbbackup::sources::CommandSource::spawn(&cmd)?;
             match w.add_stream(name, stdout, bar) {
                 Ok(_) => child.wait()?,
@@ -324,7 +324,7 @@ fn read(w: &SnapshotWriter, what: What, name: &str, bar: &output::Bar) -> anyhow
             Source::Command { command: cmd }
         }
         What::Stdin => {
-            bar.start("snapshot", None);
+            bar.start("snapshot", Work::Bytes(None));
             w.add_stream(name, std::io::stdin(), bar)?;
             bar.finish();
             Source::Stdin

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pack::BlobEntry;
 use crate::format::{Id, ObjectKind};
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::repo::objects::load_all;
 use crate::repo::packer::Packer;
 use crate::repo::Repository;
@@ -125,7 +125,7 @@ fn repack(
     if todo.is_empty() {
         return Ok(vec![]);
     }
-    progress.start("repack", Some(rep.repacked_bytes));
+    progress.start("repack", Work::Bytes(Some(rep.repacked_bytes)));
     let mut packer = Packer::new(repo.store(), repo.keys(), repo.config().pack_size as usize, true);
     for (o, pack) in todo {
         let bytes = repo.store().read(&pack_path(&pack))?;

@@ -10,7 +10,7 @@ use super::PruneReport;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{Entry, PhysicalSource, Source};
 use crate::format::{BlobKind, Id};
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::repo::index::IndexCache;
 use crate::repo::session::Session;
 
@@ -46,7 +46,7 @@ pub(super) fn gather(
     // The WAL catalog too is listed before the index is synced (segments precede entries).
     let wal_listing = crate::wal::catalog::list(repo)?;
     index.sync(repo)?;
-    progress.start("references", Some(snaps.len() as u64));
+    progress.start("references", Work::Count(snaps.len() as u64));
     let mut bases = Vec::new();
     for sid in &snaps {
         rep.chunks_referenced += add_roots(session, live, sid, &mut bases)?;

@@ -17,7 +17,7 @@ use crate::error::{ErrorKind, Result};
 use crate::format::index::{IndexSegment, PackBlobs};
 use crate::format::pending::DeletionPlan;
 use crate::format::{BlobKind, Id, ObjectKind, RepoObject};
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::prune::write::{delete_all, Batcher};
 use crate::repo::index::IndexCache;
 use crate::repo::objects::read_objects_in;
@@ -139,7 +139,7 @@ fn entry_sources(
     progress: &dyn Progress,
 ) -> Result<BTreeMap<Id, Source>> {
     let mut from: BTreeMap<Id, Source> = BTreeMap::new();
-    progress.start("pack headers", Some(sizes.len() as u64));
+    progress.start("pack headers", Work::Count(sizes.len() as u64));
     for (pack, &size) in sizes {
         progress.advance(1);
         match named.get(pack) {

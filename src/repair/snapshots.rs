@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{DatabaseSource, Entry, FailedDatabase, Manifest, Source};
 use crate::format::Id;
 use crate::preflight::{locate, missing_pack};
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::repo::session::Session;
 
 /// One snapshot `repair snapshots` changed.
@@ -73,7 +73,7 @@ pub fn repair_snapshots(session: &Session<'_>, dry_run: bool, progress: &dyn Pro
     let packs: BTreeSet<Id> = repo.pack_sizes()?.into_keys().collect();
     let (manifests, unreadable) = repo.readable_manifests()?;
     rep.unreadable = unreadable.into_iter().map(|(id, e)| (id, e.to_string())).collect();
-    progress.start("snapshots", Some(manifests.len() as u64));
+    progress.start("snapshots", Work::Count(manifests.len() as u64));
     for (id, m) in manifests {
         progress.advance(1);
         rep.snapshots += 1;

@@ -10,7 +10,7 @@ use super::names::entry_path;
 use super::process::{Failure, Process};
 use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::{DatabaseInfo, DatabaseSource, FailedDatabase};
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::snapshot::SnapshotWriter;
 
 /// Entry path of the server's global objects.
@@ -115,7 +115,8 @@ pub fn dump_databases(
     }
     let server_version = engine.server_version(&via)?;
     let dump_tool = engine.dump_tool()?;
-    progress.start("snapshot", Some(dbs.iter().map(|d| d.size).sum()));
+    // The databases' sizes on the server are no total: a dump is often a third of them.
+    progress.start("snapshot", Work::Bytes(None));
     let mut warnings = engine.warnings(&dbs)?;
     let mut failed = Vec::new();
     let mut globals = None;

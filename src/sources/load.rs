@@ -9,7 +9,7 @@ use super::dump::TempDumpDir;
 use super::process::{Failure, Process};
 use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::{DatabaseInfo, DatabaseSource, Entry, Manifest};
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::repo::session::Session;
 use crate::restore::{restore_entry, restore_snapshot, Target};
 
@@ -254,7 +254,7 @@ fn load_database(l: &Loader<'_>, db: &DatabaseInfo, target: &str, opts: &LoadOpt
         return p.wait()?.map_err(fail);
     }
     let p = engine.loader(target, LoadInput::Stdin, opts)?;
-    progress.start("restore", Some(e.size));
+    progress.start("restore", Work::Bytes(Some(e.size)));
     let r = feed(session, e, p, progress);
     progress.finish();
     match r? {

@@ -17,7 +17,7 @@ use std::process::{ChildStdin, ChildStdout, Stdio};
 use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::{Entry, Manifest, PhysicalSource};
 use crate::format::Id;
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::repo::session::Session;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotWriter;
@@ -385,7 +385,7 @@ pub fn restore_files(session: &Session<'_>, m: &Manifest, dir: &Path, progress: 
         .filter(|e| e.path.starts_with(PREFIX))
         .map(|e| e.size)
         .sum();
-    progress.start("restore", Some(total));
+    progress.start("restore", Work::Bytes(Some(total)));
     let r: Result<Vec<u64>> = m
         .entries
         .par_iter()

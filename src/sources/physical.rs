@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::format::snapshot::{Manifest, PhysicalSource, Source};
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::repo::session::Session;
 use crate::snapshot::SnapshotWriter;
 use crate::sources::pg_backup::{parse_label, server_info};
@@ -214,7 +214,7 @@ pub fn restore_pgdata(session: &Session<'_>, m: &Manifest, dir: &Path, progress:
         .find(|e| e.path == BASE_TAR)
         .ok_or_else(|| Error::corrupt("snapshot", "physical snapshot without base.tar"))?;
     let (reader, writer) = std::io::pipe().map_err(|e| Error::io("cannot create a pipe", e))?;
-    progress.start("restore", Some(entry.size));
+    progress.start("restore", Work::Bytes(Some(entry.size)));
     let r = std::thread::scope(|s| {
         let unpack = s.spawn(move || -> Result<()> {
             let mut a = tar::Archive::new(reader);

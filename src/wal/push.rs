@@ -19,7 +19,7 @@ use super::DEFAULT_SEG_SIZE;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::wal::WalEntry;
 use crate::format::FORMAT_VERSION;
-use crate::progress::Progress;
+use crate::progress::{Progress, Work};
 use crate::repo::session::Session;
 use crate::repo::Repository;
 use crate::snapshot::{SnapshotOptions, SnapshotWriter};
@@ -337,7 +337,10 @@ fn store_new(
     so.compression_level = opts.compression_level;
     let writer = SnapshotWriter::new(session, so)?;
     let total: u64 = todo.iter().map(|(_, l)| l.size).sum();
-    progress.start(todo.first().map(|(_, l)| l.name.as_str()).unwrap_or("WAL"), Some(total));
+    progress.start(
+        todo.first().map(|(_, l)| l.name.as_str()).unwrap_or("WAL"),
+        Work::Bytes(Some(total)),
+    );
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Stored)>> = Mutex::default();
     std::thread::scope(|s| {
