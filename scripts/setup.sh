@@ -3,7 +3,8 @@
 # PostgreSQL 15 server binaries, MariaDB server and client (the MySQL/MariaDB tests start their
 # own servers), and a real server for every storage backend the tests start on a loopback
 # port: moto_server (S3), openssh-server (SFTP), Azurite (Azure Blob), gcp-storage-emulator
-# (GCS) and wsgidav (WebDAV). Idempotent; needs root for apt-get and npm -g.
+# (GCS) and wsgidav (WebDAV); and promtool (Prometheus's own metrics parser). Idempotent;
+# needs root for apt-get and npm -g.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,8 @@ command -v runuser >/dev/null || need+=(util-linux)
 [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb-dump >/dev/null || need+=(mariadb-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+# promtool: Prometheus's own parser checks the metrics pages in tests/metrics.rs.
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

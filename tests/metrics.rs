@@ -17,6 +17,28 @@ fn sample(page: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Prometheus's own parser and linter (`promtool check metrics`, installed by
+/// scripts/setup.sh) accepts the page: node_exporter's textfile collector reads the text format
+/// only, in which a counter's HELP and TYPE carry its `_total` name.
+fn promtool(page: &str) {
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/setup.sh installs it)");
+    child.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "promtool: {}{}\n{page}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!page.contains("# EOF"), "OpenMetrics' end marker in a text-format page");
+}
+
 fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
@@ -97,7 +119,7 @@ fn the_metrics_file_records_each_run_and_concurrent_runs_add_up() {
         sample(&page, r#"dbbackup_failures_total{operation="snapshot"}"#),
         Some(1.0)
     );
-    assert!(page.ends_with("# EOF\n"), "{page}");
+    promtool(&page);
     let leftovers: Vec<_> = std::fs::read_dir(file.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -133,18 +155,28 @@ fn metrics_print_writes_the_repositorys_figures() {
     );
     assert!(sample(&page, "dbbackup_last_clean_check_timestamp_seconds").is_some());
     assert_eq!(sample(&page, "dbbackup_status_problems"), Some(0.0));
+    promtool(&page);
 }
 
 /// GET `path` from 127.0.0.1:`port`: status code and body.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    get_raw(port, path, "").map(|(code, _, body)| (code, body))
+}
+
+/// GET with `headers` (lines ending in CRLF): status code, headers and body.
+fn get_raw(port: u16, path: &str, headers: &str) -> Option<(u16, String, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let code = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_string();
-    Some((code, body))
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((code, head.to_lowercase(), body.to_string()))
 }
 
 /// Poll `path` until `want(code, body)`, for up to a minute; the last answer.
@@ -206,6 +238,16 @@ fn metrics_serve_answers_metrics_health_and_ready() {
     let src = format!(r#"{{host="{}",engine="stdin",name="shop"}}"#, host());
     assert_eq!(sample(&page, &format!("dbbackup_snapshots{src}")), Some(1.0), "{page}");
     assert_eq!(sample(&page, "dbbackup_up"), Some(1.0), "{page}");
+    promtool(&page);
+    // Prometheus asks for OpenMetrics, and gets it.
+    let accept = "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n";
+    let (code, head, om) = get_raw(port, "/metrics", accept).unwrap();
+    assert_eq!(code, 200);
+    assert!(head.contains("content-type: application/openmetrics-text"), "{head}");
+    assert!(
+        om.ends_with("# EOF\n") && om.contains("# TYPE dbbackup_up gauge"),
+        "{om}"
+    );
     assert_eq!(get(port, "/health"), Some((200, "ok\n".into())));
     assert_eq!(get(port, "/ready"), Some((200, "ok\n".into())));
     assert_eq!(get(port, "/other").map(|a| a.0), Some(404));

@@ -71,7 +71,8 @@ fn print(ctx: &Ctx, a: PrintArgs) -> anyhow::Result<()> {
     let limits = super::status::limits(ctx, &a.limits);
     let repo = ctx.open()?;
     let index = ctx.index(&repo)?;
-    let page = repository::render(&read(&repo, &index, &limits)?, &[])?;
+    // Prometheus's text format: for node_exporter's textfile collector, or a person.
+    let page = dbbackup::metrics::text_format(&repository::render(&read(&repo, &index, &limits)?, &[])?);
     match a.output {
         Some(path) => dbbackup::metrics::runs::write_readable(&path, page.as_bytes())?,
         None => print!("{page}"),

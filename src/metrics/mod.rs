@@ -4,6 +4,7 @@
 //! them with `/health` and `/ready` ([`serve`]). Names follow Prometheus's conventions
 //! (`dbbackup_…_seconds`, `_bytes`, `_total`); docs/operations.md lists them.
 
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::AtomicU64;
@@ -86,8 +87,8 @@ impl Page {
         self.add(name, help, f);
     }
 
-    /// The page in the text exposition format (OpenMetrics, which Prometheus and
-    /// node_exporter's textfile collector read).
+    /// The page in OpenMetrics text (for a scraper that asks for it; [`text_format`] turns it
+    /// into what node_exporter's textfile collector reads).
     pub(crate) fn render(self) -> Result<String> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -96,7 +97,81 @@ impl Page {
     }
 }
 
+/// An OpenMetrics page (what [`Page::render`] gives, and what Prometheus asks `metrics serve`
+/// for) in Prometheus's text format 0.0.4, the only one node_exporter's textfile collector
+/// reads: without the `# EOF` and `# UNIT` lines that format does not have, and with a
+/// counter's HELP and TYPE under the name its samples carry (`_total`), or the counter would
+/// be read as an untyped series without help.
+pub fn text_format(openmetrics: &str) -> String {
+    let counters: HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let renamed = counters.contains(name) && !name.ends_with("_total");
+                let suffix = if renamed { "_total" } else { "" };
+                let sep = if tail.is_empty() { "" } else { " " };
+                out.push_str(&format!("{prefix}{name}{suffix}{sep}{tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// Seconds since the Unix epoch, as metrics carry time.
 pub(crate) fn unix_seconds(t: jiff::Timestamp) -> f64 {
     t.as_millisecond() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_keep_their_type_in_the_text_format() {
+        let mut p = Page::new();
+        p.gauge("dbbackup_up", "Up", 1.0);
+        p.counters(
+            "dbbackup_runs",
+            "Runs",
+            [(
+                SourceLabels {
+                    host: "h".into(),
+                    engine: "e".into(),
+                    name: "n".into(),
+                },
+                3,
+            )],
+        );
+        let om = p.render().unwrap();
+        assert!(
+            om.contains("# TYPE dbbackup_runs counter") && om.ends_with("# EOF\n"),
+            "{om}"
+        );
+        let text = text_format(&om);
+        assert!(
+            text.contains("# HELP dbbackup_runs_total Runs.\n# TYPE dbbackup_runs_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dbbackup_runs_total{host=\"h\",engine=\"e\",name=\"n\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE dbbackup_up gauge\ndbbackup_up 1.0\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+    }
 }

@@ -317,7 +317,7 @@ pub fn record(path: &Path, run: &Run) -> Result<()> {
     f.write_all(&json)
         .and_then(|()| f.sync_all())
         .map_err(|e| io("write", e))?;
-    write_readable(path, page.as_bytes())
+    write_readable(path, super::text_format(&page).as_bytes())
 }
 
 /// Replace `path` with `bytes` through a temp file in its directory, mode 0644.

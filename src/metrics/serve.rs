@@ -28,6 +28,8 @@ pub type Shared = Arc<Mutex<Served>>;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
+/// Prometheus's text format, for a scraper that does not ask for OpenMetrics.
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serve `shared` on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, shared: Shared) {
@@ -63,6 +65,15 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
     r
 }
 
+/// Does the scraper accept OpenMetrics (Prometheus asks for it first)?
+fn wants_openmetrics<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
+}
+
 /// The answer to one request.
 fn answer<B>(req: &Request<B>, shared: &Shared) -> Response<Full<Bytes>> {
     let path = req.uri().path();
@@ -85,7 +96,8 @@ fn answer<B>(req: &Request<B>, shared: &Shared) -> Response<Full<Bytes>> {
     };
     match path {
         "/metrics" => match &s.metrics {
-            Some(m) => reply(StatusCode::OK, OPENMETRICS, m.clone()),
+            Some(m) if wants_openmetrics(req) => reply(StatusCode::OK, OPENMETRICS, m.clone()),
+            Some(m) => reply(StatusCode::OK, TEXT_FORMAT, super::text_format(m)),
             None => not_read(),
         },
         "/health" => match health {
