@@ -436,14 +436,24 @@ fn bad_arguments(e: clap::Error, config: &config::Prepared) -> ExitCode {
     ) {
         e.exit();
     }
-    if std::env::args_os().any(|a| a == "--json") {
+    // The arguments as parsed: with what the configuration file added (`json = true`).
+    let json = match config.argv.is_empty() {
+        true => std::env::args_os().any(|a| a == "--json"),
+        false => config.argv.iter().any(|a| a == "--json"),
+    };
+    if json {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or_default();
         let message = first.strip_prefix("error: ").unwrap_or(first);
         outcome::print_failure(None, ErrorKind::Usage.name(), 2, message, None);
     }
     let _ = e.print();
-    if let (false, Some(path)) = (config.added.is_empty(), &config.loaded.path) {
+    // What the file gave matters when a value or a combination was refused.
+    let about_values = !matches!(
+        e.kind(),
+        K::MissingSubcommand | K::InvalidSubcommand | K::UnknownArgument
+    );
+    if let (true, false, Some(path)) = (about_values, config.added.is_empty(), &config.loaded.path) {
         eprintln!(
             "note: the configuration file {} gave {}",
             path.display(),
