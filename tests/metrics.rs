@@ -281,6 +281,27 @@ fn metrics_serve_answers_metrics_health_and_ready() {
     );
 }
 
+/// A host that boots before its storage answers, or a repository not made yet: `metrics
+/// serve` keeps serving, `/health` says why it is not healthy, and the figures come once the
+/// repository is there.
+#[test]
+fn metrics_serve_waits_for_a_repository_that_is_not_there_yet() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let repo = h.join("later");
+    let port = free_port();
+    let _server = serve(h, &repo, port, &[]);
+    let (_, why) = wait_for(port, "/health", |c, _| c == 503);
+    assert!(!why.trim().is_empty());
+    assert_eq!(get(port, "/metrics").map(|a| a.0), Some(503));
+    assert!(!repo.exists(), "nothing is created where the repository will be");
+    common::init_repo(h, &repo, &[]);
+    snapshot_stdin(h, &repo, "shop", vec![5u8; 5000], &[]);
+    wait_for(port, "/health", |c, _| c == 200);
+    let (_, page) = wait_for(port, "/metrics", |c, _| c == 200);
+    assert_eq!(sample(&page, "dbbackup_repository_snapshots"), Some(1.0), "{page}");
+}
+
 #[test]
 fn a_port_in_use_is_refused_clearly() {
     let (home, repo) = cli_repo();

@@ -82,8 +82,6 @@ fn print(ctx: &Ctx, a: PrintArgs) -> anyhow::Result<()> {
 
 fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<()> {
     let limits = super::status::limits(ctx, &a.limits);
-    let repo = ctx.open()?;
-    let index = ctx.index(&repo)?;
     let listener = std::net::TcpListener::bind(a.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("cannot listen on {}: {e}", a.listen)))?;
@@ -95,6 +93,7 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<()> {
     };
     ctx.rt.spawn(dbbackup::metrics::serve::serve(listener, shared.clone()));
     say!("serving metrics on http://{}/metrics (also /health, /ready)", a.listen);
+    let (repo, index) = open_when_there(ctx, &shared, a.probe_interval)?;
     let mut last: Option<(RepoFigures, f64)> = None;
     let mut next_read = Instant::now();
     loop {
@@ -111,6 +110,34 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<()> {
             lock_anyway(&shared).health = Some(Ok(()));
         }
         std::thread::sleep(a.probe_interval.min(a.interval));
+    }
+}
+
+/// Open the repository, waiting while its storage cannot be reached or it is not there yet (a
+/// host booting before its network or the bucket's first `init`): meanwhile `/health` answers
+/// 503 with the reason. A wrong password or a bad setting ends the command, as they will not
+/// mend by themselves.
+fn open_when_there(ctx: &Ctx, shared: &Shared, every: Duration) -> anyhow::Result<(Repository, IndexCache)> {
+    let mut said = false;
+    loop {
+        let opened = ctx.open().and_then(|r| Ok((ctx.index(&r)?, r)));
+        match opened {
+            Ok((index, repo)) => return Ok((repo, index)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Unavailable | ErrorKind::NotFound | ErrorKind::Temporary
+                ) =>
+            {
+                if !said {
+                    tracing::warn!(error = %e, "cannot open the repository yet: /health answers 503 until it can");
+                    said = true;
+                }
+                lock_anyway(shared).health = Some(Err(dbbackup::error::one_line(&e)));
+                std::thread::sleep(every);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
