@@ -281,6 +281,48 @@ fn metrics_serve_answers_metrics_health_and_ready() {
     );
 }
 
+/// A run stopped by SIGTERM (a systemd timeout) is recorded as the failure it is, after its
+/// cleanup: exit code 143, a failed run of its source.
+#[test]
+fn an_interrupted_run_is_recorded_as_failed() {
+    let (home, repo) = cli_repo();
+    let file = home.path().join("textfile").join("dbbackup.prom");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let mut child = spawn_cli(home.path())
+        .args(["-r", repo.to_str().unwrap(), "--metrics-file", file.to_str().unwrap()])
+        .args(["snapshot", "--from-command", "sleep 60", "--name", "slow"])
+        .spawn()
+        .unwrap();
+    // Its lock is there once the command runs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(repo.join("locks")).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "the snapshot never took its lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let page = std::fs::read_to_string(&file).unwrap();
+    let slow = format!(r#"{{operation="snapshot",host="{}",name="slow"}}"#, host());
+    assert_eq!(
+        sample(&page, &format!("dbbackup_last_run_exit_code{slow}")),
+        Some(143.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, &format!("dbbackup_last_run_success{slow}")),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, r#"dbbackup_failures_total{operation="snapshot"}"#),
+        Some(1.0),
+        "{page}"
+    );
+    promtool(&page);
+}
+
 /// A host that boots before its storage answers, or a repository not made yet: `metrics
 /// serve` keeps serving, `/health` says why it is not healthy, and the figures come once the
 /// repository is there.

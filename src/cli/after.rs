@@ -149,6 +149,25 @@ pub fn finish(g: &Global, file: Option<&FileSettings>, rt: Option<&tokio::runtim
     }
 }
 
+/// An interrupted run (SIGTERM from a systemd timeout, SIGINT), recorded in the metrics file as
+/// the failure it is, from the signal's cleanup once the command's own cleanup is done. Hooks
+/// and notifications are not run while the process is being stopped. A closed standard output
+/// (`ls | head`) is no failure and is not recorded.
+pub fn interrupted(g: &Global, operation: &str, started: std::time::Instant) {
+    let code = super::signals::SIGNAL_STATUS.load(std::sync::atomic::Ordering::SeqCst);
+    if code == 0 {
+        return;
+    }
+    let name = if code == 130 { "SIGINT" } else { "SIGTERM" };
+    let end = Ended {
+        operation,
+        started,
+        code,
+        message: Some(format!("interrupted by {name}")),
+    };
+    record_run(g, &event(&end));
+}
+
 /// Add this run to `--metrics-file`, when one is set (not for `metrics serve`, which never
 /// ends on its own, nor `metrics print`).
 fn record_run(g: &Global, ev: &Event) {

@@ -348,7 +348,12 @@ pub fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let recorded = {
+        let g = ctx.g.clone();
+        dbbackup::interrupt::on_interrupt(move || after::interrupted(&g, operation, started))
+    };
     let r = dispatch(&mut ctx, cli.cmd, operation);
+    drop(recorded);
     // The repository (and its SFTP connections) are closed: stop what ssh left running.
     dbbackup::storage::ssh::stop_own_ssh();
     if dbbackup::interrupt::interrupted() {
