@@ -299,3 +299,34 @@ fn snapshot_reads_back_what_the_storage_kept() {
     let c = run(h, &repo, &["--json", "check", "--read-data"]);
     assert_eq!(c.status.code(), Some(65), "{}", common::stderr(&c));
 }
+
+/// A check record (repo-format §13) flipped or truncated: `check` names it and exits 65 (the
+/// warning of `status` sends the operator there), and the check that reported it replaces it,
+/// so the next check is clean and `status` sees a clean check again.
+#[test]
+fn a_damaged_check_record_is_reported_then_replaced() {
+    for how in [Damage::Flip, Damage::Truncate] {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        let repo = small_repo(h);
+        snapshot(h, &repo, &input(h, 0));
+        check_clean(h, &repo, false);
+        let records = files_in(&repo.join("checks"));
+        assert_eq!(records.len(), 1, "{records:?}");
+        damage(&records[0], how);
+        let o = run(h, &repo, &["--json", "check"]);
+        assert_eq!(o.status.code(), Some(65), "{how:?}: {}", common::stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let object = format!("checks/{}", name(&records[0]));
+        let errors = v["errors"].as_array().cloned().unwrap_or_default();
+        assert!(
+            errors.iter().any(|e| e["object"] == object.as_str()),
+            "{how:?}: {object} not named in {v:#}"
+        );
+        assert!(!records[0].exists(), "{how:?}: the damaged record is replaced");
+        check_clean(h, &repo, false);
+        let o = run(h, &repo, &["--json", "status"]);
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(s["checks"]["last_clean"]["problems"], 0, "{s:#}");
+    }
+}

@@ -127,6 +127,7 @@ const PHASES: &[Phase] = &[
     ("dangling deltas", |c| c.dangling_deltas()),
     ("pack data", |c| c.read_packs()),
     ("affected snapshots", |c| c.attribute()),
+    ("check records", |c| c.check_records()),
 ];
 
 /// Verify the repository.
@@ -168,6 +169,17 @@ impl Checker<'_, '_> {
             {
                 self.rep.damage(format!("keys/{name}"), &e);
             }
+        }
+        Ok(())
+    }
+
+    /// Check records (§13) that cannot be read: no data depends on them, but their damage is
+    /// storage's, and `status` would skip them.
+    fn check_records(&mut self) -> Result<()> {
+        for (id, e) in record::unreadable(self.session.repo())? {
+            let why = format!("{e} (no data depends on it: the next check that is recorded replaces it)");
+            self.rep
+                .damage(format!("checks/{id}"), &Error::new(ErrorKind::Corrupt, why));
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::format::check::{CheckRecord, ReadDataClass};
 use crate::format::{Id, ObjectKind, FORMAT_VERSION};
 use crate::repo::objects::load_all_skipping_damage;
@@ -42,11 +42,33 @@ pub fn save(repo: &Repository, report: &Report, read: ReadData) -> Result<Id> {
         warnings: report.warnings.len() as u64,
     };
     let id = repo.save(&record)?;
-    let old = expired(&read_all(repo)?);
+    let mut old = expired(&read_all(repo)?);
+    // Records that cannot be read back (this check reported them) are replaced by this one.
+    old.extend(unreadable(repo)?.into_iter().map(|(id, _)| id));
     for o in old {
         repo.store().delete(&format!("{}/{o}", ObjectKind::Check.dir()))?;
     }
     Ok(id)
+}
+
+/// The records that fail authentication or decoding, or belong to another repository, with
+/// why: `check` reports them, and the next record saved replaces them.
+pub fn unreadable(repo: &Repository) -> Result<Vec<(Id, Error)>> {
+    let me = repo.config().id;
+    let mut out = Vec::new();
+    for id in repo.list_ids(ObjectKind::Check)? {
+        match repo.load::<CheckRecord>(&id) {
+            Ok(r) if r.repository == me => {}
+            Ok(_) => out.push((
+                id,
+                Error::corrupt(format!("checks/{id}"), "a check record of another repository"),
+            )),
+            Err(e) if e.kind() == ErrorKind::NotFound => {} // expired meanwhile
+            Err(e) if e.kind() == ErrorKind::Corrupt => out.push((id, e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Every readable record of this repository, oldest first. Damaged records and records of
