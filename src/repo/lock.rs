@@ -142,6 +142,14 @@ fn unreadable_stand_in(written: jiff::Timestamp) -> Lock {
     }
 }
 
+/// Has this process not warned of lock `id` yet? A command lists the locks more than once
+/// (prune: when it takes its own, and before it sweeps); the operator hears of one once.
+fn first_warning(id: Id) -> bool {
+    static WARNED: std::sync::Mutex<std::collections::BTreeSet<Id>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    crate::util::lock_anyway(&WARNED).insert(id)
+}
+
 /// Live (not stale) locks other than the objects in `except`. Locks of dead processes on this
 /// host are removed on the way (restic does the same); an unreadable object younger than
 /// [`STALE_AFTER`] counts as a live holder of unknown kind, with a warning.
@@ -159,12 +167,12 @@ pub fn live_locks(repo: &Repository, except: &[Id]) -> Result<Vec<Holder>> {
             continue;
         }
         if h.is_stale() {
-            if h.unreadable.is_some() {
+            if h.unreadable.is_some() && first_warning(h.id) {
                 tracing::warn!("ignoring {}: older than the lock timeout", h.describe());
             }
             continue;
         }
-        if h.unreadable.is_some() {
+        if h.unreadable.is_some() && first_warning(h.id) {
             tracing::warn!(
                 "{}: it counts as held until {} (or until an operator who knows no dbbackup process \
                  runs removes it with `dbbackup unlock`)",
