@@ -140,3 +140,20 @@ fn policy_dry_run_refusals_and_removal() {
     assert_eq!(json(&out)["forgotten"].as_array().unwrap().len(), 4);
     assert!(ids(h, &repo).is_empty());
 }
+
+/// The policy's host filter is `--snapshot-host`, as in every command that selects snapshots
+/// (`--host` is a database server's in `snapshot` and `restore`); `--host` still works.
+#[test]
+fn the_host_filter_is_snapshot_host_as_everywhere() {
+    let (home, repo) = cli_repo();
+    let h = home.path();
+    for (host, data) in [("db1", "a"), ("db1", "b"), ("db2", "c"), ("db2", "d")] {
+        snapshot_stdin(h, &repo, "shop", data, &["--hostname", host]);
+    }
+    for flag in ["--snapshot-host", "--host"] {
+        let o = forget(h, &repo, &["--dry-run", "--keep-last", "1", flag, "db1"]);
+        assert!(o.status.success(), "{flag}: {}", stderr(&o));
+        let gone = json(&o)["forgotten"].as_array().unwrap().len();
+        assert_eq!(gone, 1, "{flag}: only db1's older snapshot");
+    }
+}

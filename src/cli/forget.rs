@@ -49,8 +49,9 @@ pub struct KeepArgs {
     /// Only consider snapshots of this source name
     #[arg(long)]
     name: Option<String>,
-    /// Only consider snapshots taken on this host
-    #[arg(long)]
+    /// Only consider snapshots taken on this host (`--snapshot-host`, as in every command that
+    /// selects snapshots; `--host` still works)
+    #[arg(long = "snapshot-host", visible_alias = "host", value_name = "HOST")]
     host: Option<String>,
     /// Remove snapshots even when that empties a group (by default a policy that keeps
     /// nothing of a group is refused)
