@@ -32,6 +32,7 @@ no_verify = true
 
 [forget]
 keep_last = 1
+host = "profile-host"             # an alias of snapshot_host, as --host of --snapshot-host
 
 [profile.nightly.snapshot]
 hostname = "profile-host"
@@ -189,7 +190,7 @@ fn settings_come_from_flags_then_environment_then_profile_then_file_then_default
     assert_eq!(source("", "json").0, "command line");
     assert_eq!(
         source("snapshot", "hostname"),
-        ("profile".into(), serde_json::json!(["profile-host"]), Some(13))
+        ("profile".into(), serde_json::json!(["profile-host"]), Some(14))
     );
     assert_eq!(source("snapshot", "no_verify").2, Some(7));
     assert_eq!(

@@ -108,8 +108,7 @@ impl Reader<'_> {
                 path.pop();
                 continue;
             }
-            let alias = (path.is_empty() && name == "repo").then_some("repository");
-            let Some((_, arg)) = options(cmd).find(|(k, _)| *k == name || Some(k.as_str()) == alias) else {
+            let Some((_, arg)) = options(cmd).find(|(k, a)| *k == name || alias_of(a, &name)) else {
                 return Err(self.error(at, unknown(cmd, path, key, self.profile.is_some())));
             };
             let value = value(cmd, arg, v).map_err(|e| {
@@ -127,6 +126,13 @@ impl Reader<'_> {
         }
         Ok(())
     }
+}
+
+/// Is `name` another spelling of the flag `arg`: one of its aliases (`forget --host` for
+/// `--snapshot-host`), or `repo` for `repository`?
+fn alias_of(arg: &Arg, name: &str) -> bool {
+    let aliases = arg.get_all_aliases().unwrap_or_default();
+    aliases.iter().any(|a| a.replace('-', "_") == name) || (arg.get_id() == "repo" && name == "repo")
 }
 
 /// `[snapshot] ` for a command's key, nothing for a global one.
