@@ -176,6 +176,27 @@ fn a_failing_before_hook_stops_the_command_with_status_5() {
         String::from_utf8_lossy(&ps.stdout)
     );
 
+    // A child that ignores SIGTERM, left behind when the hook's shell died of it, is
+    // killed after the grace period too.
+    write_config(
+        h,
+        "[hooks.snapshot]\ntimeout = \"1s\"\nbefore = \"(trap '' TERM; exec sleep 301) & wait\"\n",
+    );
+    let t = std::time::Instant::now();
+    let o = snapshot(h, &repo, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    // (It used to wait for that child, which held the hook's stderr open: 301 s.)
+    assert!(t.elapsed().as_secs() < 60, "waited {:?} for the hook", t.elapsed());
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 301$"])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "a child that ignores SIGTERM outlived the hook: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+
     // An unknown operation in [hooks] is refused, naming the known ones.
     write_config(h, "[hooks.snapshott]\nbefore = \"true\"\n");
     let o = snapshot(h, &repo, &[]);

@@ -93,6 +93,15 @@ pub fn signal_group(leader: u32, signal: libc::c_int) {
     }
 }
 
+/// Is any process of the group `leader` led still there?
+fn group_alive(leader: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(leader) else {
+        return false;
+    };
+    // SAFETY: kill(2) with signal 0 only checks that the group exists; nothing is signalled.
+    pid > 0 && unsafe { libc::kill(-pid, 0) } == 0
+}
+
 /// The file name of `cmd`'s program, for messages (`mariadb-dump` or `mysqldump`).
 pub fn program_name(cmd: &Command) -> String {
     std::path::Path::new(cmd.get_program())
@@ -216,9 +225,12 @@ impl Process {
                 .try_wait()
                 .map_err(|e| Error::io(format!("cannot wait for {}", self.label), e))?;
             let now = std::time::Instant::now();
+            let grace = std::time::Duration::from_secs(5);
             match (status, stopped_at) {
                 (Some(_), None) => return self.wait(),
-                (Some(_), Some(_)) => {
+                // Stopped: done once nothing of its group is left (what it started may outlive
+                // it, or ignore SIGTERM: SIGKILL after the grace, then a last second to go).
+                (Some(_), Some(t)) if !group_alive(self.child.id()) || now >= t + grace + grace / 5 => {
                     let _ = self.child.wait();
                     if let Some(h) = self.stderr_thread.take() {
                         let _ = h.join();
@@ -230,7 +242,7 @@ impl Process {
                     signal_group(self.child.id(), libc::SIGTERM);
                     stopped_at = Some(now);
                 }
-                (None, Some(t)) if now >= t + std::time::Duration::from_secs(5) => {
+                (_, Some(t)) if now >= t + grace => {
                     signal_group(self.child.id(), libc::SIGKILL);
                 }
                 _ => {}
