@@ -57,6 +57,15 @@ fn failing_snapshot(home: &Path, repo: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// The pids of processes whose command line matches `pattern` (pgrep -f), or "".
+fn running(pattern: &str) -> String {
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&ps.stdout).trim().to_string()
+}
+
 fn snapshot_count(home: &Path, repo: &Path) -> usize {
     let o = cli(home)
         .args(["-r", repo.to_str().unwrap(), "--json", "snapshots"])
@@ -166,15 +175,7 @@ fn a_failing_before_hook_stops_the_command_with_status_5() {
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert!(stderr(&o).contains("did not end within 1s"), "{}", stderr(&o));
     assert!(t.elapsed().as_secs() < 60);
-    let ps = std::process::Command::new("pgrep")
-        .args(["-f", "^sleep 300$"])
-        .output()
-        .unwrap();
-    assert!(
-        ps.stdout.is_empty(),
-        "the hook's child outlived it: {}",
-        String::from_utf8_lossy(&ps.stdout)
-    );
+    assert_eq!(running("^sleep 300$"), "", "the hook's child outlived it");
 
     // A child that ignores SIGTERM, left behind when the hook's shell died of it, is
     // killed after the grace period too.
@@ -187,14 +188,10 @@ fn a_failing_before_hook_stops_the_command_with_status_5() {
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     // (It used to wait for that child, which held the hook's stderr open: 301 s.)
     assert!(t.elapsed().as_secs() < 60, "waited {:?} for the hook", t.elapsed());
-    let ps = std::process::Command::new("pgrep")
-        .args(["-f", "^sleep 301$"])
-        .output()
-        .unwrap();
-    assert!(
-        ps.stdout.is_empty(),
-        "a child that ignores SIGTERM outlived the hook: {}",
-        String::from_utf8_lossy(&ps.stdout)
+    assert_eq!(
+        running("^sleep 301$"),
+        "",
+        "a child that ignores SIGTERM outlived the hook"
     );
 
     // An unknown operation in [hooks] is refused, naming the known ones.
