@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::check::{CheckRecord, ReadDataClass};
+use crate::format::RepoObject;
 use crate::format::{Id, ObjectKind, FORMAT_VERSION};
-use crate::repo::objects::load_all_skipping_damage;
+use crate::repo::objects::read_objects_in;
 use crate::repo::Repository;
 
 use super::{ReadData, Report};
@@ -42,9 +43,11 @@ pub fn save(repo: &Repository, report: &Report, read: ReadData) -> Result<Id> {
         warnings: report.warnings.len() as u64,
     };
     let id = repo.save(&record)?;
-    let mut old = expired(&read_all(repo)?);
+    let (readable, unreadable) = classify(repo)?;
     // Records that cannot be read back (this check reported them) are replaced by this one.
-    old.extend(unreadable(repo)?.into_iter().map(|(id, _)| id));
+    let old = expired(&readable)
+        .into_iter()
+        .chain(unreadable.into_iter().map(|(id, _)| id));
     for o in old {
         repo.store().delete(&format!("{}/{o}", ObjectKind::Check.dir()))?;
     }
@@ -54,39 +57,48 @@ pub fn save(repo: &Repository, report: &Report, read: ReadData) -> Result<Id> {
 /// The records that fail authentication or decoding, or belong to another repository, with
 /// why: `check` reports them, and the next record saved replaces them.
 pub fn unreadable(repo: &Repository) -> Result<Vec<(Id, Error)>> {
-    let me = repo.config().id;
-    let mut out = Vec::new();
-    for id in repo.list_ids(ObjectKind::Check)? {
-        match repo.load::<CheckRecord>(&id) {
-            Ok(r) if r.repository == me => {}
-            Ok(_) => out.push((
-                id,
-                Error::corrupt(format!("checks/{id}"), "a check record of another repository"),
-            )),
-            Err(e) if e.kind() == ErrorKind::NotFound => {} // expired meanwhile
-            Err(e) if e.kind() == ErrorKind::Corrupt => out.push((id, e)),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
+    Ok(classify(repo)?.1)
 }
 
 /// Every readable record of this repository, oldest first. Damaged records and records of
 /// another repository are skipped with a warning.
 pub fn read_all(repo: &Repository) -> Result<Vec<(Id, CheckRecord)>> {
-    let mut out = Vec::new();
+    let (readable, unreadable) = classify(repo)?;
+    for (_, e) in unreadable {
+        tracing::warn!(error = %e, "skipping a check record; run `dbbackup check`");
+    }
+    Ok(readable)
+}
+
+/// Every record, read in one parallel pass: those of this repository (oldest first), and
+/// those that cannot be read or belong to another repository, with why. A record deleted
+/// since the listing (expired by another check) is neither.
+fn classify(repo: &Repository) -> Result<Records> {
     let me = repo.config().id;
-    load_all_skipping_damage(repo, repo.list_ids(ObjectKind::Check)?, |id, r: CheckRecord| {
-        if r.repository == me {
-            out.push((id, r));
-        } else {
-            tracing::warn!(record = %id, "skipping a check record of another repository");
+    let dir = ObjectKind::Check.dir();
+    let listed = repo
+        .list_ids(ObjectKind::Check)?
+        .into_iter()
+        .map(|id| (dir.to_string(), id))
+        .collect();
+    let (mut readable, mut unreadable) = (Vec::new(), Vec::new());
+    read_objects_in(repo, ObjectKind::Check, listed, |_, id, r| {
+        let object = format!("{dir}/{id}");
+        match r.and_then(|plain| CheckRecord::decode(&object, &plain)) {
+            Ok(r) if r.repository == me => readable.push((id, r)),
+            Ok(_) => unreadable.push((id, Error::corrupt(object, "a check record of another repository"))),
+            Err(e) if e.kind() == ErrorKind::NotFound => {} // expired meanwhile
+            Err(e) if e.kind() == ErrorKind::Corrupt => unreadable.push((id, e)),
+            Err(e) => return Err(e),
         }
         Ok(())
     })?;
-    out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-    Ok(out)
+    readable.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    Ok((readable, unreadable))
 }
+
+/// Readable records, and unreadable ones with why.
+type Records = (Vec<(Id, CheckRecord)>, Vec<(Id, Error)>);
 
 /// The records older than the newest clean record of their class.
 fn expired(records: &[(Id, CheckRecord)]) -> Vec<Id> {

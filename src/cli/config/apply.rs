@@ -53,8 +53,8 @@ pub fn prepare(argv: Vec<OsString>) -> Result<Prepared, Error> {
     let config = m.get_one::<PathBuf>("config");
     let profile = m.get_one::<String>("profile");
     let loaded = load(&root, config.map(PathBuf::as_path), profile.map(String::as_str))?;
-    let explicit = explicit_globals(&root, &m);
     let (path, leaf_cmd, leaf) = command_of(&root, &m);
+    let explicit = explicit_globals(&root, &m, leaf);
     let (mut args, mut added) = (Vec::new(), Vec::new());
     for s in &loaded.settings {
         let take = if s.command.is_empty() {
@@ -99,9 +99,9 @@ fn given(m: &ArgMatches, id: &str) -> bool {
     )
 }
 
-/// The global options the command line or the environment set.
-fn explicit_globals(root: &Command, m: &ArgMatches) -> BTreeMap<String, Explicit> {
-    let (_, _, leaf) = command_of(root, m);
+/// The global options the command line or the environment set (`m` the matches of the whole
+/// line, `leaf` those of the command, where a global option given after it is).
+fn explicit_globals(root: &Command, m: &ArgMatches, leaf: &ArgMatches) -> BTreeMap<String, Explicit> {
     root.get_arguments()
         .filter_map(|a| {
             let id = a.get_id().as_str();

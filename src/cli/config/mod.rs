@@ -64,7 +64,8 @@ pub fn load(root: &Command, config: Option<&Path>, profile: Option<&str>) -> Res
     };
     let shown = path.display().to_string();
     let bad = |e: String| Error::config(e);
-    let doc = DeTable::parse(&text).map_err(|e| bad(format!("config file {shown}: {e}")))?;
+    let in_file = |e: &dyn std::fmt::Display| Error::config(format!("config file {shown}: {e}"));
+    let doc = DeTable::parse(&text).map_err(|e| in_file(&e))?;
     let mut reader = keys::Reader {
         text: &text,
         path: shown.clone(),
@@ -91,10 +92,8 @@ pub fn load(root: &Command, config: Option<&Path>, profile: Option<&str>) -> Res
             settings.extend(own);
         }
     }
-    let typed: sections::Document = toml::from_str(&text).map_err(|e| bad(format!("config file {shown}: {e}")))?;
-    let sections = typed
-        .settle(profile)
-        .map_err(|e| bad(format!("config file {shown}: {e}")))?;
+    let typed: sections::Document = toml::from_str(&text).map_err(|e| in_file(&e))?;
+    let sections = typed.settle(profile).map_err(|e| in_file(&e))?;
     if let Some(name) = profile {
         if !profiles.iter().any(|(n, _)| n == name) {
             let known: Vec<&str> = profiles.iter().map(|(n, _)| n.as_str()).collect();
